@@ -1,0 +1,97 @@
+"""API-key authentication for agents (and humans' API tokens).
+
+Header: ``Authorization: Api-Key <prefix>.<secret>``. The request's user is the key's participant's
+owning Django user (for a human) or ``AgentUser`` (for an agent); ``request.auth`` is the ApiKey,
+whose scopes the views check with :class:`HasScope`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.utils import timezone
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from rest_framework import authentication, exceptions
+from rest_framework.request import Request
+
+from agents_registry.models import ApiKey, Participant
+
+
+class AgentUser:
+    """Stands in for ``request.user`` when an agent authenticates: not a Django user."""
+
+    is_authenticated = True
+    is_anonymous = False
+    is_active = True
+    is_staff = False
+    is_superuser = False
+
+    def __init__(self, participant: Participant) -> None:
+        self.participant = participant
+        self.pk = None
+        self.id = None
+        self.username = f"agent:{participant.pk}"
+
+    def __str__(self) -> str:
+        return self.username
+
+
+class ApiKeyAuthentication(authentication.BaseAuthentication):
+    keyword = "Api-Key"
+
+    def authenticate(self, request: Request) -> tuple[Any, ApiKey] | None:
+        header = authentication.get_authorization_header(request).decode("latin-1")
+        if not header:
+            return None
+        keyword, _, key = header.partition(" ")
+        if keyword != self.keyword:
+            return None
+        key = key.strip()
+        prefix, dot, _ = key.partition(".")
+        if not dot:
+            raise exceptions.AuthenticationFailed("Malformed API key: expected <prefix>.<secret>.")
+        api_key = (
+            ApiKey.objects.select_related("participant__user", "participant__agent")
+            .filter(prefix=prefix)
+            .first()
+        )
+        if api_key is None or not api_key.is_valid(key):
+            raise exceptions.AuthenticationFailed("Invalid API key.")
+        if api_key.revoked:
+            raise exceptions.AuthenticationFailed("This API key has been revoked.")
+        if api_key.has_expired:
+            raise exceptions.AuthenticationFailed("This API key has expired.")
+        participant = api_key.participant
+        if participant.kind == Participant.Kind.AGENT:
+            agent = participant.agent
+            if agent.status == agent.Status.SUSPENDED:
+                raise exceptions.AuthenticationFailed("This agent is suspended.")
+            user: Any = AgentUser(participant)
+        else:
+            user = participant.user
+            if not user.is_active:
+                raise exceptions.AuthenticationFailed("This account is disabled.")
+        # Update the timestamp at most once a minute, without a read-modify-write race.
+        now = timezone.now()
+        ApiKey.objects.filter(pk=api_key.pk).exclude(
+            last_used_at__gt=now - timezone.timedelta(minutes=1)
+        ).update(last_used_at=now)
+        return user, api_key
+
+    def authenticate_header(self, request: Request) -> str:
+        return self.keyword
+
+
+class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
+    """Documents the API-key scheme in the OpenAPI schema."""
+
+    target_class = "agents_registry.authentication.ApiKeyAuthentication"
+    name = "ApiKeyAuth"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": "`Api-Key <prefix>.<secret>`",
+        }

@@ -1,0 +1,103 @@
+"""Participants, their agents and the agents' API keys.
+
+A participant is anyone who acts in the market: a human (a Django user) or an agent owned by a
+human. Each participant has a wallet in the ledger, found by its owner reference
+(``participant_ref``) so that the ledger need not import this app.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
+from django.db import models
+from rest_framework_api_key.models import AbstractAPIKey
+
+
+class Participant(models.Model):
+    class Kind(models.TextChoices):
+        HUMAN = "human", "Human"
+        AGENT = "agent", "Agent"
+
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="participant",
+    )
+    display_name = models.CharField(max_length=120)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                name="participant_human_has_user",
+                condition=(models.Q(kind="human", user__isnull=False) | models.Q(kind="agent")),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.display_name} ({self.kind})"
+
+    @property
+    def ledger_ref(self) -> str:
+        """The owner reference of this participant's ledger accounts."""
+        return f"participant:{self.pk}"
+
+
+class Agent(models.Model):
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        PAUSED = "paused", "Paused"
+        SUSPENDED = "suspended", "Suspended by staff"
+
+    class Runtime(models.TextChoices):
+        EXTERNAL = "external", "External (uses the API)"
+        HTTP = "http", "HTTP endpoint"
+        OPENAI = "openai", "OpenAI-compatible chat"
+        BUILTIN = "builtin", "Built-in"
+
+    participant = models.OneToOneField(Participant, on_delete=models.PROTECT, related_name="agent")
+    owner = models.ForeignKey(Participant, on_delete=models.PROTECT, related_name="owned_agents")
+    name = models.CharField(max_length=120)
+    slug = models.SlugField(max_length=80, unique=True)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.ACTIVE)
+    runtime = models.CharField(max_length=12, choices=Runtime.choices, default=Runtime.EXTERNAL)
+    runtime_config = models.JSONField(default=dict, blank=True)
+    concurrency_limit = models.PositiveIntegerField(default=4)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                name="agent_concurrency_positive", condition=models.Q(concurrency_limit__gte=1)
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ApiKey(AbstractAPIKey):
+    """A participant's API key: ``prefix.secret`` shown once, only a SHA-512 hash stored."""
+
+    class Scope(models.TextChoices):
+        TASKS_READ = "tasks:read", "Read tasks"
+        TASKS_WRITE = "tasks:write", "Post and manage tasks"
+        BIDS_WRITE = "bids:write", "Bid, claim and withdraw"
+        DELIVERIES_WRITE = "deliveries:write", "Start work and deliver"
+        WALLET_READ = "wallet:read", "Read wallet and statement"
+        AGENTS_WRITE = "agents:write", "Manage agent profiles and keys"
+        TRACES_WRITE = "traces:write", "Append execution trace events"
+
+    participant = models.ForeignKey(Participant, on_delete=models.CASCADE, related_name="api_keys")
+    scopes = ArrayField(models.CharField(max_length=32, choices=Scope.choices), default=list)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta(AbstractAPIKey.Meta):
+        verbose_name = "API key"
+        verbose_name_plural = "API keys"
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in self.scopes

@@ -1,0 +1,17 @@
+"""Reads of the registry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agents_registry.authentication import AgentUser
+from agents_registry.models import Participant
+from agents_registry.services import participant_for_user
+
+
+def participant_for_request(request: Any) -> Participant:
+    """The acting participant: the agent of an agent key, else the human of the session or key."""
+    user = request.user
+    if isinstance(user, AgentUser):
+        return user.participant
+    return participant_for_user(user=user)

@@ -1,0 +1,151 @@
+"""The shared harness of the benchmarks in bench/.
+
+Each benchmark is ``python bench/<name>.py [--quick]`` and prints its figures as one JSON object on
+its last line. A benchmark measures its baseline in the same run and reports the ratio, because
+these machines are noisy: compare ratios, and medians of several rounds.
+
+The benchmarks run against their own database (``bench_<name>`` on the same server as the project,
+embedded or external), created afresh and migrated, so the demo data is never touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def parse_args(description: str, extra: Callable[[argparse.ArgumentParser], None] | None = None):
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true", help="a smoke run of under a minute")
+    parser.add_argument("--rounds", type=int, default=None, help="repetitions (median reported)")
+    if extra:
+        extra(parser)
+    return parser.parse_args()
+
+
+def setup_django(database_name: str | None = None) -> None:
+    """Configure Django; with ``database_name``, use (and recreate) that database."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "marketplace.settings")
+    os.environ.setdefault("DEBUG", "true")
+    os.environ.setdefault("REDIS_DATABASE_BASE", "16")
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    os.environ.setdefault("API_RATE_USER", "100000000/minute")
+    os.environ.setdefault("API_RATE_ANON", "100000000/minute")
+    import django
+    from django.conf import settings
+
+    if database_name:
+        _recreate_database(settings, database_name)
+    django.setup()
+    if database_name:
+        from django.core.management import call_command
+
+        call_command("migrate", interactive=False, verbosity=0)
+
+
+def _recreate_database(settings: Any, name: str) -> None:
+    import psycopg
+
+    database = settings.DATABASES["default"]
+    params = {
+        "dbname": "postgres",
+        "user": database.get("USER") or None,
+        "password": database.get("PASSWORD") or None,
+        "host": database.get("HOST") or None,
+        "port": database.get("PORT") or None,
+    }
+    with psycopg.connect(**{k: v for k, v in params.items() if v}, autocommit=True) as conn:
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", [name]
+        )
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    with psycopg.connect(
+        **{k: v for k, v in {**params, "dbname": name}.items() if v}, autocommit=True
+    ) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+    database["NAME"] = name
+    url = settings.DATABASE_URL
+    base, _, query = url.partition("?")
+    settings.DATABASE_URL = f"{base.rsplit('/', 1)[0]}/{name}" + (f"?{query}" if query else "")
+    os.environ["DATABASE_URL"] = settings.DATABASE_URL
+
+
+def percentile(values: Iterable[float], fraction: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
+    return ordered[index]
+
+
+@dataclass
+class Timings:
+    """Latencies in seconds; reports in milliseconds."""
+
+    samples: list[float] = field(default_factory=list)
+
+    def add(self, seconds: float) -> None:
+        self.samples.append(seconds)
+
+    def summary(self) -> dict[str, float]:
+        return {
+            "count": len(self.samples),
+            "p50_ms": round(percentile(self.samples, 0.50) * 1000, 3),
+            "p95_ms": round(percentile(self.samples, 0.95) * 1000, 3),
+            "p99_ms": round(percentile(self.samples, 0.99) * 1000, 3),
+        }
+
+
+def timed(function: Callable[[], Any], timings: Timings) -> Any:
+    started = time.perf_counter()
+    result = function()
+    timings.add(time.perf_counter() - started)
+    return result
+
+
+def median(values: Iterable[float]) -> float:
+    return statistics.median(list(values))
+
+
+def ratio(value: float, baseline: float) -> float:
+    return round(value / baseline, 4) if baseline else float("nan")
+
+
+def machine() -> dict[str, Any]:
+    memory_gib = None
+    try:
+        with open("/proc/meminfo") as handle:
+            kib = int(handle.readline().split()[1])
+            memory_gib = round(kib / 1024 / 1024, 1)
+    except OSError:
+        pass
+    return {
+        "cores": os.cpu_count(),
+        "memory_gib": memory_gib,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def emit(name: str, figures: dict[str, Any], *, quick: bool) -> None:
+    """Print the result as one JSON object on the last line (and keep a copy in bench/results/)."""
+    result = {"benchmark": name, "quick": quick, "machine": machine(), **figures}
+    line = json.dumps(result, sort_keys=False, default=str)
+    results = ROOT / "bench" / "results"
+    results.mkdir(exist_ok=True)
+    (results / f"{name}{'-quick' if quick else ''}.json").write_text(line + "\n")
+    print(line, flush=True)

@@ -1,0 +1,61 @@
+"""One error shape for the whole API.
+
+Every error body is ``{"error": {"code": str, "message": str, "fields": {name: [messages]}}}``.
+Domain errors from any app are recognised by two attributes, ``code`` and ``http_status`` (see each
+app's ``exceptions.py``), so the lower apps need not import anything from here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import PermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+
+def error_body(code: str, message: str, fields: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "fields": fields or {}}}
+
+
+def _flatten(detail: Any) -> Any:
+    if isinstance(detail, dict):
+        return {key: _flatten(value) for key, value in detail.items()}
+    if isinstance(detail, list):
+        return [_flatten(item) if isinstance(item, dict | list) else str(item) for item in detail]
+    return [str(detail)]
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    http_status = getattr(exc, "http_status", None)
+    code = getattr(exc, "code", None)
+    if isinstance(http_status, int) and isinstance(code, str):
+        return Response(error_body(code, str(exc)), status=http_status)
+    if isinstance(exc, DjangoValidationError):
+        fields = exc.message_dict if hasattr(exc, "error_dict") else {}
+        message = "; ".join(exc.messages)
+        return Response(error_body("invalid", message, fields), status=status.HTTP_400_BAD_REQUEST)
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
+
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, exceptions.ValidationError):
+        fields = _flatten(exc.detail) if isinstance(exc.detail, dict) else {}
+        if isinstance(exc.detail, dict):
+            parts = [f"{name}: {' '.join(map(str, msgs))}" for name, msgs in fields.items()]
+            message = "; ".join(parts) or "Invalid input."
+        else:
+            message = " ".join(str(item) for item in _flatten(exc.detail))
+        response.data = error_body("invalid", message, fields if isinstance(fields, dict) else {})
+    else:
+        detail = getattr(exc, "detail", str(exc))
+        code = getattr(detail, "code", None) or getattr(exc, "default_code", "error")
+        response.data = error_body(str(code), str(detail))
+    return response

@@ -1,0 +1,90 @@
+"""The one command that runs the whole marketplace: ``python manage.py up`` (``make run``).
+
+Migrates, seeds the demo market, then supervises web (ASGI), a Celery worker and beat with their
+logs interleaved and prefixed. Ctrl-C stops all of them, and the embedded servers too when this
+command started them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandParser
+from honcho.manager import Manager
+
+from marketplace import embedded
+
+
+class Command(BaseCommand):
+    help = "Run migrations, seed the demo market and supervise web, worker and beat."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+        parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+        parser.add_argument("--no-demo", action="store_true", help="skip the demo data")
+        parser.add_argument(
+            "--web-workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "2"))
+        )
+        parser.add_argument(
+            "--worker-concurrency",
+            type=int,
+            default=int(os.environ.get("WORKER_CONCURRENCY", "2")),
+        )
+
+    def handle(self, *args: object, **options: object) -> None:
+        data_dir = settings.DATA_DIR
+        embedded_database = "DATABASE_URL" not in os.environ
+        embedded_redis = "REDIS_URL" not in os.environ
+
+        call_command("migrate", interactive=False, verbosity=0)
+        call_command("collectstatic", interactive=False, verbosity=0)
+        demo_logins = []
+        if not options["no_demo"]:
+            from marketplace.demo import seed_demo_market
+
+            demo_logins = seed_demo_market()
+
+        env = os.environ.copy()
+        env["DATABASE_URL"] = settings.DATABASE_URL
+        env["REDIS_URL"] = settings.REDIS_URL
+        env["PYTHONUNBUFFERED"] = "1"
+        python = sys.executable
+        port, bind = options["port"], options["host"]
+        manager = Manager()
+        manager.add_process(
+            "web",
+            f"{python} -m uvicorn marketplace.asgi:application --host {bind} --port {port}"
+            f" --workers {options['web_workers']} --no-access-log --lifespan off",
+            env=env,
+        )
+        manager.add_process(
+            "worker",
+            f"{python} -m celery -A workers.celery worker --loglevel INFO"
+            f" --concurrency {options['worker_concurrency']} --hostname worker@%h",
+            env=env,
+        )
+        manager.add_process(
+            "beat",
+            f"{python} -m celery -A workers.celery beat --loglevel INFO"
+            f" --schedule {data_dir / 'celerybeat-schedule'}",
+            env=env,
+        )
+        url = f"http://{bind}:{port}"
+        self.stdout.write(self.style.SUCCESS(f"\nAgent marketplace running at {url}\n"))
+        for username, password, role in demo_logins:
+            self.stdout.write(f"  demo login: {username} / {password}  ({role})")
+        self.stdout.write("  Ctrl-C stops everything.\n")
+        try:
+            manager.loop()
+        finally:
+            stopped = []
+            if embedded_database and embedded.postgres_running(data_dir):
+                stopped += ["postgres"] if embedded.stop_postgres(data_dir) else []
+            if embedded_redis and embedded.redis_running(data_dir):
+                stopped += ["redis"] if embedded.stop_redis(data_dir) else []
+            if stopped:
+                self.stdout.write(f"stopped embedded {', '.join(stopped)}")
+        sys.exit(manager.returncode or 0)

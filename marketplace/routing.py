@@ -1,0 +1,9 @@
+"""Websocket routes. Consumers are thin: authenticate, authorise, join one narrow group."""
+
+from django.urls import path
+
+from marketplace import consumers
+
+websocket_urlpatterns = [
+    path("ws/notifications/", consumers.NotificationConsumer.as_asgi()),
+]

@@ -1,0 +1,304 @@
+"""The one settings module, driven by environment variables (see ``.env.example``).
+
+A wrong value stops every entry point (manage.py, the ASGI server, Celery, pytest) with a one-line
+message naming the variable, not a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import dj_database_url
+
+from marketplace.env import (
+    ConfigurationError,
+    check_url,
+    env_bool,
+    env_choice,
+    env_float,
+    env_int,
+    env_list,
+    env_str,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def _redis_url_with_db(url: str, database: int) -> str:
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        query = dict(parse_qsl(parts.query))
+        query["db"] = str(database)
+        return f"unix://{parts.path}?{urlencode(query)}"
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+def _celery_broker_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        query = dict(parse_qsl(parts.query))
+        database = query.pop("db", "0")
+        return f"redis+socket://{parts.path}?virtual_host={database}"
+    return url
+
+
+try:
+    DEBUG = env_bool("DEBUG", False)
+    DATA_DIR = Path(env_str("DATA_DIR", str(BASE_DIR / ".data"))).resolve()
+
+    SECRET_KEY = env_str("SECRET_KEY")
+    if not SECRET_KEY:
+        if not DEBUG:
+            raise ConfigurationError(
+                "SECRET_KEY is required when DEBUG is off; set it to a long random string"
+            )
+        SECRET_KEY = "django-insecure-development-only-key-never-use-in-production"  # noqa: S105
+    elif not DEBUG and len(SECRET_KEY) < 50:
+        raise ConfigurationError("SECRET_KEY must be at least 50 characters when DEBUG is off")
+
+    ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "testserver"])
+    CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+    SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000")
+    HTTPS = env_bool("HTTPS", False)
+
+    _database_url = env_str("DATABASE_URL")
+    if _database_url:
+        check_url("DATABASE_URL", _database_url, ("postgres", "postgresql", "pgsql"))
+    _redis_url = env_str("REDIS_URL")
+    if _redis_url:
+        check_url("REDIS_URL", _redis_url, ("redis", "rediss", "unix"))
+    REDIS_DATABASE_BASE = env_int("REDIS_DATABASE_BASE", 0, minimum=0)
+    DATABASE_CONNECTION_MAX_AGE = env_int("DATABASE_CONNECTION_MAX_AGE", 60, minimum=0)
+
+    STRIPE_SECRET_KEY = env_str("STRIPE_SECRET_KEY")
+    STRIPE_PUBLISHABLE_KEY = env_str("STRIPE_PUBLISHABLE_KEY")
+    STRIPE_WEBHOOK_SECRET = env_str("STRIPE_WEBHOOK_SECRET")
+    STRIPE_API_BASE = env_str("STRIPE_API_BASE")  # a localstripe URL in tests; empty = Stripe
+
+    EMBEDDING_BACKEND = env_choice("EMBEDDING_BACKEND", "minilm", ("minilm", "hashing", "openai"))
+    EMBEDDING_OPENAI_BASE_URL = env_str("EMBEDDING_OPENAI_BASE_URL")
+    EMBEDDING_OPENAI_MODEL = env_str("EMBEDDING_OPENAI_MODEL", "text-embedding-3-small")
+    EMBEDDING_OPENAI_API_KEY = env_str("EMBEDDING_OPENAI_API_KEY")
+    if EMBEDDING_BACKEND == "openai" and not EMBEDDING_OPENAI_BASE_URL:
+        raise ConfigurationError("EMBEDDING_BACKEND=openai needs EMBEDDING_OPENAI_BASE_URL")
+
+    PLATFORM_FEE_BASIS_POINTS = env_int("PLATFORM_FEE_BASIS_POINTS", 500, minimum=0)
+    ROYALTY_CAP_BASIS_POINTS = env_int("ROYALTY_CAP_BASIS_POINTS", 1000, minimum=0)
+    REVIEW_WINDOW_HOURS = env_int("REVIEW_WINDOW_HOURS", 72, minimum=0)
+    STARTER_CREDITS = env_int("STARTER_CREDITS", 10_000, minimum=0)
+
+    MATCH_WEIGHT_SIMILARITY = env_float("MATCH_WEIGHT_SIMILARITY", 1.0)
+    MATCH_WEIGHT_PRICE = env_float("MATCH_WEIGHT_PRICE", 0.35)
+    MATCH_WEIGHT_REPUTATION = env_float("MATCH_WEIGHT_REPUTATION", 0.3)
+    MATCH_WEIGHT_LOAD = env_float("MATCH_WEIGHT_LOAD", 0.1)
+    MATCH_WEIGHT_LATENCY = env_float("MATCH_WEIGHT_LATENCY", 0.1)
+    MATCH_WEIGHT_EXPLORATION = env_float("MATCH_WEIGHT_EXPLORATION", 0.15)
+
+    OUTBOUND_HTTP_ALLOWED_HOSTS = env_list("OUTBOUND_HTTP_ALLOWED_HOSTS", [])
+    LOG_LEVEL = env_choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"))
+    LOG_FORMAT = env_choice("LOG_FORMAT", "text", ("text", "json"))
+
+    if not _database_url or not _redis_url:
+        from marketplace import embedded
+
+        if not _database_url:
+            _database_url = embedded.ensure_postgres(DATA_DIR)
+        if not _redis_url:
+            _redis_url = embedded.ensure_redis(DATA_DIR)
+except ConfigurationError as error:
+    sys.exit(f"Configuration error: {error}")
+except Exception as error:  # the embedded servers could not start: say why, without a traceback
+    sys.exit(f"Could not start the embedded services in {DATA_DIR}: {error}")
+
+DATABASE_URL = _database_url
+REDIS_URL = _redis_url
+DATABASES = {
+    "default": dj_database_url.parse(
+        _database_url, conn_max_age=DATABASE_CONNECTION_MAX_AGE, conn_health_checks=True
+    )
+}
+DATABASES["default"]["ENGINE"] = "django.db.backends.postgresql"
+DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}"}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.postgres",
+    "rest_framework",
+    "rest_framework_api_key",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_filters",
+    "django_htmx",
+    "template_partials",
+    "pgtrigger",
+    "channels",
+    "ledger",
+    "agents_registry",
+    "marketplace",
+    "workers",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "marketplace.urls"
+ASGI_APPLICATION = "marketplace.asgi.application"
+WSGI_APPLICATION = "marketplace.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "home"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = DATA_DIR / "staticfiles"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise warns on every request otherwise
+MEDIA_ROOT = DATA_DIR / "media"  # outside the web root; files are served by views as attachments
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedStaticFilesStorage"
+    },
+}
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
+
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": _redis_url_with_db(REDIS_URL, REDIS_DATABASE_BASE + 1),
+    }
+}
+SESSION_ENGINE = "django.contrib.sessions.backends.db"
+
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [_redis_url_with_db(REDIS_URL, REDIS_DATABASE_BASE + 2)]},
+    }
+}
+
+# Celery: late acknowledgement and a visibility timeout longer than any hard time limit, so a
+# killed worker's message is delivered again instead of lost (invariant 7).
+CELERY_BROKER_URL = _celery_broker_url(_redis_url_with_db(REDIS_URL, REDIS_DATABASE_BASE))
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TIMEZONE = "UTC"
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "agents_registry.authentication.ApiKeyAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 20,
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "EXCEPTION_HANDLER": "marketplace.api_errors.exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": [
+        "rest_framework.throttling.AnonRateThrottle",
+        "rest_framework.throttling.UserRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env_str("API_RATE_ANON", "60/minute"),
+        "user": env_str("API_RATE_USER", "6000/minute"),
+    },
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Agent marketplace API",
+    "DESCRIPTION": "Post, bid on, claim, deliver and settle tasks; manage agents and credits.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    # Swagger UI from the installed sidecar package, not a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
+if not DEBUG:
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", HTTPS)
+    SESSION_COOKIE_SECURE = HTTPS
+    CSRF_COOKIE_SECURE = HTTPS
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000 if HTTPS else 0, minimum=0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
+    SECURE_HSTS_PRELOAD = HTTPS
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if HTTPS else None
+    if not HTTPS:
+        # Plain HTTP on a local machine (demo, tests): the HTTPS-only checks do not apply.
+        SILENCED_SYSTEM_CHECKS = [
+            "security.W004",
+            "security.W008",
+            "security.W012",
+            "security.W016",
+        ]
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "marketplace.logging.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {"pgserver": {"level": "WARNING"}},
+}

@@ -1,0 +1,172 @@
+"""Shared fixtures: the cast of users, API clients, and a real Celery worker process.
+
+The cast (from healthchecks): alice owns things, bob is the other participant, mallory is the
+outsider, staff is a staff member.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from celery import current_app
+from django.conf import settings
+from django.contrib.auth.models import User
+from rest_framework.test import APIClient
+
+from agents_registry.models import Participant
+from agents_registry.services import participant_create_human
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def make_human(username: str, *, is_staff: bool = False) -> User:
+    user = User.objects.create_user(
+        username=username, password="pw-" + username + "-123", is_staff=is_staff
+    )
+    participant_create_human(user=user)
+    return user
+
+
+@pytest.fixture
+def alice(db: None) -> User:
+    return make_human("alice")
+
+
+@pytest.fixture
+def bob(db: None) -> User:
+    return make_human("bob")
+
+
+@pytest.fixture
+def mallory(db: None) -> User:
+    return make_human("mallory")
+
+
+@pytest.fixture
+def staff(db: None) -> User:
+    return make_human("staff", is_staff=True)
+
+
+def participant_of(user: User) -> Participant:
+    return Participant.objects.get(user=user)
+
+
+@pytest.fixture
+def api_client() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def client_for() -> Callable[[User], APIClient]:
+    def build(user: User) -> APIClient:
+        client = APIClient()
+        client.force_login(user)
+        return client
+
+    return build
+
+
+def database_url_for_tests() -> str:
+    """The URL of the test database (pytest-django's test_<name>), for subprocesses."""
+    database = settings.DATABASES["default"]
+    base = settings.DATABASE_URL.rsplit("?", 1)
+    path, _, query = base[0], "?", base[1] if len(base) > 1 else ""
+    prefix = path.rsplit("/", 1)[0]
+    url = f"{prefix}/{database['NAME']}"
+    return f"{url}?{query}" if query else url
+
+
+def subprocess_env(**overrides: str) -> dict[str, str]:
+    env = os.environ.copy()
+    env.update(
+        {
+            "DATABASE_URL": database_url_for_tests(),
+            "REDIS_URL": settings.REDIS_URL,
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    env.update(overrides)
+    return env
+
+
+class WorkerProcess:
+    """A real ``celery worker`` subprocess on the test database and the tests' Redis databases."""
+
+    def __init__(self, *, concurrency: int = 2, name: str = "tests") -> None:
+        self.concurrency = concurrency
+        self.hostname = f"{name}@{os.getpid()}"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = settings.DATA_DIR / f"test-worker-{name}.log"
+
+    def start(self, timeout: float = 60) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "wb")  # noqa: SIM115 - closed with the process
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "workers.celery", "worker"]
+            + ["--loglevel", "INFO", "--concurrency", str(self.concurrency)]
+            + ["--hostname", self.hostname, "--without-gossip", "--without-mingle"],
+            cwd=ROOT,
+            env=subprocess_env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"worker exited: {self.log_path.read_text()[-3000:]}")
+            if current_app.control.ping(destination=[self.hostname], timeout=0.5):
+                return
+        raise RuntimeError(f"worker did not answer: {self.log_path.read_text()[-3000:]}")
+
+    def kill(self) -> None:
+        """SIGKILL the worker and its pool children, as a crash would."""
+        import psutil
+
+        if self.process is None:
+            return
+        parent = psutil.Process(self.process.pid)
+        for child in parent.children(recursive=True):
+            child.kill()
+        parent.kill()
+        self.process.wait()
+        self.process = None
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.kill()
+        self.process = None
+
+
+@pytest.fixture(scope="session")
+def celery_worker_process(
+    django_db_setup: None, django_db_blocker: object
+) -> Iterator[WorkerProcess]:
+    """One real worker for the whole session. Tests using it must be ``transaction=True``."""
+    current_app.control.purge()
+    worker = WorkerProcess()
+    worker.start()
+    yield worker
+    worker.stop()
+
+
+def wait_until(
+    predicate: Callable[[], object], *, timeout: float = 20, interval: float = 0.05
+) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s")
