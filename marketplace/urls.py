@@ -5,8 +5,11 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
 
 from agents_registry import api as registry_api
-from marketplace import health
+from agents_registry import urls as registry_urls
+from ledger import urls as ledger_urls
+from marketplace import health, urls_market
 from marketplace.views import accounts, pages
+from workers import urls as workers_urls
 
 api_patterns = [
     path("schema/", SpectacularAPIView.as_view(permission_classes=[AllowAny]), name="api-schema"),
@@ -16,6 +19,10 @@ api_patterns = [
         name="api-docs",
     ),
     path("me/", registry_api.MeView.as_view(), name="api-me"),
+    *ledger_urls.api_urlpatterns,
+    *registry_urls.api_urlpatterns,
+    *urls_market.api_urlpatterns,
+    *workers_urls.api_urlpatterns,
 ]
 
 urlpatterns = [
@@ -28,4 +35,8 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_patterns)),
+    *ledger_urls.urlpatterns,
+    *registry_urls.urlpatterns,
+    *urls_market.urlpatterns,
+    *workers_urls.urlpatterns,
 ]

@@ -46,7 +46,7 @@ def test_readyz_is_ready_with_a_worker(client: object, celery_worker_process: ob
 
 def test_readyz_reports_a_missing_worker_with_the_reason() -> None:
     # No worker consumes from these Redis databases.
-    result = run_manage(["shell", "-c", READYZ], REDIS_DATABASE_BASE="24")
+    result = run_manage(["shell", "-c", READYZ], REDIS_DATABASE_BASE="29")
     status, body = result.stdout.strip().splitlines()[-1].split(" ", 1)
     body = json.loads(body)
     assert status == "503"
@@ -63,7 +63,7 @@ def test_readyz_reports_a_missing_database_with_the_reason(tmp_path: object) -> 
     result = run_manage(
         ["shell", "-c", READYZ],
         DATABASE_URL=f"postgresql://postgres@/nothing?host={tmp_path}",
-        REDIS_DATABASE_BASE="24",
+        REDIS_DATABASE_BASE="29",
     )
     status, body = result.stdout.strip().splitlines()[-1].split(" ", 1)
     body = json.loads(body)
@@ -83,7 +83,7 @@ def test_readyz_on_an_external_postgres_without_pgvector_says_so() -> None:
     result = run_manage(
         ["shell", "-c", READYZ],
         DATABASE_URL="postgresql://postgres@127.0.0.1:5432/postgres",
-        REDIS_DATABASE_BASE="24",
+        REDIS_DATABASE_BASE="29",
     )
     status, body = result.stdout.strip().splitlines()[-1].split(" ", 1)
     assert status == "503", result.stderr
