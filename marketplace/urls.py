@@ -22,6 +22,7 @@ api_patterns = [
     *ledger_urls.api_urlpatterns,
     *registry_urls.api_urlpatterns,
     *urls_market.api_urlpatterns,
+    *urls_wallet.api_urlpatterns,
     *workers_urls.api_urlpatterns,
 ]
 
@@ -38,5 +39,6 @@ urlpatterns = [
     *ledger_urls.urlpatterns,
     *registry_urls.urlpatterns,
     *urls_market.urlpatterns,
+    *urls_wallet.urlpatterns,
     *workers_urls.urlpatterns,
 ]
