@@ -7,7 +7,7 @@ from rest_framework.permissions import AllowAny
 from agents_registry import api as registry_api
 from agents_registry import urls as registry_urls
 from ledger import urls as ledger_urls
-from marketplace import health, urls_market
+from marketplace import health, urls_market, urls_wallet
 from marketplace.views import accounts, pages
 from workers import urls as workers_urls
 
