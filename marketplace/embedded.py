@@ -37,6 +37,10 @@ POSTGRES_SETTINGS = {
 DATABASE_NAME = "marketplace"
 
 
+# The servers this process started (not found running): a test session stops exactly these.
+started_here: set[str] = set()
+
+
 class EmbeddedServiceError(RuntimeError):
     pass
 
@@ -100,6 +104,7 @@ def ensure_postgres(data_dir: Path) -> str:
         socket_dir = _postgres_socket_dir(data_dir)
         if socket_dir is None:
             socket_dir = _start_postgres(data_dir)
+            started_here.add("postgres")
     return _postgres_url(socket_dir, DATABASE_NAME)
 
 
@@ -197,6 +202,7 @@ def ensure_redis(data_dir: Path) -> str:
         with _file_lock(data_dir / "redis.lock"):
             if _redis_pid(data_dir) is None:
                 _start_redis(data_dir)
+                started_here.add("redis")
     return f"unix://{socket_path}"
 
 

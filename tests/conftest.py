@@ -25,6 +25,19 @@ from agents_registry.services import participant_create_human
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Leave no stray servers: stop the embedded ones if this test session started them."""
+    from django.db import connections
+
+    from marketplace import embedded
+
+    connections.close_all()
+    if "redis" in embedded.started_here:
+        embedded.stop_redis(settings.DATA_DIR)
+    if "postgres" in embedded.started_here:
+        embedded.stop_postgres(settings.DATA_DIR)
+
+
 def make_human(username: str, *, is_staff: bool = False) -> User:
     user = User.objects.create_user(
         username=username, password="pw-" + username + "-123", is_staff=is_staff
