@@ -1,0 +1,57 @@
+"""Domain errors of the workers app. ``code`` and ``http_status`` shape the API's error body.
+
+Runtime errors say whether trying again can help: :class:`TransientRuntimeError` (a timeout, a
+refused connection, a 5xx or 429 answer) is retried with backoff; every other
+:class:`RuntimeFailure` fails the attempt for good, because repeating it would repeat the failure.
+"""
+
+from __future__ import annotations
+
+
+class WorkersError(Exception):
+    code = "workers_error"
+    http_status = 400
+
+
+class EndpointRefused(WorkersError):
+    """An outbound URL that must not be called: a private address, a bad scheme, a bad redirect."""
+
+    code = "endpoint_refused"
+    http_status = 400
+
+
+class ExecutionNotFound(WorkersError):
+    code = "not_found"
+    http_status = 404
+
+
+class TraceAccessDenied(WorkersError):
+    code = "permission_denied"
+    http_status = 403
+
+
+class ExecutionFinished(WorkersError):
+    code = "execution_finished"
+    http_status = 409
+
+
+class RuntimeFailure(Exception):
+    """An attempt failed and trying again would fail the same way."""
+
+    code = "runtime_failed"
+    http_status = 502
+    transient = False
+
+
+class TransientRuntimeError(RuntimeFailure):
+    """An attempt failed for a reason that may pass (timeouts, connection errors, 5xx, 429)."""
+
+    code = "runtime_unavailable"
+    transient = True
+
+
+class BudgetExceeded(RuntimeFailure):
+    """The run would cost more than the task's budget: it stops and says so."""
+
+    code = "budget_exceeded"
+    http_status = 402
