@@ -61,6 +61,8 @@ try:
     ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "testserver"])
     CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
     SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000")
+    # Where pages open websockets: empty = the page's own origin (a proxy routes /ws/ to ASGI).
+    WEBSOCKET_BASE_URL = env_str("WEBSOCKET_BASE_URL").rstrip("/")
     HTTPS = env_bool("HTTPS", False)
 
     _database_url = env_str("DATABASE_URL")
@@ -175,6 +177,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "marketplace.context_processors.site",
             ],
         },
     },

@@ -1,7 +1,13 @@
 """The one command that runs the whole marketplace: ``python manage.py up`` (``make run``).
 
-Migrates, seeds the demo market, then supervises web (ASGI), a Celery worker and beat with their
-logs interleaved and prefixed. Ctrl-C stops all of them, and the embedded servers too when this
+Migrates, seeds the demo market, then supervises web, websockets, a Celery worker and beat with
+their logs interleaved and prefixed.
+
+Plain HTTP is served by gunicorn (WSGI) and websockets by uvicorn (ASGI) on the next port: Django's
+sync views under an ASGI server hop threads on every request and served about half the requests per
+second of the same views under WSGI on this machine (see BENCHMARKS.md). Pages find the socket
+server through ``WEBSOCKET_BASE_URL``; in production a proxy routes ``/ws/`` on the same origin
+(``deploy/``). Ctrl-C stops all of them, and the embedded servers too when this
 command started them.
 """
 
@@ -24,6 +30,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
         parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+        parser.add_argument("--ws-port", type=int, default=int(os.environ.get("WS_PORT", "0")))
         parser.add_argument("--no-demo", action="store_true", help="skip the demo data")
         parser.add_argument(
             "--web-workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "2"))
@@ -36,8 +43,6 @@ class Command(BaseCommand):
 
     def handle(self, *args: object, **options: object) -> None:
         data_dir = settings.DATA_DIR
-        embedded_database = "DATABASE_URL" not in os.environ
-        embedded_redis = "REDIS_URL" not in os.environ
 
         call_command("migrate", interactive=False, verbosity=0)
         call_command("collectstatic", interactive=False, verbosity=0)
@@ -53,11 +58,20 @@ class Command(BaseCommand):
         env["PYTHONUNBUFFERED"] = "1"
         python = sys.executable
         port, bind = options["port"], options["host"]
+        ws_port = options["ws_port"] or port + 1
+        env.setdefault("WEBSOCKET_BASE_URL", f"ws://{bind}:{ws_port}")
         manager = Manager()
         manager.add_process(
             "web",
-            f"{python} -m uvicorn marketplace.asgi:application --host {bind} --port {port}"
-            f" --workers {options['web_workers']} --no-access-log --lifespan off",
+            f"{python} -m gunicorn marketplace.wsgi:application --bind {bind}:{port}"
+            f" --workers {options['web_workers']} --threads 4 --worker-class gthread"
+            " --access-logfile - --access-logformat '%(m)s %(U)s %(s)s %(M)sms'",
+            env=env,
+        )
+        manager.add_process(
+            "ws",
+            f"{python} -m uvicorn marketplace.asgi:application --host {bind} --port {ws_port}"
+            " --no-access-log --lifespan off",
             env=env,
         )
         manager.add_process(
@@ -80,11 +94,12 @@ class Command(BaseCommand):
         try:
             manager.loop()
         finally:
+            # Only the servers this command started: others may be using ones it found running.
             stopped = []
-            if embedded_database and embedded.postgres_running(data_dir):
-                stopped += ["postgres"] if embedded.stop_postgres(data_dir) else []
-            if embedded_redis and embedded.redis_running(data_dir):
-                stopped += ["redis"] if embedded.stop_redis(data_dir) else []
+            if "postgres" in embedded.started_here and embedded.stop_postgres(data_dir):
+                stopped.append("postgres")
+            if "redis" in embedded.started_here and embedded.stop_redis(data_dir):
+                stopped.append("redis")
             if stopped:
-                self.stdout.write(f"stopped embedded {', '.join(stopped)}")
+                self.stdout.write(f"stopped the embedded {' and '.join(stopped)}")
         sys.exit(manager.returncode or 0)
