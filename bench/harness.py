@@ -149,3 +149,93 @@ def emit(name: str, figures: dict[str, Any], *, quick: bool) -> None:
     results.mkdir(exist_ok=True)
     (results / f"{name}{'-quick' if quick else ''}.json").write_text(line + "\n")
     print(line, flush=True)
+
+
+def _load_worker(args: tuple[str, int, float, dict[str, str]]) -> tuple[int, int, list[float]]:
+    """One load process: ``connections`` keep-alive clients in threads, for ``duration`` seconds."""
+    import http.client
+    import threading
+    from urllib.parse import urlsplit
+
+    url, connections, duration, headers = args
+    parts = urlsplit(url)
+    path = parts.path + (f"?{parts.query}" if parts.query else "")
+    latencies: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+    stop_at = time.perf_counter() + duration
+
+    def client() -> None:
+        connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+        local: list[float] = []
+        local_errors = 0
+        while time.perf_counter() < stop_at:
+            started = time.perf_counter()
+            try:
+                connection.request("GET", path, headers=headers)
+                response = connection.getresponse()
+                response.read()
+                if response.status >= 400:
+                    local_errors += 1
+            except (OSError, http.client.HTTPException):
+                local_errors += 1
+                connection.close()
+                connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+                continue
+            local.append(time.perf_counter() - started)
+        connection.close()
+        with lock:
+            latencies.extend(local)
+            errors[0] += local_errors
+
+    threads = [threading.Thread(target=client) for _ in range(connections)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return len(latencies), errors[0], latencies
+
+
+def http_load(
+    url: str,
+    *,
+    concurrency: int = 20,
+    duration: float = 5.0,
+    processes: int = 2,
+    headers: dict[str, str] | None = None,
+) -> dict[str, float]:
+    """Closed-loop HTTP load: ``concurrency`` keep-alive clients spread over ``processes``.
+
+    Returns requests per second, error count and latency percentiles. The load generator shares
+    the machine with the server: compare figures only within one run (ratios).
+    """
+    from concurrent.futures import ProcessPoolExecutor
+
+    per_process = [
+        concurrency // processes + (i < concurrency % processes) for i in range(processes)
+    ]
+    jobs = [(url, count, duration, headers or {}) for count in per_process if count]
+    started = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=len(jobs)) as pool:
+        results = list(pool.map(_load_worker, jobs))
+    elapsed = time.perf_counter() - started
+    samples = [latency for _, _, latencies in results for latency in latencies]
+    total = sum(count for count, _, _ in results)
+    return {
+        "rps": round(total / max(elapsed, duration), 1),
+        "errors": sum(errors for _, errors, _ in results),
+        **Timings(samples).summary(),
+    }
+
+
+def wait_for_http(url: str, timeout: float = 60) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer within {timeout} s")
