@@ -1,0 +1,300 @@
+"""Reads of the market, already prefetched, and the ``access_*`` helpers every view goes through.
+
+Private objects are reported as missing (404), never as forbidden, so their existence does not
+leak. Staff read everything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models.functions import Coalesce
+from pgvector.django import CosineDistance
+
+from agents_registry import selectors as registry_selectors
+from agents_registry.models import Participant
+from marketplace.exceptions import NotFound
+from marketplace.models import Bid, Delivery, DeliveryFile, Dispute, Notification, Task, TaskEvent
+
+TASK_RELATED = ("poster__agent", "assignee__agent", "parent")
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Who is looking: a participant (None when anonymous) and whether they are staff."""
+
+    participant: Participant | None
+    is_staff: bool = False
+
+    @property
+    def family_id(self) -> int | None:
+        return family_id(self.participant) if self.participant else None
+
+
+def family_id(participant: Participant) -> int:
+    """The human behind a participant: itself for a human, the owner for an agent."""
+    if participant.kind == Participant.Kind.AGENT:
+        return participant.agent.owner_id
+    return participant.pk
+
+
+def speaks_for(viewer: Viewer, party: Participant | None) -> bool:
+    """The viewer is the party, or the human who owns the party (an agent)."""
+    if party is None or viewer.participant is None:
+        return False
+    if viewer.participant.pk == party.pk:
+        return True
+    return party.kind == Participant.Kind.AGENT and party.agent.owner_id == viewer.participant.pk
+
+
+def can_view_task(viewer: Viewer, task: Task) -> bool:
+    if viewer.is_staff or task.visibility == Task.Visibility.PUBLIC:
+        return True
+    if viewer.participant is None:
+        return False
+    if speaks_for(viewer, task.poster) or speaks_for(viewer, task.assignee):
+        return True
+    # A private task is shared with the poster's own family (a human and the agents it owns).
+    return family_id(task.poster) == viewer.family_id
+
+
+def is_task_party(viewer: Viewer, task: Task) -> bool:
+    """Poster or assignee (or their owner), or staff: who may read bids, deliveries, disputes."""
+    return viewer.is_staff or speaks_for(viewer, task.poster) or speaks_for(viewer, task.assignee)
+
+
+def access_task(*, viewer: Viewer, task_id: int) -> Task:
+    task = Task.objects.select_related(*TASK_RELATED).filter(pk=task_id).first()
+    if task is None or not can_view_task(viewer, task):
+        raise NotFound(f"Task {task_id} does not exist or is private.")
+    return task
+
+
+def access_bid(*, viewer: Viewer, bid_id: int) -> Bid:
+    bid = (
+        Bid.objects.select_related("bidder__agent", *(f"task__{name}" for name in TASK_RELATED))
+        .filter(pk=bid_id)
+        .first()
+    )
+    if bid is None or not (speaks_for(viewer, bid.bidder) or is_task_party(viewer, bid.task)):
+        raise NotFound(f"Bid {bid_id} does not exist or is not yours.")
+    return bid
+
+
+def access_delivery(*, viewer: Viewer, delivery_id: int) -> Delivery:
+    delivery = (
+        Delivery.objects.select_related(*(f"task__{name}" for name in TASK_RELATED))
+        .prefetch_related("files")
+        .filter(pk=delivery_id)
+        .first()
+    )
+    if delivery is None or not is_task_party(viewer, delivery.task):
+        raise NotFound(f"Delivery {delivery_id} does not exist or is not yours.")
+    return delivery
+
+
+def access_delivery_file(*, viewer: Viewer, file_id: int) -> DeliveryFile:
+    stored = (
+        DeliveryFile.objects.select_related(*(f"delivery__task__{name}" for name in TASK_RELATED))
+        .filter(pk=file_id)
+        .first()
+    )
+    if stored is None or not is_task_party(viewer, stored.delivery.task):
+        raise NotFound(f"File {file_id} does not exist or is not yours.")
+    return stored
+
+
+def access_dispute(*, viewer: Viewer, task: Task) -> Dispute | None:
+    if not is_task_party(viewer, task):
+        return None
+    return Dispute.objects.filter(task=task).first()
+
+
+def viewer_for_request(request: object) -> Viewer:
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return Viewer(participant=None)
+    participant = registry_selectors.participant_for_request(request)
+    return Viewer(participant=participant, is_staff=bool(getattr(user, "is_staff", False)))
+
+
+# --- lists --------------------------------------------------------------------------------------
+
+
+def _with_counts(queryset: QuerySet[Task]) -> QuerySet[Task]:
+    return queryset.select_related(*TASK_RELATED).annotate(
+        active_bids=Count("bids", filter=Q(bids__status=Bid.Status.ACTIVE))
+    )
+
+
+def tasks_visible(*, viewer: Viewer) -> QuerySet[Task]:
+    queryset = Task.objects.all()
+    if viewer.is_staff:
+        return queryset
+    public = Q(visibility=Task.Visibility.PUBLIC)
+    if viewer.participant is None:
+        return queryset.filter(public)
+    family = viewer.family_id
+    mine = (
+        Q(poster=viewer.participant)
+        | Q(assignee=viewer.participant)
+        | Q(poster_id=family)
+        | Q(poster__agent__owner_id=family)
+        | Q(assignee__agent__owner_id=viewer.participant.pk)
+    )
+    return queryset.filter(public | mine)
+
+
+def tasks_feed(
+    *,
+    viewer: Viewer,
+    search: str = "",
+    state: str | None = Task.State.OPEN,
+    min_bounty: int | None = None,
+    max_bounty: int | None = None,
+) -> QuerySet[Task]:
+    """Open tasks (or another state) the viewer may see, newest first, with bid counts."""
+    queryset = tasks_visible(viewer=viewer)
+    if state:
+        queryset = queryset.filter(state=state)
+    if search:
+        queryset = queryset.filter(Q(title__icontains=search) | Q(description__icontains=search))
+    if min_bounty is not None:
+        queryset = queryset.filter(bounty__gte=min_bounty)
+    if max_bounty is not None:
+        queryset = queryset.filter(bounty__lte=max_bounty)
+    return _with_counts(queryset).order_by("-created_at", "-pk")
+
+
+def tasks_matching_agent(*, participant: Participant, limit: int = 20) -> list[Task]:
+    """Open public tasks nearest in meaning to the agent's current capability profile (cosine
+    distance), excluding its own and those it is barred from. Vectors of another embedding model
+    are never compared."""
+    if participant.kind != Participant.Kind.AGENT:
+        return []
+    profile = registry_selectors.agent_current_profile(agent=participant.agent)
+    if profile is None or getattr(profile, "embedding", None) is None:
+        return []
+    model_id = getattr(profile, "embedding_model", "")
+    queryset = Task.objects.filter(
+        state=Task.State.OPEN, visibility=Task.Visibility.PUBLIC, embedding__isnull=False
+    ).exclude(poster=participant)
+    if model_id:
+        queryset = queryset.filter(embedding_model=model_id)
+    queryset = queryset.exclude(barred__contains=[participant.pk])
+    return list(
+        _with_counts(queryset)
+        .annotate(distance=CosineDistance("embedding", profile.embedding))
+        .order_by("distance", "-pk")[:limit]
+    )
+
+
+def tasks_posted_by(*, participant: Participant) -> QuerySet[Task]:
+    return _with_counts(Task.objects.filter(poster=participant)).order_by("-created_at", "-pk")
+
+
+def tasks_assigned_to(*, participant: Participant) -> QuerySet[Task]:
+    return _with_counts(Task.objects.filter(assignee=participant)).order_by("-updated_at", "-pk")
+
+
+def bids_for_task(*, viewer: Viewer, task: Task) -> QuerySet[Bid]:
+    queryset = Bid.objects.filter(task=task).select_related("bidder__agent").order_by("price", "pk")
+    if is_task_party(viewer, task) and (viewer.is_staff or speaks_for(viewer, task.poster)):
+        return queryset
+    if viewer.participant is None:
+        return queryset.none()
+    return queryset.filter(bidder=viewer.participant)
+
+
+def bids_of(*, participant: Participant) -> QuerySet[Bid]:
+    return (
+        Bid.objects.filter(bidder=participant)
+        .select_related("bidder__agent", "task")
+        .order_by("-created_at", "-pk")
+    )
+
+
+def deliveries_for_task(*, viewer: Viewer, task: Task) -> QuerySet[Delivery]:
+    if not is_task_party(viewer, task):
+        return Delivery.objects.none()
+    return Delivery.objects.filter(task=task).prefetch_related("files").order_by("-created_at")
+
+
+def deliveries_of(*, participant: Participant) -> QuerySet[Delivery]:
+    return (
+        Delivery.objects.filter(Q(submitter=participant) | Q(task__poster=participant))
+        .select_related("task")
+        .prefetch_related("files")
+        .order_by("-created_at", "-pk")
+    )
+
+
+def task_events(*, task: Task) -> QuerySet[TaskEvent]:
+    return TaskEvent.objects.filter(task=task).select_related("actor").order_by("created_at", "pk")
+
+
+def task_children(*, task: Task) -> QuerySet[Task]:
+    return (
+        Task.objects.filter(parent=task)
+        .select_related("assignee")
+        .prefetch_related("depends_on")
+        .order_by("pk")
+    )
+
+
+def notifications_for(*, participant: Participant, limit: int = 50) -> list[Notification]:
+    return list(
+        Notification.objects.filter(recipient=participant)
+        .select_related("task")
+        .order_by("-created_at", "-pk")[:limit]
+    )
+
+
+# --- escrow expectations (invariant 3) -----------------------------------------------------------
+
+
+def _expected_escrow_queryset() -> QuerySet[Task]:
+    return Task.objects.filter(state__in=Task.ESCROW_STATES).annotate(
+        open_children=Coalesce(
+            Sum("children__bounty", filter=Q(children__state__in=Task.ESCROW_STATES)), 0
+        ),
+        spent_children=Coalesce(
+            Sum("children__spent", filter=Q(children__state__in=Task.FINAL_STATES)), 0
+        ),
+    )
+
+
+def expected_escrows() -> dict[str, int]:
+    """What every task's escrow must hold: bounty minus open delegations minus what closed
+    subtasks spent (for ledger reconciliation, setting ``LEDGER_ESCROW_EXPECTATIONS``). Tasks
+    not listed must hold nothing."""
+    rows = _expected_escrow_queryset().values_list(
+        "pk", "bounty", "open_children", "spent_children"
+    )
+    return {f"task:{pk}": bounty - opened - spent for pk, bounty, opened, spent in rows}
+
+
+def task_escrow_expected(*, task: Task) -> int:
+    if task.state not in Task.ESCROW_STATES:
+        return 0
+    row = _expected_escrow_queryset().filter(pk=task.pk).values("open_children", "spent_children")
+    values = row.first() or {"open_children": 0, "spent_children": 0}
+    return task.bounty - values["open_children"] - values["spent_children"]
+
+
+def task_delegation_capacity(*, task: Task) -> int:
+    """What the assignee may still delegate to subtasks: its own pay, not the poster's margin."""
+    if task.price is None:
+        return 0
+    return task_escrow_expected(task=task) - (task.bounty - task.price)
+
+
+def unfinished_children_count(*, task: Task) -> int:
+    return Task.objects.filter(parent=task, state__in=Task.ESCROW_STATES).count()
+
+
+def last_delivery_subquery() -> Subquery:
+    return Subquery(
+        Delivery.objects.filter(task=OuterRef("pk")).order_by("-created_at").values("pk")[:1]
+    )

@@ -1,0 +1,117 @@
+"""What every transition shares: the row lock, the timeline, notifications, live updates and the
+award hook."""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db import transaction
+from django.utils.module_loading import import_string
+
+from agents_registry import services as registry_services
+from agents_registry.models import Participant
+from marketplace.exceptions import InvalidTransition, NotAllowed, NotFound
+from marketplace.models import Notification, Task, TaskEvent
+
+logger = logging.getLogger(__name__)
+
+
+def task_group(task_id: int) -> str:
+    return f"task.{task_id}"
+
+
+FEED_GROUP = "market.feed"
+
+
+def task_lock(task_id: int) -> Task:
+    """The task row under ``FOR UPDATE``: every transition re-reads the state under this lock, so
+    two racing transitions see each other's result instead of a stale copy. Parents are always
+    locked before their children (a parent's primary key is smaller), so locks nest in
+    primary-key order and cannot deadlock."""
+    try:
+        return (
+            Task.objects.select_for_update(of=("self",))
+            .select_related("poster", "assignee", "parent")
+            .get(pk=task_id)
+        )
+    except Task.DoesNotExist:
+        raise NotFound(f"Task {task_id} does not exist.") from None
+
+
+def require_state(task: Task, action: str, *states: str) -> None:
+    if task.state not in states:
+        allowed = ", ".join(states)
+        raise InvalidTransition(
+            f"Cannot {action} task #{task.pk}: it is {task.state}, and this needs {allowed}."
+        )
+
+
+def require_actor(
+    actor: Participant | None, expected_id: int | None, action: str, who: str
+) -> None:
+    if actor is None or expected_id is None or actor.pk != expected_id:
+        raise NotAllowed(f"Only the {who} can {action}.")
+
+
+def require_active_agent(participant: Participant) -> None:
+    if participant.kind == Participant.Kind.AGENT:
+        agent = participant.agent
+        if agent.status != agent.Status.ACTIVE:
+            raise NotAllowed(f"Agent {agent.name} is {agent.status} and cannot take work.")
+
+
+def event_record(
+    *, task: Task, kind: str, actor: Participant | None = None, **data: Any
+) -> TaskEvent:
+    event = TaskEvent.objects.create(task=task, kind=kind, actor=actor, data=data)
+    broadcast_task_changed_on_commit(task_id=task.pk, kind=kind)
+    return event
+
+
+def notify(*, recipient: Participant | None, task: Task, message: str) -> None:
+    if recipient is None:
+        return
+    Notification.objects.create(recipient=recipient, task=task, message=message[:300])
+    user_id = recipient.user_id
+    if user_id:
+        transaction.on_commit(
+            partial(_send, f"user.{user_id}", {"type": "notify", "topic": "task"})
+        )
+
+
+def broadcast_task_changed_on_commit(*, task_id: int, kind: str) -> None:
+    message = {"type": "task.changed", "task_id": task_id, "kind": kind}
+    transaction.on_commit(partial(_send, task_group(task_id), message))
+    transaction.on_commit(partial(_send, FEED_GROUP, message))
+
+
+def _send(group: str, message: dict[str, Any]) -> None:
+    # A socket event is only a hint to refetch; the change is committed already. A Redis hiccup
+    # must not turn a committed transition into an error for the caller.
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(layer.group_send)(group, message)
+    except Exception:
+        logger.warning("could not publish %s to %s", message.get("type"), group, exc_info=True)
+
+
+def award_handler_call(*, task: Task, assignee: Participant) -> None:
+    """The explicit award hook (instead of a signal): ``settings.MARKET_AWARD_HANDLER`` names a
+    callable ``handler(task=..., assignee=...)`` that runs inside the award's transaction, e.g.
+    ``workers.services.execution_create_for_award`` to start a hosted agent. It is called for
+    every award (by hand, by claim, automatic); it decides itself whether the assignee is hosted."""
+    path = getattr(settings, "MARKET_AWARD_HANDLER", "")
+    if path:
+        import_string(path)(task=task, assignee=assignee)
+
+
+def agent_load_change(*, participant: Participant | None, delta: int) -> None:
+    if participant is not None and participant.kind == Participant.Kind.AGENT:
+        registry_services.agent_load_change(agent_id=participant.agent.pk, delta=delta)

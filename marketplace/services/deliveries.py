@@ -1,0 +1,493 @@
+"""Deliveries: submit, machine checks, accept (settle), request a revision, reject (dispute),
+auto-accept after the review window, and staff resolution of disputes."""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+import re
+import secrets
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from celery import current_app
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from jsonschema.validators import validator_for
+
+from agents_registry import services as registry_services
+from agents_registry.models import Participant
+from ledger import selectors as ledger_selectors
+from ledger import services as ledger_services
+from marketplace import selectors
+from marketplace.exceptions import (
+    ChildrenOpen,
+    IdempotencyConflict,
+    InvalidInput,
+    InvalidTransition,
+    NotAllowed,
+)
+from marketplace.models import Delivery, DeliveryFile, Dispute, StaffAction, Task
+from marketplace.services import validation
+from marketplace.services.common import (
+    agent_load_change,
+    event_record,
+    notify,
+    require_actor,
+    require_state,
+    task_lock,
+)
+from marketplace.services.outcomes import outcome_record_for
+
+MAX_TEXT = 100_000
+MAX_DATA_BYTES = 1_000_000
+MAX_FILES = 10
+ALLOWED_FILE_TYPES = {
+    "text/plain",
+    "text/markdown",
+    "text/csv",
+    "application/json",
+    "application/pdf",
+    "image/png",
+    "image/jpeg",
+    "application/zip",
+}
+
+
+def _max_file_bytes() -> int:
+    return getattr(settings, "MARKET_MAX_FILE_BYTES", 10 * 1024 * 1024)
+
+
+def _clean_files(files: Sequence[Any]) -> list[tuple[Any, str, str]]:
+    if len(files) > MAX_FILES:
+        raise InvalidInput(f"At most {MAX_FILES} files per delivery; got {len(files)}.")
+    cleaned = []
+    limit = _max_file_bytes()
+    for upload in files:
+        name = (upload.name or "file").replace("\\", "/").rsplit("/", 1)[-1][:200] or "file"
+        # The type comes from the extension we will serve it with, never from the client's claim.
+        content_type = mimetypes.guess_type(name)[0] or ""
+        if name.endswith(".md"):
+            content_type = "text/markdown"
+        if content_type not in ALLOWED_FILE_TYPES:
+            raise InvalidInput(
+                f"{name}: files of this type are not accepted; allowed are .txt, .md, .csv, "
+                ".json, .pdf, .png, .jpg and .zip."
+            )
+        if upload.size > limit:
+            raise InvalidInput(f"{name} is {upload.size} bytes; the limit is {limit} bytes.")
+        cleaned.append((upload, name, content_type))
+    return cleaned
+
+
+def delivery_submit(
+    *,
+    task: Task,
+    actor: Participant,
+    text: str = "",
+    data: Any = None,
+    files: Sequence[Any] = (),
+    skills_used: Sequence[int] = (),
+    idempotency_key: str | None = None,
+) -> Delivery:
+    """The assignee hands in the work; the review window starts and the machine checks queue."""
+    text = validation.clean_text(text, field="text", maximum=MAX_TEXT, required=False)
+    if data is not None and len(json.dumps(data)) > MAX_DATA_BYTES:
+        raise InvalidInput(f"data is larger than {MAX_DATA_BYTES} bytes of JSON.")
+    cleaned_files = _clean_files(list(files))
+    if not text and data is None and not cleaned_files:
+        raise InvalidInput("A delivery needs text, data or at least one file.")
+    skills = list(skills_used)
+    if not all(isinstance(pk, int) and not isinstance(pk, bool) and pk > 0 for pk in skills):
+        raise InvalidInput("skills_used must be a list of skill version ids.")
+    if idempotency_key is not None:
+        idempotency_key = validation.clean_text(
+            idempotency_key, field="idempotency_key", maximum=120
+        )
+        existing = Delivery.objects.filter(
+            task_id=task.pk, submitter=actor, idempotency_key=idempotency_key
+        ).first()
+        if existing is not None:
+            return _replayed(existing, text=text, data=data)
+    try:
+        with transaction.atomic():
+            task = task_lock(task.pk)
+            require_actor(actor, task.assignee_id, "deliver this task", "assignee")
+            require_state(task, "deliver", Task.State.IN_PROGRESS)
+            if selectors.unfinished_children_count(task=task):
+                raise ChildrenOpen(
+                    "Subtasks of this task are still open: wait for them or cancel them first."
+                )
+            delivery = Delivery.objects.create(
+                task=task,
+                submitter=actor,
+                text=text,
+                data=data,
+                skills_used=skills,
+                check_status=(
+                    Delivery.CheckStatus.PENDING if task.checks else Delivery.CheckStatus.NONE
+                ),
+                review_deadline=timezone.now() + timedelta(hours=settings.REVIEW_WINDOW_HOURS),
+                idempotency_key=idempotency_key,
+            )
+            for upload, name, content_type in cleaned_files:
+                stored = DeliveryFile(
+                    delivery=delivery,
+                    token=secrets.token_hex(16),
+                    name=name,
+                    content_type=content_type,
+                    size=upload.size,
+                )
+                stored.file.save(stored.token, upload, save=False)
+                stored.save()
+            task.state = Task.State.DELIVERED
+            task.save(update_fields=["state", "updated_at"])
+            event_record(task=task, kind="delivered", actor=actor, delivery=delivery.pk)
+            notify(
+                recipient=task.poster,
+                task=task,
+                message=f"“{task.title}” was delivered; please review it.",
+            )
+            if task.checks:
+                # Sent by name: marketplace.tasks imports these services, not the other way.
+                transaction.on_commit(
+                    lambda: current_app.send_task(
+                        "marketplace.delivery_verify", kwargs={"delivery_id": delivery.pk}
+                    )
+                )
+            return delivery
+    except IntegrityError:
+        if idempotency_key is None:
+            raise
+        existing = Delivery.objects.filter(
+            task_id=task.pk, submitter=actor, idempotency_key=idempotency_key
+        ).first()
+        if existing is None:
+            raise
+        return _replayed(existing, text=text, data=data)
+
+
+def _replayed(existing: Delivery, *, text: str, data: Any) -> Delivery:
+    if existing.text != text or existing.data != data:
+        raise IdempotencyConflict(
+            "This idempotency key was used for a different delivery; use a new key."
+        )
+    return existing
+
+
+# --- machine checks ---------------------------------------------------------------------------
+
+
+def _field_present(data: Any, dotted: str) -> bool:
+    current = data
+    for part in dotted.split("."):
+        if not isinstance(current, dict) or part not in current:
+            return False
+        current = current[part]
+    return True
+
+
+def checks_run(*, checks: dict, text: str, data: Any) -> list[dict[str, Any]]:
+    """Run the machine checks; each result says what was checked, whether it passed, and why."""
+    results: list[dict[str, Any]] = []
+    if "json_schema" in checks:
+        if data is None:
+            results.append(
+                {"check": "json_schema", "passed": False, "evidence": "The delivery has no data."}
+            )
+        else:
+            validator = validator_for(checks["json_schema"])(checks["json_schema"])
+            errors = sorted(validator.iter_errors(data), key=lambda error: list(error.path))
+            evidence = [
+                f"{'/'.join(map(str, error.path)) or '(root)'}: {error.message}"
+                for error in errors[:10]
+            ]
+            results.append(
+                {
+                    "check": "json_schema",
+                    "passed": not errors,
+                    "evidence": "; ".join(evidence) if errors else "The data matches the schema.",
+                }
+            )
+    if "regex" in checks:
+        match = re.search(checks["regex"], text or "")
+        results.append(
+            {
+                "check": "regex",
+                "passed": match is not None,
+                "evidence": (
+                    f"Matched “{match.group(0)[:200]}” at position {match.start()}."
+                    if match
+                    else f"No match for {checks['regex']!r} in the text."
+                ),
+            }
+        )
+    if "required_fields" in checks:
+        missing = [name for name in checks["required_fields"] if not _field_present(data, name)]
+        results.append(
+            {
+                "check": "required_fields",
+                "passed": not missing,
+                "evidence": (
+                    "Missing: " + ", ".join(missing) if missing else "All required fields present."
+                ),
+            }
+        )
+    return results
+
+
+def delivery_verify_run(*, delivery_id: int) -> bool:
+    """Run the checks of one delivery and store the results; a redelivered message finds the
+    results stored and does nothing (the conditional update admits one writer)."""
+    delivery = Delivery.objects.select_related("task").filter(pk=delivery_id).first()
+    if delivery is None or delivery.check_status != Delivery.CheckStatus.PENDING:
+        return False
+    results = checks_run(checks=delivery.task.checks, text=delivery.text, data=delivery.data)
+    passed = all(result["passed"] for result in results)
+    status = Delivery.CheckStatus.PASSED if passed else Delivery.CheckStatus.FAILED
+    with transaction.atomic():
+        updated = Delivery.objects.filter(
+            pk=delivery_id, check_status=Delivery.CheckStatus.PENDING
+        ).update(check_status=status, check_results=results)
+        if updated:
+            event_record(
+                task=delivery.task, kind="checks_" + status, delivery=delivery_id, results=results
+            )
+    return bool(updated)
+
+
+# --- review -------------------------------------------------------------------------------------
+
+
+def _locked_for_review(delivery: Delivery, actor: Participant | None, action: str) -> Task:
+    task = task_lock(delivery.task_id)
+    if actor is not None:
+        require_actor(actor, task.poster_id, action, "poster")
+    delivery.refresh_from_db()
+    if delivery.status != Delivery.Status.SUBMITTED:
+        raise InvalidTransition(f"This delivery is {delivery.status}; it is no longer in review.")
+    require_state(task, action, Task.State.DELIVERED)
+    return task
+
+
+def delivery_accept(*, delivery: Delivery, actor: Participant | None) -> Task:
+    """Accept and settle: the assignee is paid the price less the platform fee and the royalties
+    of the skills it used (capped); the poster's margin (bounty minus price) goes back to the
+    poster, or to the parent's escrow for a subtask. ``actor`` None is the review window ending."""
+    with transaction.atomic():
+        task = _locked_for_review(delivery, actor, "accept this delivery")
+        _settle(task=task, delivery=delivery, actor=actor)
+        return task
+
+
+def _settle(*, task: Task, delivery: Delivery, actor: Participant | None) -> None:
+    escrow = ledger_selectors.escrow_balance(task_ref=task.ledger_ref)
+    margin = task.bounty - task.price
+    payout = escrow - margin
+    skills = list(delivery.skills_used)
+    royalties = (
+        registry_services.skill_royalty_shares(
+            skill_version_ids=skills, total_basis_points=settings.ROYALTY_CAP_BASIS_POINTS
+        )
+        if skills
+        else []
+    )
+    plan = ledger_services.settlement_plan(
+        escrow=escrow,
+        payout=payout,
+        fee_basis_points=settings.PLATFORM_FEE_BASIS_POINTS,
+        royalties=royalties,
+        royalty_cap_basis_points=settings.ROYALTY_CAP_BASIS_POINTS,
+    )
+    ledger_services.escrow_settle(
+        task_ref=task.ledger_ref,
+        payee_ref=task.assignee.ledger_ref,
+        refund_to=task.refund_ref,
+        plan=plan,
+        idempotency_key=f"{task.ledger_ref}:settle",
+    )
+    if skills:
+        registry_services.skill_usage_record(
+            skill_version_ids=skills, task_ref=task.ledger_ref, royalties=dict(plan.royalties)
+        )
+    Delivery.objects.filter(pk=delivery.pk).update(
+        status=Delivery.Status.ACCEPTED, reviewed_at=timezone.now()
+    )
+    task.state = Task.State.ACCEPTED
+    task.spent = task.bounty - margin
+    task.save(update_fields=["state", "spent", "updated_at"])
+    outcome_record_for(task=task, outcome="accepted", cost=task.price)
+    agent_load_change(participant=task.assignee, delta=-1)
+    event_record(
+        task=task,
+        kind="accepted",
+        actor=actor,
+        delivery=delivery.pk,
+        payout=payout,
+        automatic=actor is None,
+    )
+    notify(
+        recipient=task.assignee,
+        task=task,
+        message=f"Your delivery for “{task.title}” was accepted; {payout} credits settled.",
+    )
+    if actor is None:
+        notify(
+            recipient=task.poster,
+            task=task,
+            message=f"The review window of “{task.title}” ended; the delivery was accepted.",
+        )
+
+
+def delivery_auto_accept(*, delivery_id: int, now: datetime | None = None) -> bool:
+    """Accept one delivery whose review window ended in silence. Safe to run twice at once: the
+    second waits for the task's row lock and then finds the delivery accepted."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        delivery = Delivery.objects.filter(pk=delivery_id).first()
+        if delivery is None:
+            return False
+        task = task_lock(delivery.task_id)
+        delivery.refresh_from_db()
+        if (
+            delivery.status != Delivery.Status.SUBMITTED
+            or task.state != Task.State.DELIVERED
+            or delivery.review_deadline > now
+        ):
+            return False
+        _settle(task=task, delivery=delivery, actor=None)
+        return True
+
+
+def deliveries_auto_accept_due() -> int:
+    """Beat: silence until the end of the review window counts as acceptance."""
+    due = Delivery.objects.filter(
+        status=Delivery.Status.SUBMITTED, review_deadline__lte=timezone.now()
+    ).values_list("pk", flat=True)
+    return sum(delivery_auto_accept(delivery_id=pk) for pk in list(due))
+
+
+def revision_request(*, delivery: Delivery, actor: Participant, message: str) -> Task:
+    message = validation.clean_text(message, field="message", maximum=5000)
+    with transaction.atomic():
+        task = _locked_for_review(delivery, actor, "request a revision")
+        Delivery.objects.filter(pk=delivery.pk).update(
+            status=Delivery.Status.REVISION_REQUESTED,
+            review_message=message,
+            reviewed_at=timezone.now(),
+        )
+        task.state = Task.State.REVISION_REQUESTED
+        task.save(update_fields=["state", "updated_at"])
+        outcome_record_for(task=task, outcome="revised")
+        event_record(task=task, kind="revision_requested", actor=actor, message=message)
+        notify(
+            recipient=task.assignee,
+            task=task,
+            message=f"A revision of “{task.title}” was requested: {message}",
+        )
+        return task
+
+
+def delivery_reject(*, delivery: Delivery, actor: Participant, reason: str) -> Dispute:
+    """The poster rejects the work; a dispute opens, and the escrow waits for staff."""
+    reason = validation.clean_text(reason, field="reason", maximum=5000)
+    with transaction.atomic():
+        task = _locked_for_review(delivery, actor, "reject this delivery")
+        Delivery.objects.filter(pk=delivery.pk).update(
+            status=Delivery.Status.REJECTED, review_message=reason, reviewed_at=timezone.now()
+        )
+        task.state = Task.State.DISPUTED
+        task.save(update_fields=["state", "updated_at"])
+        dispute = Dispute.objects.create(
+            task=task, delivery=delivery, opened_by=actor, poster_evidence=reason
+        )
+        outcome_record_for(task=task, outcome="rejected")
+        event_record(task=task, kind="rejected", actor=actor, reason=reason, dispute=dispute.pk)
+        notify(
+            recipient=task.assignee,
+            task=task,
+            message=f"Your delivery for “{task.title}” was rejected; add your side to the dispute.",
+        )
+        return dispute
+
+
+def dispute_evidence_add(*, dispute: Dispute, actor: Participant, text: str) -> Dispute:
+    """The assignee's side of the story (the poster's is the rejection reason)."""
+    text = validation.clean_text(text, field="text", maximum=5000)
+    with transaction.atomic():
+        task = task_lock(dispute.task_id)
+        require_actor(actor, task.assignee_id, "add evidence to this dispute", "assignee")
+        dispute = Dispute.objects.select_for_update().get(pk=dispute.pk)
+        if dispute.status != Dispute.Status.OPEN:
+            raise InvalidTransition("This dispute is resolved already.")
+        dispute.assignee_evidence = text
+        dispute.save(update_fields=["assignee_evidence"])
+        event_record(task=task, kind="dispute_evidence", actor=actor)
+        return dispute
+
+
+def dispute_resolve(
+    *, dispute: Dispute, staff_user: AbstractBaseUser, assignee_share: int, note: str = ""
+) -> Dispute:
+    """Staff split the escrow: ``assignee_share`` to the assignee (at most what acceptance would
+    have paid), the rest back to the poster (or the parent's escrow). No fee on disputed work."""
+    if not getattr(staff_user, "is_staff", False):
+        raise NotAllowed("Only staff can resolve disputes.")
+    if (
+        isinstance(assignee_share, bool)
+        or not isinstance(assignee_share, int)
+        or assignee_share < 0
+    ):
+        raise InvalidInput("assignee_share must be a whole number of credits, zero or more.")
+    note = validation.clean_text(note, field="note", maximum=5000, required=False)
+    with transaction.atomic():
+        task = task_lock(dispute.task_id)
+        dispute = Dispute.objects.select_for_update().get(pk=dispute.pk)
+        if dispute.status != Dispute.Status.OPEN:
+            raise InvalidTransition("This dispute is resolved already.")
+        require_state(task, "resolve a dispute on", Task.State.DISPUTED)
+        escrow = ledger_selectors.escrow_balance(task_ref=task.ledger_ref)
+        most = escrow - (task.bounty - task.price)
+        if assignee_share > most:
+            raise InvalidInput(
+                f"assignee_share must be at most {most} (the price less what subtasks spent)."
+            )
+        refund = escrow - assignee_share
+        parts = {task.assignee.ledger_ref: assignee_share, task.refund_ref: refund}
+        ledger_services.escrow_split(
+            task_ref=task.ledger_ref,
+            parts={ref: amount for ref, amount in parts.items() if amount > 0},
+            idempotency_key=f"{task.ledger_ref}:resolve",
+            memo=note or f"dispute {dispute.pk} resolved",
+        )
+        now = timezone.now()
+        dispute.status = Dispute.Status.RESOLVED
+        dispute.assignee_share = assignee_share
+        dispute.refund_share = refund
+        dispute.resolution_note = note
+        dispute.resolved_by = staff_user
+        dispute.resolved_at = now
+        dispute.save()
+        task.state = Task.State.RESOLVED
+        task.spent = task.bounty - refund
+        task.save(update_fields=["state", "spent", "updated_at"])
+        agent_load_change(participant=task.assignee, delta=-1)
+        StaffAction.objects.create(
+            staff_user=staff_user,
+            action="dispute_resolve",
+            subject=task.ledger_ref,
+            note=note,
+            data={"assignee_share": assignee_share, "refund": refund},
+        )
+        event_record(task=task, kind="resolved", assignee_share=assignee_share, refund=refund)
+        for party in (task.poster, task.assignee):
+            notify(
+                recipient=party,
+                task=task,
+                message=f"The dispute on “{task.title}” was resolved: {assignee_share} to the "
+                f"assignee, {refund} refunded.",
+            )
+        return dispute

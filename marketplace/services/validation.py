@@ -1,0 +1,121 @@
+"""Input rules shared by the services (the API and forms show these messages as they are)."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+from django.utils import timezone
+from jsonschema import SchemaError
+from jsonschema.validators import validator_for
+
+from marketplace.exceptions import InvalidInput
+
+MAX_TITLE = 200
+MAX_DESCRIPTION = 20_000
+MAX_PLAN = 2_000
+MAX_ETA_HOURS = 24 * 365
+CHECK_KEYS = {"json_schema", "regex", "required_fields"}
+
+
+def clean_text(value: Any, *, field: str, maximum: int, required: bool = True) -> str:
+    if value is None:
+        value = ""
+    if not isinstance(value, str):
+        raise InvalidInput(f"{field} must be text.")
+    value = value.strip()
+    if required and not value:
+        raise InvalidInput(f"{field} is required.")
+    if len(value) > maximum:
+        raise InvalidInput(f"{field} is {len(value)} characters long; the limit is {maximum}.")
+    return value
+
+
+def clean_positive_int(value: Any, *, field: str, maximum: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput(f"{field} must be a whole number of credits.")
+    if value <= 0:
+        raise InvalidInput(f"{field} must be greater than zero.")
+    if maximum is not None and value > maximum:
+        raise InvalidInput(f"{field} must be at most {maximum}.")
+    return value
+
+
+def clean_deadline(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    if timezone.is_naive(value):
+        raise InvalidInput("deadline must include a time zone.")
+    if value <= timezone.now():
+        raise InvalidInput("deadline must be in the future.")
+    return value
+
+
+def clean_checks(checks: dict | None) -> dict:
+    """Machine checks: ``json_schema`` (a JSON Schema for the delivery's data), ``regex`` (must
+    match the delivery's text), ``required_fields`` (keys, dotted for nesting, of the data)."""
+    if not checks:
+        return {}
+    if not isinstance(checks, dict):
+        raise InvalidInput("checks must be an object.")
+    unknown = set(checks) - CHECK_KEYS
+    if unknown:
+        raise InvalidInput(
+            f"Unknown checks: {', '.join(sorted(unknown))}; use {', '.join(sorted(CHECK_KEYS))}."
+        )
+    cleaned: dict[str, Any] = {}
+    if "json_schema" in checks:
+        schema = checks["json_schema"]
+        if not isinstance(schema, dict):
+            raise InvalidInput("checks.json_schema must be a JSON Schema object.")
+        try:
+            validator_for(schema).check_schema(schema)
+        except SchemaError as error:
+            raise InvalidInput(
+                f"checks.json_schema is not a valid schema: {error.message}"
+            ) from None
+        cleaned["json_schema"] = schema
+    if "regex" in checks:
+        pattern = checks["regex"]
+        if not isinstance(pattern, str) or not pattern or len(pattern) > 500:
+            raise InvalidInput("checks.regex must be a pattern of 1 to 500 characters.")
+        try:
+            re.compile(pattern)
+        except re.error as error:
+            raise InvalidInput(f"checks.regex does not compile: {error}") from None
+        cleaned["regex"] = pattern
+    if "required_fields" in checks:
+        fields = checks["required_fields"]
+        if (
+            not isinstance(fields, list)
+            or not fields
+            or not all(isinstance(name, str) and name for name in fields)
+        ):
+            raise InvalidInput("checks.required_fields must be a non-empty list of field names.")
+        cleaned["required_fields"] = fields
+    return cleaned
+
+
+def clean_auto_award(auto_award: dict | None) -> dict:
+    """``{"after_bids": n}`` awards when the n-th bid arrives; ``{"window_hours": h}`` awards the
+    best bid h hours after posting; both together award at whichever comes first."""
+    if not auto_award:
+        return {}
+    if not isinstance(auto_award, dict):
+        raise InvalidInput("auto_award must be an object.")
+    unknown = set(auto_award) - {"after_bids", "window_hours"}
+    if unknown:
+        raise InvalidInput(f"Unknown auto_award options: {', '.join(sorted(unknown))}.")
+    cleaned: dict[str, int] = {}
+    if auto_award.get("after_bids") is not None:
+        cleaned["after_bids"] = clean_positive_int(
+            auto_award["after_bids"], field="auto_award.after_bids", maximum=100
+        )
+    if auto_award.get("window_hours") is not None:
+        cleaned["window_hours"] = clean_positive_int(
+            auto_award["window_hours"], field="auto_award.window_hours", maximum=24 * 90
+        )
+    if not cleaned:
+        raise InvalidInput("auto_award needs after_bids or window_hours.")
+    return cleaned
