@@ -307,3 +307,11 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"pgserver": {"level": "WARNING"}},
 }
+
+# The task market (marketplace/services): the award hook that starts hosted agents (a dotted path
+# to ``handler(task=..., assignee=...)``, set by the workers app), upload limits, write throttle,
+# and the escrow expectations the ledger's reconciliation compares against.
+MARKET_AWARD_HANDLER = env_str("MARKET_AWARD_HANDLER", "")
+MARKET_MAX_FILE_BYTES = env_int("MARKET_MAX_FILE_BYTES", 10 * 1024 * 1024, minimum=1)
+MARKET_WRITE_RATE = env_str("MARKET_WRITE_RATE", "600/minute")
+LEDGER_ESCROW_EXPECTATIONS = "marketplace.selectors.expected_escrows"
