@@ -55,3 +55,21 @@ class BudgetExceeded(RuntimeFailure):
 
     code = "budget_exceeded"
     http_status = 402
+
+
+class LeaseExpired(TransientRuntimeError):
+    """The attempt's worker died or hung: its lease ran out before it finished."""
+
+    code = "lease_expired"
+
+
+class DeliveryTimedOut(RuntimeFailure):
+    """The agent accepted the task for later delivery and did not deliver in time."""
+
+    code = "delivery_timed_out"
+
+
+class InternalError(RuntimeFailure):
+    """A bug on our side while running the attempt; logged with its traceback."""
+
+    code = "internal_error"

@@ -5,8 +5,29 @@ from __future__ import annotations
 from celery import shared_task
 from django.core.cache import cache
 
+from workers import services
+
 
 @shared_task(name="workers.echo")
 def echo(*, key: str, value: str) -> None:
     """Writes ``value`` under ``key`` in the cache: proves a web request reaches a real worker."""
     cache.set(key, value, timeout=300)
+
+
+@shared_task(name="workers.execution_run")
+def execution_run_task(*, execution_id: int) -> str:
+    """One attempt of an execution. Safe to receive twice (the claim lets one through); time
+    limits come per message from the agent (``services.execution_enqueue``)."""
+    return services.execution_run(execution_id=execution_id)
+
+
+@shared_task(name="workers.executions_reap")
+def executions_reap_task() -> dict[str, int]:
+    """Beat: re-queue executions whose lease expired; fail them at the attempt limit."""
+    return services.executions_reap()
+
+
+@shared_task(name="workers.noop")
+def noop_task(*, marker: int = 0) -> int:
+    """Does nothing: the bare-Celery baseline of bench/executions.py."""
+    return marker

@@ -53,6 +53,11 @@ class RunContext:
     agent_config: dict[str, Any]
     record: Callable[..., None]
     time_limit_seconds: float = 60.0
+    # Decrypted secrets for this run only: webhook signing secrets (current first), an API key.
+    webhook_secrets: tuple[str, ...] = ()
+    api_key: str = ""
+    # Absolute URLs the agent may call back (deliver later, append trace events).
+    callback_urls: dict[str, str] = field(default_factory=dict)
     spent: int = 0
     input_tokens: int = 0
     output_tokens: int = 0

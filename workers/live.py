@@ -1,0 +1,32 @@
+"""Live progress of executions over websockets: a hint to refetch, sent after the commit."""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import transaction
+
+logger = logging.getLogger(__name__)
+
+
+def execution_group(execution_id: int) -> str:
+    return f"execution.{execution_id}"
+
+
+def _send(group: str, message: dict[str, Any]) -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(layer.group_send)(group, message)
+    except Exception:  # a lost hint must not fail committed work; the page polls too
+        logger.warning("could not publish %s to %s", message.get("type"), group, exc_info=True)
+
+
+def execution_changed_on_commit(*, execution_id: int, kind: str) -> None:
+    message = {"type": "execution.changed", "execution_id": execution_id, "kind": kind}
+    transaction.on_commit(partial(_send, execution_group(execution_id), message))

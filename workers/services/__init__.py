@@ -1,0 +1,44 @@
+"""Writes of the workers app (executions, traces, agents' runtime secrets), re-exported here."""
+
+from workers.services.executions import (
+    HOSTED_RUNTIMES,
+    execution_attempt_failed,
+    execution_claim,
+    execution_complete,
+    execution_create_for_award,
+    execution_enqueue,
+    execution_reap,
+    execution_run,
+    executions_reap,
+    lease_for,
+    retry_delay_seconds,
+    time_limits_for,
+)
+from workers.services.secrets import (
+    api_key_store,
+    api_key_stored,
+    webhook_secret_rotate,
+    webhook_secrets_valid,
+)
+from workers.services.traces import trace_event_append, trace_recorder
+
+__all__ = [
+    "HOSTED_RUNTIMES",
+    "api_key_store",
+    "api_key_stored",
+    "execution_attempt_failed",
+    "execution_claim",
+    "execution_complete",
+    "execution_create_for_award",
+    "execution_enqueue",
+    "execution_reap",
+    "execution_run",
+    "executions_reap",
+    "lease_for",
+    "retry_delay_seconds",
+    "time_limits_for",
+    "trace_event_append",
+    "trace_recorder",
+    "webhook_secret_rotate",
+    "webhook_secrets_valid",
+]

@@ -1,0 +1,545 @@
+"""Writes of executions: create on award, claim, run, complete, retry, fail, reap.
+
+The exactly-once argument (see ``workers/models.py``): a claim is a conditional UPDATE that only
+one worker wins; the effects (the delivery with its idempotency key, the cost, the final state)
+are written in one transaction that first locks the execution row and checks the claim token.
+Locks are taken execution first, then the market's task row (inside the market's services),
+everywhere, so the worker and the reaper cannot deadlock.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from functools import partial
+from typing import Any
+
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.db import DatabaseError, InterfaceError, OperationalError, transaction
+from django.db.models import F, Q
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from agents_registry.models import Agent, Participant
+from marketplace import selectors as market_selectors
+from marketplace import services as market_services
+from marketplace.exceptions import MarketError
+from workers.exceptions import (
+    BudgetExceeded,
+    DeliveryTimedOut,
+    InternalError,
+    LeaseExpired,
+    RuntimeFailure,
+    TransientRuntimeError,
+)
+from workers.live import execution_changed_on_commit
+from workers.models import Execution, TraceEvent
+from workers.runtimes import builtin, http, openai
+from workers.runtimes.base import RunContext, RunResult, TaskBrief
+from workers.services.secrets import api_key_stored, webhook_secrets_valid
+from workers.services.traces import trace_event_append, trace_recorder
+
+logger = logging.getLogger(__name__)
+
+HOSTED_RUNTIMES = (Agent.Runtime.HTTP, Agent.Runtime.OPENAI, Agent.Runtime.BUILTIN)
+
+
+def _runtime_for(agent: Agent) -> Callable[[RunContext], RunResult]:
+    return {
+        Agent.Runtime.BUILTIN: builtin.run,
+        Agent.Runtime.HTTP: http.run,
+        Agent.Runtime.OPENAI: openai.run,
+    }[agent.runtime]
+
+
+def time_limits_for(agent: Agent) -> tuple[int, int]:
+    """(soft, hard) seconds for one attempt of ``agent``: its own limits, capped by the settings."""
+    config = agent.runtime_config or {}
+    cap = settings.WORKERS_MAX_TIME_LIMIT_SECONDS
+    soft = int(config.get("soft_time_limit_seconds", settings.WORKERS_SOFT_TIME_LIMIT_SECONDS))
+    hard = int(config.get("hard_time_limit_seconds", settings.WORKERS_HARD_TIME_LIMIT_SECONDS))
+    soft = max(1, min(soft, cap - 1))
+    hard = max(soft + 1, min(hard, cap))
+    return soft, hard
+
+
+def lease_for(agent: Agent) -> timedelta:
+    return timedelta(seconds=time_limits_for(agent)[1] + settings.WORKERS_LEASE_MARGIN_SECONDS)
+
+
+def retry_delay_seconds(attempt: int) -> float:
+    """Exponential backoff with full jitter: spreads retries of many executions that failed
+    together (an endpoint that went down) instead of stampeding it again in lockstep."""
+    ceiling = min(
+        settings.WORKERS_RETRY_BACKOFF_MAX_SECONDS,
+        settings.WORKERS_RETRY_BACKOFF_SECONDS * (2 ** max(0, attempt - 1)),
+    )
+    return random.uniform(ceiling / 2, ceiling)
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+# --- queueing ---------------------------------------------------------------------------------
+
+
+def execution_enqueue(*, execution_id: int, agent: Agent, countdown: float = 0) -> None:
+    """Send the message that runs the execution (call it after the commit)."""
+    from workers.tasks import execution_run_task  # tasks.py imports this module
+
+    soft, hard = time_limits_for(agent)
+    execution_run_task.apply_async(
+        kwargs={"execution_id": execution_id},
+        countdown=countdown or None,
+        soft_time_limit=soft,
+        time_limit=hard,
+    )
+
+
+def _enqueue_on_commit(execution: Execution, *, countdown: float = 0) -> None:
+    transaction.on_commit(
+        partial(
+            execution_enqueue,
+            execution_id=execution.pk,
+            agent=execution.agent,
+            countdown=countdown,
+        )
+    )
+
+
+def execution_create_for_award(*, task: Any, assignee: Participant) -> Execution | None:
+    """The market's award hook: start an execution when the assignee is a hosted agent.
+
+    Runs inside the award's transaction, so the execution exists if and only if the award
+    committed; the message is sent on commit.
+    """
+    if assignee.kind != Participant.Kind.AGENT:
+        return None
+    agent = assignee.agent
+    if agent.runtime not in HOSTED_RUNTIMES:
+        return None
+    now = timezone.now()
+    config = agent.runtime_config or {}
+    execution = Execution.objects.create(
+        task_ref=task.pk,
+        agent=agent,
+        budget=task.price or 0,
+        max_attempts=max(1, int(config.get("max_attempts", settings.WORKERS_MAX_ATTEMPTS))),
+        queued_at=now,
+        lease_expires_at=now + timedelta(seconds=settings.WORKERS_QUEUE_LEASE_SECONDS),
+    )
+    _enqueue_on_commit(execution)
+    execution_changed_on_commit(execution_id=execution.pk, kind="queued")
+    return execution
+
+
+# --- running -------------------------------------------------------------------------------------
+
+
+def execution_claim(*, execution_id: int, worker: str) -> Execution | None:
+    """Take the execution for one attempt, or None when another worker has it or it is over.
+
+    The conditional UPDATE is the whole mutual exclusion: of two deliveries of the same message,
+    one changes the row and the other changes nothing and stops.
+    """
+    agent = Agent.objects.filter(executions__pk=execution_id).first()
+    if agent is None:
+        return None
+    now = timezone.now()
+    token = uuid.uuid4()
+    claimed = Execution.objects.filter(
+        pk=execution_id, status=Execution.Status.QUEUED, attempts__lt=F("max_attempts")
+    ).update(
+        status=Execution.Status.RUNNING,
+        attempts=F("attempts") + 1,
+        claim_token=token,
+        lease_expires_at=now + lease_for(agent),
+        worker=worker[:200],
+        started_at=Coalesce(F("started_at"), now),
+        last_attempt_at=now,
+    )
+    if not claimed:
+        return None
+    execution = Execution.objects.select_related("agent__participant").get(pk=execution_id)
+    execution_changed_on_commit(execution_id=execution_id, kind="running")
+    return execution
+
+
+def _task_brief(execution: Execution) -> tuple[Any, TaskBrief]:
+    task = market_selectors.access_task(
+        viewer=market_selectors.Viewer(participant=None, is_staff=True),
+        task_id=execution.task_ref,
+    )
+    brief = TaskBrief(
+        task_id=task.pk,
+        title=task.title,
+        description=task.description,
+        acceptance_criteria=task.acceptance_criteria,
+        checks=task.checks or {},
+        budget=execution.budget,
+    )
+    return task, brief
+
+
+def _start_task_if_awarded(execution: Execution, task: Any) -> None:
+    """Move the task to in progress on the first attempt; later attempts find it there."""
+    if task.state == "awarded":
+        try:
+            market_services.task_start(task=task, actor=execution.agent.participant)
+        except MarketError:
+            # Another delivery of this message started it between our read and our call.
+            logger.info("task %s was already started", task.pk)
+
+
+def _callback_urls(execution: Execution) -> dict[str, str]:
+    base = settings.SITE_URL.rstrip("/")
+    return {
+        "deliver": f"{base}/api/v1/tasks/{execution.task_ref}/deliveries/",
+        "trace_events": f"{base}/api/v1/executions/{execution.pk}/trace/events/",
+    }
+
+
+def _context_for(execution: Execution, brief: TaskBrief) -> RunContext:
+    agent = execution.agent
+    config = dict(agent.runtime_config or {})
+    api_key = ""
+    if agent.runtime == Agent.Runtime.OPENAI:
+        api_key = (
+            os.environ.get(str(config.get("api_key_env", "")), "")
+            if config.get("api_key_env")
+            else ""
+        )
+        api_key = api_key or api_key_stored(agent=agent)
+    return RunContext(
+        execution_id=execution.pk,
+        attempt=execution.attempts,
+        task=brief,
+        agent_config=config,
+        record=trace_recorder(execution.pk),
+        time_limit_seconds=float(time_limits_for(agent)[0]),
+        webhook_secrets=tuple(webhook_secrets_valid(agent=agent))
+        if agent.runtime == Agent.Runtime.HTTP
+        else (),
+        api_key=api_key,
+        callback_urls=_callback_urls(execution),
+    )
+
+
+def execution_run(*, execution_id: int, worker: str = "") -> str:
+    """One attempt: claim, run the agent's runtime, then complete or fail. Idempotent: a second
+    delivery of the same message returns ``"skipped"`` and changes nothing."""
+    execution = execution_claim(execution_id=execution_id, worker=worker or worker_name())
+    if execution is None:
+        return "skipped"
+    token = execution.claim_token
+    started = time.monotonic()
+    context: RunContext | None = None
+    error: RuntimeFailure
+    try:
+        task, brief = _task_brief(execution)
+        _start_task_if_awarded(execution, task)
+        context = _context_for(execution, brief)
+        trace_event_append(
+            execution_id=execution.pk,
+            kind=TraceEvent.Kind.DECISION,
+            name="attempt started",
+            inputs={"attempt": execution.attempts, "worker": execution.worker},
+        )
+        result = _runtime_for(execution.agent)(context)
+    except SoftTimeLimitExceeded:
+        soft = time_limits_for(execution.agent)[0]
+        error = TransientRuntimeError(f"The attempt passed its soft time limit of {soft} s.")
+    except RuntimeFailure as runtime_error:
+        error = runtime_error
+    except (OperationalError, InterfaceError) as database_error:
+        # The database went away (a restart): worth another attempt, not a verdict on the agent.
+        error = TransientRuntimeError(f"Database unavailable: {database_error}")
+    except MarketError as market_error:
+        error = RuntimeFailure(f"The market refused: {market_error}")
+    except Exception as unexpected:  # a bug of ours: fail visibly, never retry blindly
+        logger.exception("execution %s attempt %s crashed", execution.pk, execution.attempts)
+        error = InternalError(f"{type(unexpected).__name__}: {unexpected}")
+    else:
+        elapsed_ms = int((time.monotonic() - started) * 1000)
+        return execution_complete(
+            execution_id=execution.pk,
+            token=token,
+            result=result,
+            context=context,
+            elapsed_ms=elapsed_ms,
+        )
+    return execution_attempt_failed(
+        execution_id=execution.pk, token=token, error=error, context=context
+    )
+
+
+def _locked(execution_id: int, token: uuid.UUID | None) -> Execution | None:
+    """The execution under FOR UPDATE when ``token`` still holds the claim, else None (the reaper
+    gave the attempt to someone else: this worker's result is stale and must have no effect)."""
+    execution = (
+        Execution.objects.select_for_update(of=("self",))
+        .select_related("agent__participant")
+        .get(pk=execution_id)
+    )
+    if execution.status != Execution.Status.RUNNING or execution.claim_token != token:
+        return None
+    return execution
+
+
+def execution_complete(
+    *,
+    execution_id: int,
+    token: uuid.UUID | None,
+    result: RunResult,
+    context: RunContext,
+    elapsed_ms: int = 0,
+) -> str:
+    """Deliver the result and close the execution, all in one transaction."""
+    with transaction.atomic():
+        execution = _locked(execution_id, token)
+        if execution is None:
+            return "stale"
+        now = timezone.now()
+        usage = {
+            "cost": context.spent,
+            "input_tokens": context.input_tokens,
+            "output_tokens": context.output_tokens,
+        }
+        if result.accepted_for_later_delivery:
+            Execution.objects.filter(pk=execution.pk).update(
+                status=Execution.Status.WAITING,
+                lease_expires_at=now + timedelta(seconds=settings.WORKERS_WAITING_LEASE_SECONDS),
+                **usage,
+            )
+            trace_event_append(
+                execution_id=execution.pk,
+                kind=TraceEvent.Kind.DECISION,
+                name="accepted; the agent will deliver through the API",
+            )
+            execution_changed_on_commit(execution_id=execution.pk, kind="waiting")
+            return "waiting"
+        task = market_selectors.access_task(
+            viewer=market_selectors.Viewer(participant=None, is_staff=True),
+            task_id=execution.task_ref,
+        )
+        try:
+            with transaction.atomic():
+                delivery = market_services.delivery_submit(
+                    task=task,
+                    actor=execution.agent.participant,
+                    text=result.text,
+                    data=result.data,
+                    idempotency_key=execution.delivery_idempotency_key,
+                )
+        except MarketError as error:
+            return _fail_locked(
+                execution,
+                RuntimeFailure(f"The market refused the delivery: {error}"),
+                return_task=False,
+                usage=usage,
+            )
+        Execution.objects.filter(pk=execution.pk).update(
+            status=Execution.Status.SUCCEEDED,
+            delivery_ref=delivery.pk,
+            finished_at=now,
+            lease_expires_at=None,
+            error_code="",
+            error_message="",
+            **usage,
+        )
+        trace_event_append(
+            execution_id=execution.pk,
+            kind=TraceEvent.Kind.MESSAGE,
+            name="delivered",
+            outputs={"delivery": delivery.pk, "text": result.text[:500]},
+            cost=context.spent,
+            duration_ms=elapsed_ms,
+        )
+        execution_changed_on_commit(execution_id=execution.pk, kind="succeeded")
+        return "succeeded"
+
+
+def execution_attempt_failed(
+    *,
+    execution_id: int,
+    token: uuid.UUID | None,
+    error: RuntimeFailure,
+    context: RunContext | None = None,
+) -> str:
+    """Retry a transient failure with backoff while attempts remain; otherwise fail for good and
+    return the task to the market."""
+    with transaction.atomic():
+        execution = _locked(execution_id, token)
+        if execution is None:
+            return "stale"
+        usage = {}
+        if context is not None:
+            usage = {
+                "cost": context.spent,
+                "input_tokens": context.input_tokens,
+                "output_tokens": context.output_tokens,
+            }
+        trace_event_append(
+            execution_id=execution.pk,
+            kind=TraceEvent.Kind.ERROR,
+            name=error.code,
+            outputs={"message": str(error), "transient": error.transient},
+        )
+        if error.transient and execution.attempts < execution.max_attempts:
+            return _retry_locked(execution, error, usage=usage)
+        return _fail_locked(execution, error, return_task=True, usage=usage)
+
+
+def _retry_locked(execution: Execution, error: RuntimeFailure, *, usage: dict[str, int]) -> str:
+    delay = retry_delay_seconds(execution.attempts)
+    now = timezone.now()
+    Execution.objects.filter(pk=execution.pk).update(
+        status=Execution.Status.QUEUED,
+        claim_token=None,
+        lease_expires_at=now + timedelta(seconds=delay + settings.WORKERS_QUEUE_LEASE_SECONDS),
+        error_code=error.code,
+        error_message=str(error)[:2000],
+        **usage,
+    )
+    _enqueue_on_commit(execution, countdown=delay)
+    execution_changed_on_commit(execution_id=execution.pk, kind="retrying")
+    return "retrying"
+
+
+def _fail_locked(
+    execution: Execution, error: RuntimeFailure, *, return_task: bool, usage: dict[str, int]
+) -> str:
+    """Fail visibly; with ``return_task`` the task goes back to the market (its abandonment
+    records the agent's outcome). A market refusal to take it back is recorded, not raised: the
+    execution's failure must commit either way."""
+    message = str(error)[:2000]
+    if return_task:
+        task = market_selectors.access_task(
+            viewer=market_selectors.Viewer(participant=None, is_staff=True),
+            task_id=execution.task_ref,
+        )
+        try:
+            with transaction.atomic():
+                market_services.task_abandon(
+                    task=task,
+                    actor=execution.agent.participant,
+                    reason=f"Hosted execution #{execution.pk} failed: {message}"[:2000],
+                )
+        except MarketError as market_error:
+            message += f" (the task could not be returned to the market: {market_error})"
+    if isinstance(error, BudgetExceeded):
+        usage = {**usage, "cost": min(usage.get("cost", 0), execution.budget)}
+    Execution.objects.filter(pk=execution.pk).update(
+        status=Execution.Status.FAILED,
+        finished_at=timezone.now(),
+        lease_expires_at=None,
+        claim_token=None,
+        error_code=error.code,
+        error_message=message,
+        **usage,
+    )
+    execution_changed_on_commit(execution_id=execution.pk, kind="failed")
+    return "failed"
+
+
+# --- the reaper ----------------------------------------------------------------------------------
+
+
+def execution_reap(*, execution_id: int, now: Any = None) -> str:
+    """Recover one execution whose lease expired: re-send a queued one's message, re-queue a
+    running one whose worker died (or fail it at the attempt limit), settle a waiting one."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        execution = (
+            Execution.objects.select_for_update(of=("self",), skip_locked=True)
+            .select_related("agent__participant")
+            .filter(pk=execution_id)
+            .first()
+        )
+        if execution is None:
+            return "busy"  # a worker is completing it right now; look again next round
+        if execution.status == Execution.Status.WAITING:
+            return _reap_waiting(execution, now)
+        if execution.is_final or execution.lease_expires_at is None:
+            return "final"
+        if execution.lease_expires_at > now:
+            return "not_due"
+        if execution.status == Execution.Status.QUEUED:
+            # The message was lost with a dead worker's prefetch, or sits behind a long queue; a
+            # second message is harmless (the claim lets one through).
+            Execution.objects.filter(pk=execution.pk).update(
+                lease_expires_at=now + timedelta(seconds=settings.WORKERS_QUEUE_LEASE_SECONDS)
+            )
+            _enqueue_on_commit(execution)
+            return "resent"
+        lost = LeaseExpired(
+            f"Attempt {execution.attempts} ran past its lease on {execution.worker or '?'} "
+            "(the worker died or hung)."
+        )
+        trace_event_append(
+            execution_id=execution.pk,
+            kind=TraceEvent.Kind.ERROR,
+            name="lease_expired",
+            outputs={"message": str(lost), "transient": True},
+        )
+        if execution.attempts < execution.max_attempts:
+            Execution.objects.filter(pk=execution.pk).update(
+                status=Execution.Status.QUEUED,
+                claim_token=None,
+                lease_expires_at=now + timedelta(seconds=settings.WORKERS_QUEUE_LEASE_SECONDS),
+                error_code=lost.code,
+                error_message=str(lost),
+            )
+            _enqueue_on_commit(execution)
+            execution_changed_on_commit(execution_id=execution.pk, kind="requeued")
+            return "requeued"
+        return _fail_locked(execution, lost, return_task=True, usage={})
+
+
+def _reap_waiting(execution: Execution, now: Any) -> str:
+    """An agent that accepted and delivers through the API: done once its delivery exists."""
+    delivery = (
+        market_selectors.deliveries_of(participant=execution.agent.participant)
+        .filter(task_id=execution.task_ref, created_at__gte=execution.created_at)
+        .order_by("created_at")
+        .first()
+    )
+    if delivery is not None:
+        Execution.objects.filter(pk=execution.pk).update(
+            status=Execution.Status.SUCCEEDED,
+            delivery_ref=delivery.pk,
+            finished_at=now,
+            lease_expires_at=None,
+        )
+        execution_changed_on_commit(execution_id=execution.pk, kind="succeeded")
+        return "succeeded"
+    if execution.lease_expires_at and execution.lease_expires_at <= now:
+        late = DeliveryTimedOut("The agent accepted the task but did not deliver in time.")
+        return _fail_locked(execution, late, return_task=True, usage={})
+    return "waiting"
+
+
+def executions_reap(*, now: Any = None) -> dict[str, int]:
+    """Beat: recover every execution whose lease expired, and settle waiting ones. Idempotent."""
+    now = now or timezone.now()
+    due = Execution.objects.filter(
+        Q(status__in=[Execution.Status.QUEUED, Execution.Status.RUNNING], lease_expires_at__lte=now)
+        | Q(status=Execution.Status.WAITING)
+    ).values_list("pk", flat=True)
+    counts: dict[str, int] = {}
+    for execution_id in list(due.order_by("pk")[:500]):
+        try:
+            outcome = execution_reap(execution_id=execution_id, now=now)
+        except DatabaseError:
+            logger.exception("reaping execution %s failed; next round retries", execution_id)
+            outcome = "error"
+        counts[outcome] = counts.get(outcome, 0) + 1
+    return counts
