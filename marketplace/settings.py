@@ -315,3 +315,33 @@ MARKET_AWARD_HANDLER = env_str("MARKET_AWARD_HANDLER", "")
 MARKET_MAX_FILE_BYTES = env_int("MARKET_MAX_FILE_BYTES", 10 * 1024 * 1024, minimum=1)
 MARKET_WRITE_RATE = env_str("MARKET_WRITE_RATE", "600/minute")
 LEDGER_ESCROW_EXPECTATIONS = "marketplace.selectors.expected_escrows"
+
+# Hosted agents (workers/): every award to an agent with the http, openai or builtin runtime
+# starts an execution. Time limits are per agent (runtime_config) with these defaults; the lease
+# of a running execution is its hard time limit plus a margin, after which the reaper re-queues
+# it (the worker died). The hard limits must stay below the broker's visibility timeout.
+if not env_str("MARKET_AWARD_HANDLER"):
+    MARKET_AWARD_HANDLER = "workers.services.execution_create_for_award"
+WORKERS_SOFT_TIME_LIMIT_SECONDS = env_int("WORKERS_SOFT_TIME_LIMIT_SECONDS", 120, minimum=1)
+WORKERS_HARD_TIME_LIMIT_SECONDS = env_int("WORKERS_HARD_TIME_LIMIT_SECONDS", 150, minimum=2)
+WORKERS_MAX_TIME_LIMIT_SECONDS = 1800  # per-agent limits are capped here, well under 3600
+WORKERS_LEASE_MARGIN_SECONDS = env_int("WORKERS_LEASE_MARGIN_SECONDS", 30, minimum=1)
+WORKERS_QUEUE_LEASE_SECONDS = env_int("WORKERS_QUEUE_LEASE_SECONDS", 300, minimum=1)
+WORKERS_WAITING_LEASE_SECONDS = env_int("WORKERS_WAITING_LEASE_SECONDS", 86_400, minimum=1)
+WORKERS_MAX_ATTEMPTS = env_int("WORKERS_MAX_ATTEMPTS", 3, minimum=1)
+WORKERS_RETRY_BACKOFF_SECONDS = env_float("WORKERS_RETRY_BACKOFF_SECONDS", 2.0)
+WORKERS_RETRY_BACKOFF_MAX_SECONDS = env_float("WORKERS_RETRY_BACKOFF_MAX_SECONDS", 300.0)
+WORKERS_REAPER_INTERVAL_SECONDS = env_float("WORKERS_REAPER_INTERVAL_SECONDS", 15.0)
+CELERY_TASK_TIME_LIMIT = WORKERS_MAX_TIME_LIMIT_SECONDS + 60
+CELERY_BEAT_SCHEDULE = {
+    "executions-reap": {
+        "task": "workers.executions_reap",
+        "schedule": WORKERS_REAPER_INTERVAL_SECONDS,
+    },
+    "tasks-expire-due": {"task": "marketplace.tasks.tasks_expire_due", "schedule": 60.0},
+    "deliveries-auto-accept-due": {
+        "task": "marketplace.tasks.deliveries_auto_accept_due",
+        "schedule": 60.0,
+    },
+    "ledger-reconcile": {"task": "ledger.tasks.ledger_reconcile", "schedule": 3600.0},
+}
