@@ -1,0 +1,255 @@
+"""Executions in process: award -> execution -> delivery, retries, the attempt limit, the reaper.
+
+The queue is not involved here (no on-commit callbacks run in these transactions); the real
+worker process is exercised in test_worker_process.py.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import User
+from django.utils import timezone
+
+from agents_registry.models import Participant
+from marketplace import services as market_services
+from marketplace.models import Delivery, Task
+from tests.workers.conftest import hosted_agent, post_task
+from workers import services
+from workers.exceptions import TransientRuntimeError
+from workers.models import Execution, TraceEvent
+from workers.runtimes import builtin
+
+pytestmark = pytest.mark.django_db
+
+
+def claimed_by(poster: Participant, agent: object, **fields: object) -> Task:
+    task = post_task(poster, **fields)
+    return market_services.task_claim(task=task, claimant=agent.participant)
+
+
+def test_an_award_to_a_builtin_agent_creates_one_queued_execution(
+    poster: Participant, bob: User
+) -> None:
+    agent = hosted_agent(bob, "Stats", builtin="text-stats")
+    task = claimed_by(poster, agent, bounty=120)
+    execution = Execution.objects.get(task_ref=task.pk)
+    assert (execution.agent_id, execution.status, execution.attempts) == (agent.pk, "queued", 0)
+    assert execution.budget == 120
+    assert execution.max_attempts == 3
+    assert execution.lease_expires_at > timezone.now() + timedelta(seconds=290)
+
+
+def test_an_award_to_an_external_agent_or_a_human_creates_none(
+    poster: Participant, bob: User
+) -> None:
+    external = hosted_agent(bob, "External", runtime="external")
+    claimed_by(poster, external)
+    from tests.conftest import participant_of
+
+    market_services.task_claim(task=post_task(poster), claimant=participant_of(bob))
+    assert Execution.objects.count() == 0
+
+
+def test_running_delivers_once_and_a_second_message_changes_nothing(
+    poster: Participant, bob: User
+) -> None:
+    agent = hosted_agent(bob, "Stats", builtin="text-stats")
+    task = claimed_by(poster, agent)
+    execution = Execution.objects.get(task_ref=task.pk)
+
+    assert services.execution_run(execution_id=execution.pk, worker="w1") == "succeeded"
+    assert services.execution_run(execution_id=execution.pk, worker="w2") == "skipped"
+
+    execution.refresh_from_db()
+    delivery = Delivery.objects.get(task_id=task.pk)
+    assert (execution.status, execution.attempts, execution.delivery_ref) == (
+        "succeeded",
+        1,
+        delivery.pk,
+    )
+    assert execution.worker == "w1"
+    assert delivery.data["words"] == 12
+    assert delivery.idempotency_key == f"execution-{execution.pk}"
+    assert Task.objects.get(pk=task.pk).state == "delivered"
+    kinds = list(execution.events.values_list("sequence", "kind", "name"))
+    assert kinds == [
+        (1, "decision", "attempt started"),
+        (2, "tool_call", "builtin:text-stats"),
+        (3, "message", "result"),
+        (4, "message", "delivered"),
+    ]
+    assert execution.trace_length == 4
+
+
+def test_a_stale_worker_cannot_deliver_after_the_reaper_took_its_attempt(
+    poster: Participant, bob: User
+) -> None:
+    agent = hosted_agent(bob, "Stats", builtin="text-stats")
+    task = claimed_by(poster, agent)
+    execution = services.execution_claim(
+        execution_id=Execution.objects.get(task_ref=task.pk).pk, worker="slow"
+    )
+    Execution.objects.filter(pk=execution.pk).update(
+        lease_expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    assert services.executions_reap() == {"requeued": 1}
+
+    result = builtin.RunResult(text="late")
+    context = builtin.RunContext(
+        execution_id=execution.pk, attempt=1, task=None, agent_config={}, record=print
+    )
+    outcome = services.execution_complete(
+        execution_id=execution.pk, token=execution.claim_token, result=result, context=context
+    )
+    assert outcome == "stale"
+    assert Delivery.objects.filter(task_id=task.pk).count() == 0
+
+    assert services.execution_run(execution_id=execution.pk, worker="fresh") == "succeeded"
+    execution.refresh_from_db()
+    assert (execution.attempts, execution.status) == (2, "succeeded")
+    assert Delivery.objects.filter(task_id=task.pk).count() == 1
+    errors = execution.events.filter(kind="error").values_list("name", "attempt")
+    assert list(errors) == [("lease_expired", 1)]
+
+
+def test_a_transient_failure_is_retried_then_fails_at_the_limit_and_returns_the_task(
+    poster: Participant, bob: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+
+    def flaky(context: object) -> None:
+        calls.append(context.attempt)
+        raise TransientRuntimeError("the endpoint is down")
+
+    agent = hosted_agent(bob, "Flaky", builtin="no-op", max_attempts=2)
+    task = claimed_by(poster, agent)
+    execution = Execution.objects.get(task_ref=task.pk)
+    monkeypatch.setattr(builtin, "run", flaky)
+
+    assert services.execution_run(execution_id=execution.pk) == "retrying"
+    execution.refresh_from_db()
+    assert (execution.status, execution.attempts, execution.error_code) == (
+        "queued",
+        1,
+        "runtime_unavailable",
+    )
+    assert execution.claim_token is None
+    assert services.execution_run(execution_id=execution.pk) == "failed"
+    assert services.execution_run(execution_id=execution.pk) == "skipped"
+    assert calls == [1, 2]
+
+    execution.refresh_from_db()
+    assert (execution.status, execution.attempts) == ("failed", 2)
+    assert execution.error_message == "the endpoint is down"
+    task.refresh_from_db()
+    assert (task.state, task.assignee_id) == ("open", None)
+    assert agent.participant.pk in task.barred
+    assert Delivery.objects.filter(task_id=task.pk).count() == 0
+    assert agent.outcomes.get().outcome == "abandoned"
+
+
+def test_a_permanent_failure_fails_at_once(poster: Participant, bob: User) -> None:
+    agent = hosted_agent(bob, "Summary", builtin="summarizer")
+    task = claimed_by(poster, agent, description="Just one sentence.")
+    execution = Execution.objects.get(task_ref=task.pk)
+    assert services.execution_run(execution_id=execution.pk) == "failed"
+    execution.refresh_from_db()
+    assert (execution.status, execution.attempts, execution.error_code) == (
+        "failed",
+        1,
+        "runtime_failed",
+    )
+    assert Task.objects.get(pk=task.pk).state == "open"
+
+
+def test_a_run_over_budget_stops_and_says_why(poster: Participant, bob: User) -> None:
+    agent = hosted_agent(bob, "Pricey", builtin="text-stats", price_per_run=500)
+    task = claimed_by(poster, agent, bounty=100)
+    execution = Execution.objects.get(task_ref=task.pk)
+    assert services.execution_run(execution_id=execution.pk) == "failed"
+    execution.refresh_from_db()
+    assert execution.error_code == "budget_exceeded"
+    assert "would cost 500 credits, over the task's budget of 100" in execution.error_message
+    assert execution.cost == 0
+
+
+def test_the_reaper_resends_a_queued_execution_whose_message_was_lost(
+    poster: Participant, bob: User, django_capture_on_commit_callbacks: object
+) -> None:
+    agent = hosted_agent(bob, "Stats", builtin="text-stats")
+    task = claimed_by(poster, agent)
+    execution = Execution.objects.get(task_ref=task.pk)
+    assert services.executions_reap() == {}
+    later = timezone.now() + timedelta(seconds=301)
+    sent: list[dict] = []
+    from workers import tasks
+
+    original = tasks.execution_run_task.apply_async
+    tasks.execution_run_task.apply_async = lambda **kwargs: sent.append(kwargs)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            assert services.executions_reap(now=later) == {"resent": 1}
+    finally:
+        tasks.execution_run_task.apply_async = original
+    assert sent == [
+        {
+            "kwargs": {"execution_id": execution.pk},
+            "countdown": None,
+            "soft_time_limit": 120,
+            "time_limit": 150,
+        }
+    ]
+
+
+def test_the_reaper_fails_a_dead_attempt_at_the_limit(poster: Participant, bob: User) -> None:
+    agent = hosted_agent(bob, "Stats", builtin="text-stats", max_attempts=1)
+    task = claimed_by(poster, agent)
+    execution = services.execution_claim(
+        execution_id=Execution.objects.get(task_ref=task.pk).pk, worker="dead"
+    )
+    assert services.executions_reap() == {}  # the lease still runs
+    assert services.executions_reap(now=timezone.now() + timedelta(seconds=181)) == {"failed": 1}
+    execution.refresh_from_db()
+    assert (execution.status, execution.error_code) == ("failed", "lease_expired")
+    assert Task.objects.get(pk=task.pk).state == "open"
+
+
+def test_time_limits_come_from_the_agent_within_the_caps(bob: User) -> None:
+    agent = hosted_agent(bob, "Quick", soft_time_limit_seconds=5, hard_time_limit_seconds=7)
+    assert services.time_limits_for(agent) == (5, 7)
+    assert services.lease_for(agent) == timedelta(seconds=37)
+    greedy = hosted_agent(bob, "Greedy", soft_time_limit_seconds=99999, hard_time_limit_seconds=1)
+    assert services.time_limits_for(greedy) == (1799, 1800)
+
+
+def test_backoff_grows_with_jitter(settings: object) -> None:
+    settings.WORKERS_RETRY_BACKOFF_SECONDS = 2.0
+    settings.WORKERS_RETRY_BACKOFF_MAX_SECONDS = 10.0
+    for attempt, (low, high) in {1: (1, 2), 2: (2, 4), 3: (4, 8), 6: (5, 10)}.items():
+        delays = {services.retry_delay_seconds(attempt) for _ in range(50)}
+        assert all(low <= delay <= high for delay in delays)
+        assert len(delays) > 1
+
+
+def test_trace_events_are_numbered_in_order_and_closed_when_final(
+    poster: Participant, bob: User
+) -> None:
+    agent = hosted_agent(bob, "Stats", builtin="text-stats")
+    task = claimed_by(poster, agent)
+    execution = Execution.objects.get(task_ref=task.pk)
+    event = services.trace_event_append(
+        execution_id=execution.pk, kind="message", name="hello", source="agent", require_active=True
+    )
+    assert (event.sequence, event.attempt) == (1, 0)
+    services.execution_run(execution_id=execution.pk)
+    from workers.exceptions import ExecutionFinished, WorkersError
+
+    with pytest.raises(ExecutionFinished, match="is succeeded: its trace is closed"):
+        services.trace_event_append(execution_id=execution.pk, kind="message", require_active=True)
+    with pytest.raises(WorkersError, match="Unknown event kind 'thought'"):
+        services.trace_event_append(execution_id=execution.pk, kind="thought")
+    with pytest.raises(WorkersError, match="cost must be a non-negative integer"):
+        services.trace_event_append(execution_id=execution.pk, kind="message", cost=-1)
+    assert TraceEvent.objects.filter(execution=execution).count() == 5
