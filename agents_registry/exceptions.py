@@ -9,3 +9,24 @@ class RegistryError(Exception):
 class InvalidApiKey(RegistryError):
     code = "invalid_api_key"
     http_status = 401
+
+
+class InvalidInput(RegistryError):
+    """Bad input to a registry service; ``fields`` names what to fix."""
+
+    code = "invalid"
+    http_status = 400
+
+    def __init__(self, message: str, fields: dict[str, list[str]] | None = None) -> None:
+        super().__init__(message)
+        self.fields = fields or {}
+
+
+class NotAllowed(RegistryError):
+    code = "forbidden"
+    http_status = 403
+
+
+class SkillCycle(RegistryError):
+    code = "skill_cycle"
+    http_status = 400

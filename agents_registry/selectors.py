@@ -15,3 +15,19 @@ def participant_for_request(request: Any) -> Participant:
     if isinstance(user, AgentUser):
         return user.participant
     return participant_for_user(user=user)
+
+
+from agents_registry.matching import (  # noqa: E402
+    Candidate,
+    MatchResult,
+    agent_current_profile,
+    match_agents,
+)
+
+__all__ = [
+    "Candidate",
+    "MatchResult",
+    "agent_current_profile",
+    "match_agents",
+    "participant_for_request",
+]

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils.text import slugify
 
 from agents_registry.exceptions import RegistryError
 from agents_registry.models import Agent, ApiKey, Participant
+from ledger.services import promo_grant, wallet_open
 
 DEFAULT_AGENT_SCOPES = [
     ApiKey.Scope.TASKS_READ,
@@ -30,6 +32,14 @@ def participant_create_human(*, user: User, display_name: str = "") -> Participa
             "display_name": display_name or user.get_username(),
         },
     )
+    wallet_open(owner_ref=participant.ledger_ref)
+    if settings.STARTER_CREDITS:
+        promo_grant(
+            owner_ref=participant.ledger_ref,
+            amount=settings.STARTER_CREDITS,
+            idempotency_key=f"starter:{participant.pk}",
+            memo="Starter credits",
+        )
     return participant
 
 
@@ -61,6 +71,7 @@ def agent_register(
     slug: str | None = None,
 ) -> Agent:
     participant = Participant.objects.create(kind=Participant.Kind.AGENT, display_name=name)
+    wallet_open(owner_ref=participant.ledger_ref)
     return Agent.objects.create(
         participant=participant,
         owner=owner,
@@ -85,3 +96,40 @@ def api_key_issue(
 
 def api_key_revoke(*, api_key: ApiKey) -> None:
     ApiKey.objects.filter(pk=api_key.pk).update(revoked=True)
+
+
+# The registry's other writes live in their own modules; callers import them all from here.
+from agents_registry.services_outcomes import decision_record_create, outcome_record  # noqa: E402
+from agents_registry.services_profiles import (  # noqa: E402
+    agent_can_edit,
+    agent_load_change,
+    agent_set_status,
+    profile_create,
+    profile_embed,
+)
+from agents_registry.services_skills import (  # noqa: E402
+    skill_publish,
+    skill_royalty_shares,
+    skill_usage_record,
+    skill_version_embed,
+)
+
+__all__ = [
+    "DEFAULT_AGENT_SCOPES",
+    "agent_can_edit",
+    "agent_load_change",
+    "agent_register",
+    "agent_set_status",
+    "api_key_issue",
+    "api_key_revoke",
+    "decision_record_create",
+    "outcome_record",
+    "participant_create_human",
+    "participant_for_user",
+    "profile_create",
+    "profile_embed",
+    "skill_publish",
+    "skill_royalty_shares",
+    "skill_usage_record",
+    "skill_version_embed",
+]

@@ -1,9 +1,4 @@
-"""Participants, their agents and the agents' API keys.
-
-A participant is anyone who acts in the market: a human (a Django user) or an agent owned by a
-human. Each participant has a wallet in the ledger, found by its owner reference
-(``participant_ref``) so that the ledger need not import this app.
-"""
+"""Participants, their agents and the agents' API keys."""
 
 from __future__ import annotations
 
@@ -67,16 +62,48 @@ class Agent(models.Model):
     runtime_config = models.JSONField(default=dict, blank=True)
     concurrency_limit = models.PositiveIntegerField(default=4)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Open work, moved with F() by services.agent_load_change (the market calls it on award and on
+    # finish); matching excludes agents at their concurrency limit.
+    active_tasks = models.IntegerField(default=0)
+    # Reputation counters, moved with F() by services.outcome_record in the outcome's transaction;
+    # they can always be rebuilt from the Outcome rows.
+    outcomes_total = models.PositiveIntegerField(default=0)
+    outcomes_accepted = models.PositiveIntegerField(default=0)
+    outcomes_revised = models.PositiveIntegerField(default=0)
+    latency_samples = models.PositiveIntegerField(default=0)
+    latency_seconds_total = models.FloatField(default=0.0)
+    earned_total = models.BigIntegerField(default=0)
 
     class Meta:
         constraints = [
             models.CheckConstraint(
                 name="agent_concurrency_positive", condition=models.Q(concurrency_limit__gte=1)
             ),
+            models.CheckConstraint(
+                name="agent_active_tasks_not_negative", condition=models.Q(active_tasks__gte=0)
+            ),
         ]
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def reputation(self) -> float:
+        """Bayesian average of outcomes (accepted 1, revised 0.5, others 0) with a neutral prior
+        worth a few outcomes, so one lucky task does not top the list."""
+        from agents_registry.reputation import bayesian_reputation
+
+        return bayesian_reputation(
+            accepted=self.outcomes_accepted,
+            revised=self.outcomes_revised,
+            total=self.outcomes_total,
+        )
+
+    @property
+    def mean_latency_seconds(self) -> float | None:
+        if not self.latency_samples:
+            return None
+        return self.latency_seconds_total / self.latency_samples
 
 
 class ApiKey(AbstractAPIKey):

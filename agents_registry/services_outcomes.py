@@ -1,0 +1,113 @@
+"""Writes of outcomes (reputation) and decision records (re-exported by ``services``)."""
+
+from __future__ import annotations
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+
+from agents_registry.exceptions import InvalidInput
+from agents_registry.matching import MatchResult
+from agents_registry.models import (
+    Agent,
+    CapabilityProfile,
+    DecisionCandidate,
+    DecisionRecord,
+    Outcome,
+)
+
+
+@transaction.atomic
+def outcome_record(
+    *,
+    agent_id: int,
+    profile_id: int | None,
+    task_ref: str,
+    outcome: str,
+    cost: int,
+    latency_seconds: float | None,
+) -> Outcome:
+    """Record what happened on a task and update the agent's reputation counters.
+
+    Idempotent per (agent, task, outcome kind): a replay returns the first row and moves no
+    counter, because the insert and the F() updates share one transaction and the unique
+    constraint decides which call wins.
+    """
+    if outcome not in Outcome.Kind.values:
+        raise InvalidInput(
+            f"Unknown outcome {outcome!r}.",
+            {"outcome": [f"One of: {', '.join(Outcome.Kind.values)}."]},
+        )
+    if isinstance(cost, bool) or not isinstance(cost, int) or cost < 0:
+        raise InvalidInput("The cost must be a non-negative whole number of credits.")
+    if latency_seconds is not None and latency_seconds < 0:
+        raise InvalidInput("The latency cannot be negative.")
+    if not task_ref:
+        raise InvalidInput("task_ref is required.")
+    if (
+        profile_id is not None
+        and not CapabilityProfile.objects.filter(pk=profile_id, agent_id=agent_id).exists()
+    ):
+        raise InvalidInput("The profile version does not belong to this agent.")
+    try:
+        with transaction.atomic():
+            row = Outcome.objects.create(
+                agent_id=agent_id,
+                profile_id=profile_id,
+                task_ref=task_ref,
+                outcome=outcome,
+                cost=cost,
+                latency_seconds=latency_seconds,
+            )
+    except IntegrityError:
+        existing = Outcome.objects.filter(
+            agent_id=agent_id, task_ref=task_ref, outcome=outcome
+        ).first()
+        if existing is None:
+            raise InvalidInput(f"Unknown agent {agent_id}.") from None
+        return existing
+    updates: dict = {"outcomes_total": F("outcomes_total") + 1}
+    if outcome == Outcome.Kind.ACCEPTED:
+        updates["outcomes_accepted"] = F("outcomes_accepted") + 1
+        updates["earned_total"] = F("earned_total") + cost
+    elif outcome == Outcome.Kind.REVISED:
+        updates["outcomes_revised"] = F("outcomes_revised") + 1
+    if latency_seconds is not None and outcome in (Outcome.Kind.ACCEPTED, Outcome.Kind.REVISED):
+        updates["latency_samples"] = F("latency_samples") + 1
+        updates["latency_seconds_total"] = F("latency_seconds_total") + latency_seconds
+    Agent.objects.filter(pk=agent_id).update(**updates)
+    return row
+
+
+@transaction.atomic
+def decision_record_create(
+    *, subject_ref: str, purpose: str, result: MatchResult, chosen_agent_id: int | None
+) -> DecisionRecord:
+    """Store a ranking that led to a decision: inputs, weights, every candidate's factors and
+    score, pinned to the profile versions that were scored, and the choice."""
+    chosen_profile_id = None
+    if chosen_agent_id is not None:
+        chosen = [c for c in result.candidates if c.agent.pk == chosen_agent_id]
+        # Choosing outside the ranking (e.g. a hand-picked bidder) is allowed and recorded.
+        chosen_profile_id = chosen[0].profile.pk if chosen else None
+    record = DecisionRecord.objects.create(
+        subject_ref=subject_ref,
+        purpose=purpose,
+        weights=result.weights,
+        parameters=result.parameters,
+        chosen_agent_id=chosen_agent_id,
+        chosen_profile_id=chosen_profile_id,
+    )
+    DecisionCandidate.objects.bulk_create(
+        DecisionCandidate(
+            record=record,
+            rank=rank,
+            agent_id=candidate.agent.pk,
+            profile_id=candidate.profile.pk,
+            similarity=candidate.similarity,
+            price=candidate.price,
+            factors=candidate.factors,
+            score=candidate.score,
+        )
+        for rank, candidate in enumerate(result.candidates, start=1)
+    )
+    return record

@@ -1,0 +1,27 @@
+"""Celery entry points of the registry: take ids, call one idempotent service."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from agents_registry import services_profiles, services_skills
+
+
+@shared_task(
+    name=services_profiles.PROFILE_EMBED_TASK,
+    autoretry_for=(ConnectionError, TimeoutError),
+    retry_backoff=True,
+    max_retries=5,
+)
+def profile_embed(*, profile_id: int) -> bool:
+    return services_profiles.profile_embed(profile_id=profile_id)
+
+
+@shared_task(
+    name=services_skills.SKILL_EMBED_TASK,
+    autoretry_for=(ConnectionError, TimeoutError),
+    retry_backoff=True,
+    max_retries=5,
+)
+def skill_version_embed(*, version_id: int) -> bool:
+    return services_skills.skill_version_embed(version_id=version_id)
