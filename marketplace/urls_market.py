@@ -1,5 +1,65 @@
 """URL routes of this app: pages in ``urlpatterns``, REST endpoints in ``api_urlpatterns``
 (mounted under /api/v1/ by marketplace/urls.py)."""
 
+from django.urls import path
+
+from marketplace.api import bids as bid_api
+from marketplace.api import deliveries as delivery_api
+from marketplace.api import tasks as task_api
+
 urlpatterns: list = []
-api_urlpatterns: list = []
+
+api_urlpatterns: list = [
+    path("tasks/", task_api.TaskListView.as_view(), name="api-tasks"),
+    path("tasks/for-me/", task_api.TasksForMeView.as_view(), name="api-tasks-for-me"),
+    path("tasks/<int:task_id>/", task_api.TaskDetailView.as_view(), name="api-task"),
+    path("tasks/<int:task_id>/events/", task_api.TaskEventsView.as_view(), name="api-task-events"),
+    path("tasks/<int:task_id>/subtasks/", task_api.SubtaskPostView.as_view(), name="api-subtasks"),
+    path("tasks/<int:task_id>/claim/", task_api.TaskClaimView.as_view(), name="api-task-claim"),
+    path("tasks/<int:task_id>/start/", task_api.TaskStartView.as_view(), name="api-task-start"),
+    path(
+        "tasks/<int:task_id>/abandon/", task_api.TaskAbandonView.as_view(), name="api-task-abandon"
+    ),
+    path("tasks/<int:task_id>/cancel/", task_api.TaskCancelView.as_view(), name="api-task-cancel"),
+    path("tasks/<int:task_id>/bids/", bid_api.TaskBidsView.as_view(), name="api-task-bids"),
+    path(
+        "tasks/<int:task_id>/deliveries/",
+        delivery_api.TaskDeliveriesView.as_view(),
+        name="api-task-deliveries",
+    ),
+    path(
+        "tasks/<int:task_id>/dispute/evidence/",
+        delivery_api.DisputeEvidenceView.as_view(),
+        name="api-dispute-evidence",
+    ),
+    path("bids/", bid_api.MyBidsView.as_view(), name="api-bids"),
+    path("bids/<int:bid_id>/withdraw/", bid_api.BidWithdrawView.as_view(), name="api-bid-withdraw"),
+    path("bids/<int:bid_id>/award/", bid_api.BidAwardView.as_view(), name="api-bid-award"),
+    path("deliveries/", delivery_api.MyDeliveriesView.as_view(), name="api-deliveries"),
+    path(
+        "deliveries/<int:delivery_id>/",
+        delivery_api.DeliveryDetailView.as_view(),
+        name="api-delivery",
+    ),
+    path(
+        "deliveries/<int:delivery_id>/files/<int:file_id>/",
+        delivery_api.DeliveryFileView.as_view(),
+        name="api-delivery-file",
+    ),
+    path(
+        "deliveries/<int:delivery_id>/accept/",
+        delivery_api.DeliveryAcceptView.as_view(),
+        name="api-delivery-accept",
+    ),
+    path(
+        "deliveries/<int:delivery_id>/revision/",
+        delivery_api.DeliveryRevisionView.as_view(),
+        name="api-delivery-revision",
+    ),
+    path(
+        "deliveries/<int:delivery_id>/reject/",
+        delivery_api.DeliveryRejectView.as_view(),
+        name="api-delivery-reject",
+    ),
+    path("notifications/", task_api.NotificationsView.as_view(), name="api-notifications"),
+]

@@ -22,6 +22,7 @@ from marketplace.exceptions import (
     InvalidInput,
     InvalidTransition,
     NotAllowed,
+    NotFound,
 )
 from marketplace.models import Bid, Task
 from marketplace.selectors import Viewer, can_view_task
@@ -61,6 +62,18 @@ def _check_dependencies(task: Task) -> None:
             + ", ".join(f"#{pk}" for pk in pending)
             + "."
         )
+
+
+def _bid_lock(bid_id: int | None) -> Bid:
+    bid = (
+        Bid.objects.select_for_update(of=("self",))
+        .select_related("bidder__agent", "task")
+        .filter(pk=bid_id)
+        .first()
+    )
+    if bid is None:
+        raise NotFound(f"Bid {bid_id} does not exist.")
+    return bid
 
 
 def bid_place(*, task: Task, bidder: Participant, price: int, eta_hours: int, plan: str) -> Bid:
@@ -105,7 +118,7 @@ def bid_place(*, task: Task, bidder: Participant, price: int, eta_hours: int, pl
 def bid_withdraw(*, bid: Bid, actor: Participant) -> Bid:
     with transaction.atomic():
         task_lock(bid.task_id)  # the task first: an award of this bid holds the same lock
-        bid = Bid.objects.select_for_update().get(pk=bid.pk)
+        bid = _bid_lock(bid.pk)
         require_actor(actor, bid.bidder_id, "withdraw this bid", "bidder")
         if bid.status != Bid.Status.ACTIVE:
             raise InvalidTransition(
@@ -123,7 +136,7 @@ def bid_award(*, bid: Bid, actor: Participant) -> Task:
         task = task_lock(bid.task_id)
         require_actor(actor, task.poster_id, "award this task", "poster")
         require_state(task, "award", Task.State.OPEN)
-        bid = Bid.objects.select_for_update().select_related("bidder__agent").get(pk=bid.pk)
+        bid = _bid_lock(bid.pk)
         if bid.status != Bid.Status.ACTIVE:
             raise InvalidTransition(f"This bid is {bid.status}; only an active bid can win.")
         _check_dependencies(task)

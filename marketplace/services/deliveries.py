@@ -266,10 +266,10 @@ def _locked_for_review(delivery: Delivery, actor: Participant | None, action: st
     task = task_lock(delivery.task_id)
     if actor is not None:
         require_actor(actor, task.poster_id, action, "poster")
+    require_state(task, action, Task.State.DELIVERED)
     delivery.refresh_from_db()
     if delivery.status != Delivery.Status.SUBMITTED:
         raise InvalidTransition(f"This delivery is {delivery.status}; it is no longer in review.")
-    require_state(task, action, Task.State.DELIVERED)
     return task
 
 

@@ -1,0 +1,142 @@
+"""What every market endpoint shares: the caller as a ``Viewer``, API-key scopes, the write
+throttle, pagination and ``Idempotency-Key`` replays."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
+from django.db import IntegrityError, transaction
+from rest_framework import exceptions
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.throttling import SimpleRateThrottle
+from rest_framework.views import APIView
+
+from agents_registry.models import ApiKey
+from marketplace.exceptions import IdempotencyConflict
+from marketplace.models import IdempotentRequest
+from marketplace.selectors import Viewer, viewer_for_request
+
+
+class MissingScope(exceptions.PermissionDenied):
+    default_code = "missing_scope"
+
+
+class ParticipantWriteThrottle(SimpleRateThrottle):
+    """Writes per participant (agents share no Django user, so the user throttle cannot tell two
+    agents behind one address apart)."""
+
+    scope = "market_write"
+
+    def get_rate(self) -> str:
+        return settings.MARKET_WRITE_RATE
+
+    def get_cache_key(self, request: Request, view: APIView) -> str | None:
+        if request.method in ("GET", "HEAD", "OPTIONS"):
+            return None
+        viewer = getattr(view, "viewer", None)
+        if viewer is None or viewer.participant is None:
+            return None
+        return self.cache_format % {"scope": self.scope, "ident": viewer.participant.pk}
+
+
+class Pagination(LimitOffsetPagination):
+    default_limit = 20
+    max_limit = 100
+
+
+class MarketView(APIView):
+    """Base of the market endpoints. ``read_scope``/``write_scope`` are checked against an API
+    key's scopes (a browser session has every scope of its user)."""
+
+    read_scope: str = ApiKey.Scope.TASKS_READ
+    write_scope: str = ApiKey.Scope.TASKS_WRITE
+    viewer: Viewer
+
+    def get_throttles(self) -> list[Any]:
+        return [*super().get_throttles(), ParticipantWriteThrottle()]
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        self.perform_authentication(request)
+        self.check_permissions(request)
+        self.viewer = viewer_for_request(request)
+        scope = self.read_scope if request.method in ("GET", "HEAD") else self.write_scope
+        api_key = request.auth
+        if isinstance(api_key, ApiKey) and not api_key.has_scope(scope):
+            raise MissingScope(f"This API key lacks the scope {scope!r} needed here.")
+        super().initial(request, *args, **kwargs)
+
+    @property
+    def participant(self):
+        return self.viewer.participant
+
+    def paginate(self, queryset: Any, serializer: Any) -> Response:
+        paginator = Pagination()
+        page = paginator.paginate_queryset(queryset, self.request, view=self)
+        return paginator.get_paginated_response(serializer(page, many=True).data)
+
+
+def _fingerprint(request: Request) -> str:
+    def normal(value: Any) -> Any:
+        if isinstance(value, UploadedFile):
+            return {"file": value.name, "size": value.size}
+        return value
+
+    data = request.data
+    if hasattr(data, "lists"):
+        payload = {key: [normal(item) for item in values] for key, values in data.lists()}
+    else:
+        payload = data
+    raw = json.dumps([request.method, request.path, payload], sort_keys=True, default=str)
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def idempotent(request: Request, viewer: Viewer, produce: Callable[[], Response]) -> Response:
+    """Run ``produce`` once per ``Idempotency-Key``: a replay returns the first response (with
+    ``Idempotent-Replayed: true``); the same key with another payload is a 409."""
+    key = request.headers.get("Idempotency-Key", "").strip()
+    if not key or viewer.participant is None:
+        return produce()
+    if len(key) > 120:
+        raise exceptions.ValidationError({"Idempotency-Key": ["At most 120 characters."]})
+    fingerprint = _fingerprint(request)
+
+    def stored() -> Response | None:
+        previous = IdempotentRequest.objects.filter(participant=viewer.participant, key=key).first()
+        if previous is None:
+            return None
+        if previous.fingerprint != fingerprint:
+            raise IdempotencyConflict(
+                "This Idempotency-Key was used for a different request; use a new key."
+            )
+        return Response(
+            previous.body, status=previous.status_code, headers={"Idempotent-Replayed": "true"}
+        )
+
+    replay = stored()
+    if replay is not None:
+        return replay
+    try:
+        with transaction.atomic():
+            response = produce()
+            if 200 <= response.status_code < 300:
+                IdempotentRequest.objects.create(
+                    participant=viewer.participant,
+                    key=key,
+                    fingerprint=fingerprint,
+                    status_code=response.status_code,
+                    body=json.loads(json.dumps(response.data, default=str)),
+                )
+            return response
+    except IntegrityError:
+        # A concurrent request with this key committed first: its effect stands, ours rolled back.
+        replay = stored()
+        if replay is None:
+            raise
+        return replay

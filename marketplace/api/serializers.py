@@ -1,0 +1,173 @@
+"""Input and output shapes of the market API."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from marketplace.models import Bid, Delivery, Task, TaskEvent
+from marketplace.sanitize import sanitize_text
+
+
+class ParticipantOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    kind = serializers.CharField()
+    display_name = serializers.CharField()
+
+
+class TaskOutput(serializers.ModelSerializer):
+    poster = ParticipantOutput()
+    assignee = ParticipantOutput(allow_null=True)
+    parent_id = serializers.IntegerField(allow_null=True)
+    active_bids = serializers.IntegerField(required=False, default=None, allow_null=True)
+
+    class Meta:
+        model = Task
+        fields = [
+            "id",
+            "title",
+            "description",
+            "acceptance_criteria",
+            "checks",
+            "bounty",
+            "price",
+            "state",
+            "visibility",
+            "deadline",
+            "auto_award",
+            "bidding_closes_at",
+            "poster",
+            "assignee",
+            "parent_id",
+            "active_bids",
+            "created_at",
+            "updated_at",
+        ]
+
+
+class TaskMatchOutput(TaskOutput):
+    similarity = serializers.SerializerMethodField()
+
+    class Meta(TaskOutput.Meta):
+        fields = [*TaskOutput.Meta.fields, "similarity"]
+
+    def get_similarity(self, task: Task) -> float:
+        return round(1.0 - float(task.distance), 4)
+
+
+class TaskDetailOutput(TaskOutput):
+    depends_on = serializers.SerializerMethodField()
+    children = serializers.SerializerMethodField()
+
+    class Meta(TaskOutput.Meta):
+        fields = [*TaskOutput.Meta.fields, "depends_on", "children"]
+
+    def get_depends_on(self, task: Task) -> list[int]:
+        return sorted(dependency.pk for dependency in task.depends_on.all())
+
+    def get_children(self, task: Task) -> list[dict]:
+        return [
+            {"id": child.pk, "title": child.title, "state": child.state, "bounty": child.bounty}
+            for child in task.children.order_by("pk")
+        ]
+
+
+class TaskPostInput(serializers.Serializer):
+    title = serializers.CharField(max_length=200)
+    description = serializers.CharField(max_length=20_000)
+    acceptance_criteria = serializers.CharField(max_length=20_000, required=False, default="")
+    checks = serializers.JSONField(required=False, default=dict)
+    bounty = serializers.IntegerField(min_value=1)
+    deadline = serializers.DateTimeField(required=False, allow_null=True, default=None)
+    visibility = serializers.ChoiceField(choices=Task.Visibility.choices, default="public")
+    depends_on = serializers.ListField(
+        child=serializers.IntegerField(min_value=1), required=False, default=list
+    )
+    auto_award = serializers.JSONField(required=False, default=dict)
+
+
+class BidInput(serializers.Serializer):
+    price = serializers.IntegerField(min_value=1)
+    eta_hours = serializers.IntegerField(min_value=1)
+    plan = serializers.CharField(max_length=2000)
+
+
+class BidOutput(serializers.ModelSerializer):
+    bidder = ParticipantOutput()
+
+    class Meta:
+        model = Bid
+        fields = ["id", "task_id", "bidder", "price", "eta_hours", "plan", "status", "score"]
+        read_only_fields = fields
+
+
+class ReasonInput(serializers.Serializer):
+    reason = serializers.CharField(max_length=5000)
+
+
+class MessageInput(serializers.Serializer):
+    message = serializers.CharField(max_length=5000)
+
+
+class EvidenceInput(serializers.Serializer):
+    text = serializers.CharField(max_length=5000)
+
+
+class DeliveryInput(serializers.Serializer):
+    text = serializers.CharField(required=False, allow_blank=True, default="", max_length=100_000)
+    data = serializers.JSONField(required=False, default=None, allow_null=True)
+    skills_used = serializers.ListField(
+        child=serializers.IntegerField(min_value=1), required=False, default=list
+    )
+    files = serializers.ListField(
+        child=serializers.FileField(allow_empty_file=False), required=False, default=list
+    )
+
+
+class DeliveryFileOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    content_type = serializers.CharField()
+    size = serializers.IntegerField()
+
+
+class DeliveryOutput(serializers.ModelSerializer):
+    text_html = serializers.SerializerMethodField()
+    files = DeliveryFileOutput(many=True)
+
+    class Meta:
+        model = Delivery
+        fields = [
+            "id",
+            "task_id",
+            "submitter_id",
+            "text",
+            "text_html",
+            "data",
+            "skills_used",
+            "status",
+            "check_status",
+            "check_results",
+            "review_message",
+            "review_deadline",
+            "files",
+            "created_at",
+        ]
+
+    def get_text_html(self, delivery: Delivery) -> str:
+        return sanitize_text(delivery.text)
+
+
+class EventOutput(serializers.ModelSerializer):
+    actor_id = serializers.IntegerField(allow_null=True)
+
+    class Meta:
+        model = TaskEvent
+        fields = ["id", "kind", "actor_id", "data", "created_at"]
+
+
+class NotificationOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    task_id = serializers.IntegerField()
+    message = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    read_at = serializers.DateTimeField(allow_null=True)

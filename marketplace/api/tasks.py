@@ -1,0 +1,175 @@
+"""Task endpoints: list and search, match "for me", post, detail, subtasks, timeline and the
+task-level transitions (claim, start, abandon, cancel)."""
+
+from __future__ import annotations
+
+import django_filters
+from drf_spectacular.utils import extend_schema
+from rest_framework import exceptions, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from agents_registry.models import ApiKey, Participant
+from marketplace import selectors, services
+from marketplace.api import serializers as s
+from marketplace.api.common import MarketView, idempotent
+from marketplace.models import Task
+
+
+class TaskFilter(django_filters.FilterSet):
+    q = django_filters.CharFilter(method="search", help_text="words in title or description")
+    state = django_filters.ChoiceFilter(choices=Task.State.choices)
+    min_bounty = django_filters.NumberFilter(field_name="bounty", lookup_expr="gte")
+    max_bounty = django_filters.NumberFilter(field_name="bounty", lookup_expr="lte")
+    mine = django_filters.ChoiceFilter(
+        choices=[("posted", "posted by me"), ("assigned", "assigned to me")], method="by_me"
+    )
+    parent = django_filters.NumberFilter(field_name="parent_id")
+
+    class Meta:
+        model = Task
+        fields = ["state", "parent"]
+
+    def search(self, queryset, name, value):
+        return queryset.filter(title__icontains=value) | queryset.filter(
+            description__icontains=value
+        )
+
+    def by_me(self, queryset, name, value):
+        participant = self.request.market_viewer.participant
+        if value == "posted":
+            return queryset.filter(poster=participant)
+        return queryset.filter(assignee=participant)
+
+
+class TaskListView(MarketView):
+    """Open tasks by default (``state`` to change), newest first; POST posts a task."""
+
+    @extend_schema(responses=s.TaskOutput(many=True), parameters=[TaskFilter])
+    def get(self, request: Request) -> Response:
+        request.market_viewer = self.viewer
+        data = request.query_params.copy()
+        data.setdefault("state", Task.State.OPEN)
+        queryset = selectors.tasks_feed(viewer=self.viewer, state=None)
+        filtered = TaskFilter(data, queryset=queryset, request=request)
+        if not filtered.is_valid():
+            raise exceptions.ValidationError(filtered.errors)
+        return self.paginate(filtered.qs, s.TaskOutput)
+
+    @extend_schema(request=s.TaskPostInput, responses={201: s.TaskOutput})
+    def post(self, request: Request) -> Response:
+        return idempotent(request, self.viewer, lambda: _post_task(self, request, parent=None))
+
+
+def _post_task(view: MarketView, request: Request, *, parent: Task | None) -> Response:
+    data = s.TaskPostInput(data=request.data)
+    data.is_valid(raise_exception=True)
+    values = data.validated_data
+    depends_on = [
+        selectors.access_task(viewer=view.viewer, task_id=pk) for pk in values.pop("depends_on")
+    ]
+    task = services.task_post(
+        poster=view.participant,
+        parent=parent,
+        depends_on=depends_on,
+        idempotency_key=request.headers.get("Idempotency-Key") or None,
+        **values,
+    )
+    task = selectors.access_task(viewer=view.viewer, task_id=task.pk)
+    return Response(s.TaskOutput(task).data, status=status.HTTP_201_CREATED)
+
+
+class TasksForMeView(MarketView):
+    """Open public tasks nearest to the calling agent's current capability profile."""
+
+    @extend_schema(responses=s.TaskMatchOutput(many=True))
+    def get(self, request: Request) -> Response:
+        if self.participant.kind != Participant.Kind.AGENT:
+            raise exceptions.ValidationError(
+                "Matching is by an agent's capability profile: call this with an agent's API key."
+            )
+        tasks = selectors.tasks_matching_agent(participant=self.participant, limit=20)
+        return Response({"results": s.TaskMatchOutput(tasks, many=True).data})
+
+
+class TaskDetailView(MarketView):
+    @extend_schema(responses=s.TaskDetailOutput)
+    def get(self, request: Request, task_id: int) -> Response:
+        task = selectors.access_task(viewer=self.viewer, task_id=task_id)
+        return Response(s.TaskDetailOutput(task).data)
+
+
+class SubtaskPostView(MarketView):
+    """The assignee posts a subtask funded from the task's escrow."""
+
+    @extend_schema(request=s.TaskPostInput, responses={201: s.TaskOutput})
+    def post(self, request: Request, task_id: int) -> Response:
+        parent = selectors.access_task(viewer=self.viewer, task_id=task_id)
+        return idempotent(request, self.viewer, lambda: _post_task(self, request, parent=parent))
+
+
+class TaskEventsView(MarketView):
+    @extend_schema(responses=s.EventOutput(many=True))
+    def get(self, request: Request, task_id: int) -> Response:
+        task = selectors.access_task(viewer=self.viewer, task_id=task_id)
+        return self.paginate(selectors.task_events(task=task), s.EventOutput)
+
+
+class _TaskAction(MarketView):
+    def act(self, task: Task) -> Task:
+        raise NotImplementedError
+
+    @extend_schema(request=None, responses=s.TaskOutput)
+    def post(self, request: Request, task_id: int) -> Response:
+        task = selectors.access_task(viewer=self.viewer, task_id=task_id)
+
+        def produce() -> Response:
+            changed = self.act(task)
+            return Response(
+                s.TaskOutput(selectors.access_task(viewer=self.viewer, task_id=changed.pk)).data
+            )
+
+        return idempotent(request, self.viewer, produce)
+
+
+class TaskClaimView(_TaskAction):
+    """Take the task at its asking price."""
+
+    write_scope = ApiKey.Scope.BIDS_WRITE
+
+    def act(self, task: Task) -> Task:
+        return services.task_claim(task=task, claimant=self.participant)
+
+
+class TaskStartView(_TaskAction):
+    write_scope = ApiKey.Scope.DELIVERIES_WRITE
+
+    def act(self, task: Task) -> Task:
+        return services.task_start(task=task, actor=self.participant)
+
+
+class TaskCancelView(_TaskAction):
+    def act(self, task: Task) -> Task:
+        return services.task_cancel(task=task, actor=self.participant)
+
+
+class TaskAbandonView(_TaskAction):
+    write_scope = ApiKey.Scope.DELIVERIES_WRITE
+
+    @extend_schema(request=s.ReasonInput, responses=s.TaskOutput)
+    def post(self, request: Request, task_id: int) -> Response:
+        return super().post(request, task_id)
+
+    def act(self, task: Task) -> Task:
+        data = s.ReasonInput(data=self.request.data)
+        data.is_valid(raise_exception=True)
+        return services.task_abandon(
+            task=task, actor=self.participant, reason=data.validated_data["reason"]
+        )
+
+
+class NotificationsView(MarketView):
+    @extend_schema(responses=s.NotificationOutput(many=True))
+    def get(self, request: Request) -> Response:
+        items = selectors.notifications_for(participant=self.participant)
+        return Response({"results": s.NotificationOutput(items, many=True).data})

@@ -1,0 +1,157 @@
+"""Every transition from every state by every actor: the right ones move the task, every other
+pair is refused with a clear error and changes nothing (no row, no credit)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from agents_registry.models import Participant
+from marketplace import services
+from marketplace.exceptions import MarketError
+from marketplace.models import Bid, Delivery, Dispute, Notification, Task, TaskEvent
+from tests.marketplace.conftest import (
+    available,
+    current_delivery,
+    escrow,
+    resolve_dispute,
+    walk_to,
+)
+
+
+def _delivery(task: Task) -> Delivery:
+    # States without a delivery get an unsaved stand-in: the service must refuse on the state.
+    return current_delivery(task) or Delivery(task_id=task.pk)
+
+
+def _bid(task: Task) -> Bid:
+    return Bid.objects.filter(task=task).order_by("-pk").first() or Bid(task_id=task.pk)
+
+
+ACTIONS: dict[str, Callable[[Task, Participant], object]] = {
+    "bid": lambda task, actor: services.bid_place(
+        task=task, bidder=actor, price=100, eta_hours=2, plan="Quick plan."
+    ),
+    "claim": lambda task, actor: services.task_claim(task=task, claimant=actor),
+    "award": lambda task, actor: services.bid_award(bid=_bid(task), actor=actor),
+    "start": lambda task, actor: services.task_start(task=task, actor=actor),
+    "deliver": lambda task, actor: services.delivery_submit(task=task, actor=actor, text="x"),
+    "accept": lambda task, actor: services.delivery_accept(delivery=_delivery(task), actor=actor),
+    "revise": lambda task, actor: services.revision_request(
+        delivery=_delivery(task), actor=actor, message="again"
+    ),
+    "reject": lambda task, actor: services.delivery_reject(
+        delivery=_delivery(task), actor=actor, reason="no"
+    ),
+    "cancel": lambda task, actor: services.task_cancel(task=task, actor=actor),
+    "abandon": lambda task, actor: services.task_abandon(task=task, actor=actor, reason="busy"),
+}
+
+# (state, action, role) that are allowed; every other combination must be refused.
+ALLOWED = {
+    ("open", "bid", "worker"),
+    ("open", "bid", "outsider"),
+    ("open", "claim", "worker"),
+    ("open", "claim", "outsider"),
+    ("open", "award", "poster"),
+    ("open", "cancel", "poster"),
+    ("awarded", "start", "worker"),
+    ("awarded", "cancel", "poster"),
+    ("awarded", "abandon", "worker"),
+    ("in_progress", "deliver", "worker"),
+    ("in_progress", "abandon", "worker"),
+    ("delivered", "accept", "poster"),
+    ("delivered", "revise", "poster"),
+    ("delivered", "reject", "poster"),
+    ("revision_requested", "start", "worker"),
+    ("revision_requested", "abandon", "worker"),
+}
+STATES = [
+    "open",
+    "awarded",
+    "in_progress",
+    "delivered",
+    "revision_requested",
+    "accepted",
+    "disputed",
+    "resolved",
+    "cancelled",
+    "expired",
+]
+
+
+def _snapshot(task: Task, people: list[Participant]) -> tuple:
+    row = Task.objects.filter(pk=task.pk).values(
+        "state", "assignee_id", "price", "spent", "barred"
+    )[0]
+    return (
+        row,
+        list(Bid.objects.filter(task=task).order_by("pk").values_list("pk", "status")),
+        list(Delivery.objects.filter(task=task).order_by("pk").values_list("pk", "status")),
+        Dispute.objects.filter(task=task).count(),
+        TaskEvent.objects.filter(task=task).count(),
+        Notification.objects.count(),
+        [available(person) for person in people],
+        escrow(task),
+    )
+
+
+@pytest.mark.parametrize("state", STATES)
+def test_every_wrong_actor_and_state_is_refused_and_changes_nothing(
+    state: str, poster: Participant, worker: Participant, outsider: Participant
+) -> None:
+    if state == "resolved":
+        task = resolve_dispute(walk_to("disputed", poster=poster, worker=worker), 300)
+    else:
+        task = walk_to(state, poster=poster, worker=worker)
+    assert task.state == state
+    if state == "open":
+        # An active bid by a third party, so "award" by a wrong actor has something to try.
+        services.bid_place(task=task, bidder=outsider, price=500, eta_hours=3, plan="Mine.")
+    roles = {"poster": poster, "worker": worker, "outsider": outsider}
+    people = list(roles.values())
+    refused = 0
+    for action, perform in ACTIONS.items():
+        for role, actor in roles.items():
+            if (state, action, role) in ALLOWED:
+                continue
+            before = _snapshot(task, people)
+            with pytest.raises(MarketError) as caught:
+                perform(Task.objects.get(pk=task.pk), actor)
+            assert str(caught.value), (state, action, role)
+            assert caught.value.http_status in (403, 404, 409), (state, action, role)
+            assert _snapshot(task, people) == before, (state, action, role)
+            refused += 1
+    expected = len(ACTIONS) * len(roles) - sum(1 for item in ALLOWED if item[0] == state)
+    assert refused == expected
+
+
+@pytest.mark.parametrize(("state", "action", "role"), sorted(ALLOWED))
+def test_every_allowed_transition_moves_the_task(
+    state: str,
+    action: str,
+    role: str,
+    poster: Participant,
+    worker: Participant,
+    outsider: Participant,
+) -> None:
+    task = walk_to(state, poster=poster, worker=worker)
+    if (state, action) == ("open", "award"):
+        services.bid_place(task=task, bidder=outsider, price=500, eta_hours=3, plan="Mine.")
+    actor = {"poster": poster, "worker": worker, "outsider": outsider}[role]
+    ACTIONS[action](Task.objects.get(pk=task.pk), actor)
+    after = Task.objects.get(pk=task.pk)
+    expected_state = {
+        "bid": "open",
+        "claim": "awarded",
+        "award": "awarded",
+        "start": "in_progress",
+        "deliver": "delivered",
+        "accept": "accepted",
+        "revise": "revision_requested",
+        "reject": "disputed",
+        "cancel": "cancelled",
+        "abandon": "open",
+    }[action]
+    assert after.state == expected_state
