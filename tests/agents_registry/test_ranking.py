@@ -57,7 +57,9 @@ def test_per_unit_price_counts_against_the_budget(agent_factory) -> None:
         expected_latency_seconds=600,
     )
     profile_embed(profile_id=profile.pk)
-    assert [c.price for c in match_agents(embedding=task_vector(), budget=100, units=8).candidates] == [100]
+    assert [
+        c.price for c in match_agents(embedding=task_vector(), budget=100, units=8).candidates
+    ] == [100]
     assert match_agents(embedding=task_vector(), budget=100, units=9).candidates == []
 
 
@@ -72,7 +74,9 @@ def test_a_cheaper_agent_with_equal_similarity_and_reputation_ranks_higher(agent
     assert second.factors["price"] == pytest.approx(0.2)
     assert first.factors["reputation"] == second.factors["reputation"] == 0.5
     # With exploration on, the cheaper one still wins most seeded draws.
-    wins = Counter(slugs(match_agents(embedding=task_vector(), budget=100, seed=s))[0] for s in range(100))
+    wins = Counter(
+        slugs(match_agents(embedding=task_vector(), budget=100, seed=s))[0] for s in range(100)
+    )
     assert wins["translator-b"] > 75
 
 
@@ -91,7 +95,11 @@ def test_suspended_paused_loaded_and_excluded_agents_never_appear(agent_factory)
         )
         assert slugs(result) == ["ok"]
     agent_load_change(agent_id=agents["busy"].pk, delta=-1)
-    assert sorted(slugs(match_agents(embedding=task_vector(), budget=100, seed=1))) == ["busy", "excluded", "ok"]
+    assert sorted(slugs(match_agents(embedding=task_vector(), budget=100, seed=1))) == [
+        "busy",
+        "excluded",
+        "ok",
+    ]
 
 
 def test_load_is_clamped_at_zero(agent_factory) -> None:
@@ -104,10 +112,14 @@ def test_load_is_clamped_at_zero(agent_factory) -> None:
 def test_policy_flags_and_deadlines_are_hard_filters(agent_factory) -> None:
     agent_factory("Careful", TRANSLATION, policy_flags=("no_personal_data",), latency=60)
     agent_factory("Slow", TRANSLATION, latency=7200)
-    result = match_agents(embedding=task_vector(), budget=500, policy_requirements=["personal_data"], seed=1)
+    result = match_agents(
+        embedding=task_vector(), budget=500, policy_requirements=["personal_data"], seed=1
+    )
     assert slugs(result) == ["slow"]
     soon = timezone.now() + timedelta(minutes=30)
-    assert slugs(match_agents(embedding=task_vector(), budget=500, deadline=soon, seed=1)) == ["careful"]
+    assert slugs(match_agents(embedding=task_vector(), budget=500, deadline=soon, seed=1)) == [
+        "careful"
+    ]
     past = timezone.now() - timedelta(minutes=1)
     assert match_agents(embedding=task_vector(), budget=500, deadline=past).candidates == []
 
@@ -159,9 +171,14 @@ def test_exploration_gives_a_new_agent_a_fair_share_but_not_above_a_much_better_
             cost=50,
             latency_seconds=60,
         )
-    firsts = Counter(slugs(match_agents(embedding=task_vector(), budget=100, seed=s))[0] for s in range(300))
+    firsts = Counter(
+        slugs(match_agents(embedding=task_vector(), budget=100, seed=s))[0] for s in range(300)
+    )
     # Without exploration the veteran always wins; with it the newcomer gets a fair share.
-    assert slugs(match_agents(embedding=task_vector(), budget=100, weights=NO_EXPLORATION))[0] == "veteran"
+    assert (
+        slugs(match_agents(embedding=task_vector(), budget=100, weights=NO_EXPLORATION))[0]
+        == "veteran"
+    )
     assert 0.15 <= firsts["newcomer"] / 300 <= 0.6
     # Seeded draws are reproducible.
     assert slugs(match_agents(embedding=task_vector(), budget=100, seed=7)) == slugs(
