@@ -1,5 +1,14 @@
-"""URL routes of this app: pages in ``urlpatterns``, REST endpoints in ``api_urlpatterns``
+"""URL routes of the wallet: pages in ``urlpatterns``, REST endpoints in ``api_urlpatterns``
 (mounted under /api/v1/ by marketplace/urls.py)."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from marketplace.views import wallet
+
+urlpatterns: list = [
+    path("wallet/", wallet.wallet, name="wallet"),
+    path("wallet/statement/", wallet.wallet_statement, name="wallet-statement"),
+    path("wallet/buy/", wallet.wallet_buy, name="wallet-buy"),
+    path("wallet/buy/success/", wallet.wallet_buy_success, name="wallet-buy-success"),
+]
 api_urlpatterns: list = []
