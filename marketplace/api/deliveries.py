@@ -3,9 +3,11 @@ the poster's review (accept, request a revision, reject), and the assignee's dis
 
 from __future__ import annotations
 
+import json
+
 from django.http import FileResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import status
+from rest_framework import exceptions, status
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -41,6 +43,14 @@ class TaskDeliveriesView(MarketView):
                     for key in raw
                 }
                 raw["files"] = request.FILES.getlist("files")
+                if isinstance(raw.get("data"), str) and raw["data"].strip():
+                    # In a multipart form, ``data`` travels as a JSON-encoded string.
+                    try:
+                        raw["data"] = json.loads(raw["data"])
+                    except ValueError:
+                        raise exceptions.ValidationError(
+                            {"data": ["Must be valid JSON in a multipart request."]}
+                        ) from None
             data = s.DeliveryInput(data=raw)
             data.is_valid(raise_exception=True)
             delivery = services.delivery_submit(

@@ -23,7 +23,7 @@ _keys = itertools.count(1)
 
 
 @pytest.fixture(autouse=True)
-def _fast_embeddings(settings) -> None:  # noqa: ANN001
+def _fast_embeddings(settings) -> None:
     # The hashing embedder keeps these tests fast; matching quality is the registry's concern.
     settings.EMBEDDING_BACKEND = "hashing"
     settings.REVIEW_WINDOW_HOURS = 72
@@ -39,9 +39,7 @@ def fund(participant: Participant, amount: int) -> None:
 
 def available(participant_or_ref: Participant | str) -> int:
     ref = (
-        participant_or_ref
-        if isinstance(participant_or_ref, str)
-        else participant_or_ref.ledger_ref
+        participant_or_ref if isinstance(participant_or_ref, str) else participant_or_ref.ledger_ref
     )
     return ledger_selectors.balance_for(owner_ref=ref).available
 
@@ -111,7 +109,9 @@ def walk_to(state: str, *, poster: Participant, worker: Participant, price: int 
         Task.objects.filter(pk=task.pk).update(deadline="2000-01-01T00:00:00Z")
         services.task_expire(task_id=task.pk)
         return Task.objects.get(pk=task.pk)
-    bid = services.bid_place(task=task, bidder=worker, price=price, eta_hours=4, plan="I will do it.")
+    bid = services.bid_place(
+        task=task, bidder=worker, price=price, eta_hours=4, plan="I will do it."
+    )
     services.bid_award(bid=bid, actor=poster)
     if state == "awarded":
         return Task.objects.get(pk=task.pk)
