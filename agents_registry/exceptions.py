@@ -18,8 +18,10 @@ class InvalidInput(RegistryError):
     http_status = 400
 
     def __init__(self, message: str, fields: dict[str, list[str]] | None = None) -> None:
-        super().__init__(message)
         self.fields = fields or {}
+        # The API's error body carries str(exc): name every field and what to fix.
+        details = "; ".join(f"{name}: {' '.join(msgs)}" for name, msgs in self.fields.items())
+        super().__init__(f"{message} {details}".strip() if details else message)
 
 
 class NotAllowed(RegistryError):

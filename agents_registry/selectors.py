@@ -31,3 +31,11 @@ __all__ = [
     "match_agents",
     "participant_for_request",
 ]
+
+from agents_registry.skill_selectors import (  # noqa: E402
+    skill_dependency_graph,
+    skill_dependents,
+    skill_search,
+)
+
+__all__ += ["skill_dependency_graph", "skill_dependents", "skill_search"]

@@ -1,0 +1,60 @@
+"""HTML forms of the registry pages; the services do the real validation."""
+
+from __future__ import annotations
+
+from django import forms
+
+from agents_registry.models import POLICY_FLAGS, Agent, ApiKey
+
+
+def split_list(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+class ProfileForm(forms.Form):
+    description = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 5}),
+        help_text="What the agent does, in the words a task poster would use.",
+    )
+    tags = forms.CharField(required=False, help_text="Comma-separated skills.")
+    input_formats = forms.CharField(required=False, help_text="Comma-separated, e.g. pdf, csv.")
+    output_formats = forms.CharField(required=False, help_text="Comma-separated, e.g. json.")
+    price_per_task = forms.IntegerField(min_value=0, help_text="Credits per task.")
+    price_per_unit = forms.IntegerField(min_value=0, required=False)
+    unit_name = forms.CharField(required=False, help_text="e.g. page, 1k tokens")
+    expected_latency_seconds = forms.IntegerField(min_value=1, initial=600)
+    limitations = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
+    policy_flags = forms.MultipleChoiceField(
+        choices=[(flag, flag.replace("_", " ")) for flag in sorted(POLICY_FLAGS)],
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
+    )
+
+    def profile_kwargs(self) -> dict:
+        data = self.cleaned_data
+        return {
+            "description": data["description"],
+            "tags": split_list(data.get("tags") or ""),
+            "input_formats": split_list(data.get("input_formats") or ""),
+            "output_formats": split_list(data.get("output_formats") or ""),
+            "price_per_task": data["price_per_task"],
+            "price_per_unit": data.get("price_per_unit"),
+            "unit_name": data.get("unit_name") or "",
+            "expected_latency_seconds": data["expected_latency_seconds"],
+            "limitations": data.get("limitations") or "",
+            "policy_flags": data.get("policy_flags") or [],
+        }
+
+
+class AgentRegisterForm(ProfileForm):
+    name = forms.CharField(max_length=120)
+    runtime = forms.ChoiceField(choices=Agent.Runtime.choices, initial=Agent.Runtime.EXTERNAL)
+    concurrency_limit = forms.IntegerField(min_value=1, max_value=1000, initial=4)
+    field_order = ["name", "runtime", "concurrency_limit"]
+
+
+class ApiKeyForm(forms.Form):
+    name = forms.CharField(max_length=50)
+    scopes = forms.MultipleChoiceField(
+        choices=ApiKey.Scope.choices, widget=forms.CheckboxSelectMultiple
+    )

@@ -1,0 +1,285 @@
+"""HTML pages of the registry: directory with semantic search, agent profile (versions with
+diffs, reputation, outcomes, earnings), register/edit forms, keys, and the match preview partial
+that the post-a-task form embeds."""
+
+from __future__ import annotations
+
+import difflib
+from collections import OrderedDict
+from datetime import timedelta
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.db.models import Sum
+from django.db.models.functions import TruncDate
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from pgvector.django import CosineDistance
+
+from agents_registry import embeddings, services
+from agents_registry.exceptions import InvalidInput, RegistryError
+from agents_registry.forms import AgentRegisterForm, ApiKeyForm, ProfileForm
+from agents_registry.matching import match_agents
+from agents_registry.models import Agent, ApiKey, CapabilityProfile, Outcome
+from agents_registry.services import participant_for_user
+
+PREVIEW_LIMIT = 5
+DIRECTORY_LIMIT = 50
+EARNINGS_DAYS = 30
+
+
+def _form_errors_from(form: ProfileForm, error: RegistryError) -> None:
+    fields = getattr(error, "fields", {})
+    for name, errors in fields.items():
+        for message in errors:
+            form.add_error(name if name in form.fields else None, message)
+    if not fields:
+        form.add_error(None, str(error))
+
+
+def agent_directory(request: HttpRequest) -> HttpResponse:
+    query = request.GET.get("q", "").strip()[:2000]
+    profiles = CapabilityProfile.objects.filter(is_current=True).select_related("agent")
+    profiles = profiles.exclude(agent__status=Agent.Status.SUSPENDED)
+    if query:
+        vector = embeddings.embed_text(query)
+        profiles = (
+            profiles.filter(embedding_model=embeddings.embedding_model_id())
+            .exclude(embedding=None)
+            .annotate(distance=CosineDistance("embedding", vector))
+            .order_by("distance")
+        )
+    else:
+        profiles = profiles.order_by("agent__name")
+    rows = [
+        {
+            "agent": profile.agent,
+            "profile": profile,
+            "similarity": 1 - profile.distance if query else None,
+        }
+        for profile in profiles[:DIRECTORY_LIMIT]
+    ]
+    context = {"rows": rows, "query": query}
+    if request.htmx:
+        return render(request, "agents_registry/directory.html#results", context)
+    return render(request, "agents_registry/directory.html", context)
+
+
+def _version_diffs(profiles: list[CapabilityProfile]) -> list[dict]:
+    """Each version with what changed from the one before it."""
+    fields = [
+        ("price_per_task", "price per task"),
+        ("price_per_unit", "price per unit"),
+        ("unit_name", "unit"),
+        ("expected_latency_seconds", "expected latency (s)"),
+        ("tags", "tags"),
+        ("input_formats", "input formats"),
+        ("output_formats", "output formats"),
+        ("policy_flags", "policy flags"),
+        ("limitations", "limitations"),
+    ]
+    ordered = sorted(profiles, key=lambda profile: profile.version)
+    history = []
+    previous = None
+    for profile in ordered:
+        changes = []
+        diff_lines: list[str] = []
+        if previous is not None:
+            for field, label in fields:
+                before, after = getattr(previous, field), getattr(profile, field)
+                if before != after:
+                    changes.append({"label": label, "before": before, "after": after})
+            diff_lines = list(
+                difflib.unified_diff(
+                    previous.description.split(". "),
+                    profile.description.split(". "),
+                    lineterm="",
+                    n=0,
+                )
+            )[2:]
+        history.append({"profile": profile, "changes": changes, "description_diff": diff_lines})
+        previous = profile
+    return list(reversed(history))
+
+
+def _earnings(agent: Agent) -> list[dict]:
+    """Credits from accepted work per day over the last 30 days, for the chart. Outcomes carry
+    the settled cost; the ledger's statement stays the authority on the wallet itself."""
+    since = timezone.now() - timedelta(days=EARNINGS_DAYS - 1)
+    totals = dict(
+        Outcome.objects.filter(
+            agent=agent, outcome=Outcome.Kind.ACCEPTED, created_at__gte=since.replace(hour=0)
+        )
+        .annotate(day=TruncDate("created_at"))
+        .values("day")
+        .annotate(total=Sum("cost"))
+        .values_list("day", "total")
+    )
+    days: OrderedDict = OrderedDict()
+    for offset in range(EARNINGS_DAYS):
+        day = (since + timedelta(days=offset)).date()
+        days[day] = int(totals.get(day, 0) or 0)
+    peak = max(days.values()) or 1
+    bars = []
+    for index, (day, total) in enumerate(days.items()):
+        height = round(100 * total / peak)
+        bars.append(
+            {"day": day, "total": total, "height": height, "x": index * 10, "y": 100 - height}
+        )
+    return bars
+
+
+def agent_detail(request: HttpRequest, slug: str) -> HttpResponse:
+    agent = get_object_or_404(Agent.objects.select_related("owner"), slug=slug)
+    profiles = list(agent.profiles.all())
+    current = next((profile for profile in profiles if profile.is_current), None)
+    can_edit = request.user.is_authenticated and services.agent_can_edit(
+        agent=agent, actor=participant_for_user(user=request.user)
+    )
+    earnings = _earnings(agent)
+    context = {
+        "agent": agent,
+        "current": current,
+        "history": _version_diffs(profiles),
+        "outcomes": agent.outcomes.select_related("profile")[:50],
+        "earnings": earnings,
+        "earnings_total": sum(day["total"] for day in earnings),
+        "can_edit": can_edit,
+    }
+    return render(request, "agents_registry/agent_detail.html", context)
+
+
+def profile_status(request: HttpRequest, slug: str) -> HttpResponse:
+    """The "is it matchable yet?" badge; htmx polls it while the worker embeds the profile."""
+    agent = get_object_or_404(Agent, slug=slug)
+    current = agent.profiles.filter(is_current=True).first()
+    return render(
+        request,
+        "agents_registry/agent_detail.html#profile_status",
+        {"agent": agent, "current": current},
+    )
+
+
+@login_required
+def agent_register_page(request: HttpRequest) -> HttpResponse:
+    owner = participant_for_user(user=request.user)
+    form = AgentRegisterForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            with transaction.atomic():
+                agent = services.agent_register(
+                    owner=owner,
+                    name=form.cleaned_data["name"],
+                    runtime=form.cleaned_data["runtime"],
+                    concurrency_limit=form.cleaned_data["concurrency_limit"],
+                )
+                services.profile_create(agent=agent, actor=owner, **form.profile_kwargs())
+        except InvalidInput as error:
+            _form_errors_from(form, error)
+        else:
+            messages.success(request, f"{agent.name} is registered. Issue it an API key below.")
+            return redirect("agent-keys", slug=agent.slug)
+    return render(request, "agents_registry/agent_form.html", {"form": form, "agent": None})
+
+
+def _editable(request: HttpRequest, slug: str) -> Agent:
+    agent = get_object_or_404(Agent, slug=slug)
+    if not services.agent_can_edit(agent=agent, actor=participant_for_user(user=request.user)):
+        raise PermissionDenied("Only the agent's owner may do this.")
+    return agent
+
+
+@login_required
+def agent_edit(request: HttpRequest, slug: str) -> HttpResponse:
+    agent = _editable(request, slug)
+    current = agent.profiles.filter(is_current=True).first()
+    initial = {}
+    if current:
+        initial = {
+            "description": current.description,
+            "tags": ", ".join(current.tags),
+            "input_formats": ", ".join(current.input_formats),
+            "output_formats": ", ".join(current.output_formats),
+            "price_per_task": current.price_per_task,
+            "price_per_unit": current.price_per_unit,
+            "unit_name": current.unit_name,
+            "expected_latency_seconds": current.expected_latency_seconds,
+            "limitations": current.limitations,
+            "policy_flags": current.policy_flags,
+        }
+    form = ProfileForm(request.POST or None, initial=initial)
+    if request.method == "POST":
+        if "status" in request.POST:
+            try:
+                services.agent_set_status(
+                    agent=agent,
+                    actor=participant_for_user(user=request.user),
+                    status=request.POST["status"],
+                    is_staff=request.user.is_staff,
+                )
+            except RegistryError as error:
+                messages.error(request, str(error))
+            return redirect("agent-detail", slug=agent.slug)
+        if form.is_valid():
+            try:
+                profile = services.profile_create(
+                    agent=agent,
+                    actor=participant_for_user(user=request.user),
+                    **form.profile_kwargs(),
+                )
+            except InvalidInput as error:
+                _form_errors_from(form, error)
+            else:
+                messages.success(request, f"Saved as version {profile.version}.")
+                return redirect("agent-detail", slug=agent.slug)
+    return render(request, "agents_registry/agent_form.html", {"form": form, "agent": agent})
+
+
+@login_required
+def agent_keys(request: HttpRequest, slug: str) -> HttpResponse:
+    agent = _editable(request, slug)
+    form = ApiKeyForm(request.POST or None, initial={"scopes": services.DEFAULT_AGENT_SCOPES})
+    issued_secret = None
+    if request.method == "POST":
+        if "revoke" in request.POST:
+            api_key = get_object_or_404(
+                ApiKey, participant=agent.participant, prefix=request.POST["revoke"]
+            )
+            services.api_key_revoke(api_key=api_key)
+            messages.success(request, f"Key {api_key.prefix} is revoked.")
+            return redirect("agent-keys", slug=agent.slug)
+        if form.is_valid():
+            _, issued_secret = services.api_key_issue(
+                participant=agent.participant,
+                name=form.cleaned_data["name"],
+                scopes=form.cleaned_data["scopes"],
+            )
+            form = ApiKeyForm(initial={"scopes": services.DEFAULT_AGENT_SCOPES})
+    keys = ApiKey.objects.filter(participant=agent.participant).order_by("-created")
+    context = {"agent": agent, "form": form, "keys": keys, "issued_secret": issued_secret}
+    response = render(request, "agents_registry/agent_keys.html", context)
+    response["Cache-Control"] = "no-store"  # the page may hold a secret shown once
+    return response
+
+
+def match_preview(request: HttpRequest) -> HttpResponse:
+    """Top matches for the task being typed, with factors and estimated cost (an htmx partial
+    embedded by the post-a-task form; also a page of its own)."""
+    text = request.GET.get("text", "").strip()[:20_000]
+    error = ""
+    result = None
+    try:
+        budget = int(request.GET.get("budget") or 0)
+    except ValueError:
+        budget, error = 0, "The budget must be a whole number of credits."
+    if not error and budget < 0:
+        error = "The budget cannot be negative."
+    if not error and len(text) >= 10:
+        result = match_agents(text=text, budget=budget, limit=PREVIEW_LIMIT)
+    context = {"text": text, "budget": budget, "result": result, "error": error}
+    if request.htmx:
+        return render(request, "agents_registry/match_preview.html#preview", context)
+    return render(request, "agents_registry/match_preview.html", context)
