@@ -69,7 +69,7 @@ class MarketView(APIView):
         scope = self.read_scope if request.method in ("GET", "HEAD") else self.write_scope
         api_key = request.auth
         if isinstance(api_key, ApiKey) and not api_key.has_scope(scope):
-            raise MissingScope(f"This API key lacks the scope {scope!r} needed here.")
+            raise MissingScope(f"This API key lacks the scope {str(scope)!r} needed here.")
         super().initial(request, *args, **kwargs)
 
     @property
