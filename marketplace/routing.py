@@ -6,4 +6,6 @@ from marketplace import consumers
 
 websocket_urlpatterns = [
     path("ws/notifications/", consumers.NotificationConsumer.as_asgi()),
+    path("ws/tasks/<int:task_id>/", consumers.TaskConsumer.as_asgi()),
+    path("ws/feed/", consumers.FeedConsumer.as_asgi()),
 ]

@@ -6,8 +6,16 @@ from django.urls import path
 from marketplace.api import bids as bid_api
 from marketplace.api import deliveries as delivery_api
 from marketplace.api import tasks as task_api
+from marketplace.views import market as market_views
 
-urlpatterns: list = []
+urlpatterns: list = [
+    path("tasks/new/", market_views.task_new, name="task-new"),
+    path("tasks/new/preview/", market_views.task_preview, name="task-preview"),
+    path("tasks/<int:task_id>/", market_views.task_detail, name="task-detail"),
+    path("tasks/<int:task_id>/<slug:action>/", market_views.task_act, name="task-act"),
+    path("files/<int:file_id>/", market_views.delivery_file, name="delivery-file"),
+    path("dashboard/", market_views.dashboard, name="dashboard"),
+]
 
 api_urlpatterns: list = [
     path("tasks/", task_api.TaskListView.as_view(), name="api-tasks"),

@@ -1,8 +1,7 @@
+"""The home page is the market's feed of open tasks (see ``views/market.py``)."""
+
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from marketplace.views.market import home
 
-
-def home(request: HttpRequest) -> HttpResponse:
-    return render(request, "marketplace/home.html")
+__all__ = ["home"]

@@ -1,0 +1,242 @@
+"""HTML pages of the market: the feed, posting (with a live match preview), the task page with
+its review actions, and the dashboard. Pages work without JavaScript; htmx swaps the named
+partials of the same templates, and a websocket hint tells the task page to refetch."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from agents_registry import selectors as registry_selectors
+from ledger import selectors as ledger_selectors
+from marketplace import selectors, services
+from marketplace.api.deliveries import delivery_file_response
+from marketplace.exceptions import MarketError
+from marketplace.models import Bid, Delivery, Task
+from marketplace.sanitize import sanitize_text
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value not in (None, "") else None
+    except ValueError:
+        return None
+
+
+def home(request: HttpRequest) -> HttpResponse:
+    viewer = selectors.viewer_for_request(request)
+    search = request.GET.get("q", "").strip()
+    min_bounty, max_bounty = _int(request.GET.get("min")), _int(request.GET.get("max"))
+    tasks = selectors.tasks_feed(
+        viewer=viewer, search=search, min_bounty=min_bounty, max_bounty=max_bounty
+    )
+    page = Paginator(tasks, 20).get_page(request.GET.get("page"))
+    context = {"page": page, "q": search, "min": min_bounty or "", "max": max_bounty or ""}
+    template = "marketplace/home.html#feed" if request.htmx else "marketplace/home.html"
+    return render(request, template, context)
+
+
+def _available(participant: object) -> int:
+    return ledger_selectors.balance_for(owner_ref=participant.ledger_ref).available
+
+
+@login_required
+def task_new(request: HttpRequest) -> HttpResponse:
+    viewer = selectors.viewer_for_request(request)
+    values = request.POST if request.method == "POST" else {}
+    errors = ""
+    if request.method == "POST":
+        deadline = None
+        if values.get("deadline"):
+            try:
+                deadline = timezone.make_aware(datetime.fromisoformat(values["deadline"]))
+            except ValueError:
+                errors = "The deadline must be a date and time."
+        if not errors:
+            try:
+                task = services.task_post(
+                    poster=viewer.participant,
+                    title=values.get("title", ""),
+                    description=values.get("description", ""),
+                    acceptance_criteria=values.get("acceptance_criteria", ""),
+                    checks=_checks_from_form(values),
+                    bounty=_int(values.get("bounty")) or 0,
+                    deadline=deadline,
+                    visibility=values.get("visibility", "public"),
+                    idempotency_key=values.get("form_key") or None,
+                )
+            except MarketError as error:
+                errors = str(error)
+            else:
+                messages.success(request, f"Posted. {task.bounty} credits are held in escrow.")
+                return redirect("task-detail", task_id=task.pk)
+    context = {
+        "values": values,
+        "errors": errors,
+        "available": _available(viewer.participant),
+        "form_key": timezone.now().strftime("%s%f"),
+    }
+    return render(request, "marketplace/task_new.html", context, status=400 if errors else 200)
+
+
+def _checks_from_form(values: object) -> dict:
+    checks: dict = {}
+    if values.get("check_regex"):
+        checks["regex"] = values["check_regex"]
+    fields = [name.strip() for name in values.get("check_fields", "").split(",") if name.strip()]
+    if fields:
+        checks["required_fields"] = fields
+    return checks
+
+
+@login_required
+def task_preview(request: HttpRequest) -> HttpResponse:
+    """The live match preview as the poster types: matched agents, their prices and factors, and
+    whether the wallet covers the bounty."""
+    viewer = selectors.viewer_for_request(request)
+    text = f"{request.GET.get('title', '')}\n{request.GET.get('description', '')}".strip()
+    bounty = _int(request.GET.get("bounty")) or 0
+    candidates = []
+    if len(text) >= 8 and bounty > 0:
+        candidates = registry_selectors.match_agents(text=text, budget=bounty, limit=5).candidates
+    available = _available(viewer.participant)
+    context = {"candidates": candidates, "bounty": bounty, "available": available, "text": text}
+    return render(request, "marketplace/task_new.html#preview", context)
+
+
+def _task_context(request: HttpRequest, task_id: int) -> dict:
+    viewer = selectors.viewer_for_request(request)
+    task = selectors.access_task(viewer=viewer, task_id=task_id)
+    participant = viewer.participant
+    deliveries = list(selectors.deliveries_for_task(viewer=viewer, task=task))
+    for delivery in deliveries:
+        delivery.safe_html = sanitize_text(delivery.text)
+    is_poster = participant is not None and participant.pk == task.poster_id
+    is_assignee = participant is not None and participant.pk == task.assignee_id
+    return {
+        "task": task,
+        "bids": list(selectors.bids_for_task(viewer=viewer, task=task)),
+        "bid_count": Bid.objects.filter(task=task, status=Bid.Status.ACTIVE).count(),
+        "deliveries": deliveries,
+        "children": list(selectors.task_children(task=task)),
+        "events": list(selectors.task_events(task=task)),
+        "dispute": selectors.access_dispute(viewer=viewer, task=task),
+        "is_poster": is_poster,
+        "is_assignee": is_assignee,
+        "can_bid": participant is not None and not is_poster and task.state == "open",
+        "escrow": ledger_selectors.escrow_balance(task_ref=task.ledger_ref)
+        if selectors.is_task_party(viewer, task)
+        else None,
+    }
+
+
+def task_detail(request: HttpRequest, task_id: int) -> HttpResponse:
+    try:
+        context = _task_context(request, task_id)
+    except MarketError:
+        return render(request, "marketplace/not_found.html", status=404)
+    template = "marketplace/task.html#live" if request.htmx else "marketplace/task.html"
+    return render(request, template, context)
+
+
+@login_required
+@require_POST
+def task_act(request: HttpRequest, task_id: int, action: str) -> HttpResponseBase:
+    """Every button of the task page posts here; the service decides whether it is allowed."""
+    viewer = selectors.viewer_for_request(request)
+    actor = viewer.participant
+    data = request.POST
+    try:
+        task = selectors.access_task(viewer=viewer, task_id=task_id)
+        delivery = (
+            selectors.access_delivery(viewer=viewer, delivery_id=_int(data.get("delivery")) or 0)
+            if action in ("accept", "revise", "reject")
+            else None
+        )
+        if action == "bid":
+            services.bid_place(
+                task=task,
+                bidder=actor,
+                price=_int(data.get("price")) or 0,
+                eta_hours=_int(data.get("eta_hours")) or 0,
+                plan=data.get("plan", ""),
+            )
+            message = "Your bid is in."
+        elif action == "award":
+            bid = selectors.access_bid(viewer=viewer, bid_id=_int(data.get("bid")) or 0)
+            services.bid_award(bid=bid, actor=actor)
+            message = "Awarded."
+        elif action == "claim":
+            services.task_claim(task=task, claimant=actor)
+            message = "The task is yours at the asking price."
+        elif action == "start":
+            services.task_start(task=task, actor=actor)
+            message = "Started."
+        elif action == "deliver":
+            services.delivery_submit(
+                task=task,
+                actor=actor,
+                text=data.get("text", ""),
+                files=request.FILES.getlist("files"),
+                idempotency_key=data.get("form_key") or None,
+            )
+            message = "Delivered; the poster has been notified."
+        elif action == "accept":
+            services.delivery_accept(delivery=delivery, actor=actor)
+            message = "Accepted and settled."
+        elif action == "revise":
+            services.revision_request(delivery=delivery, actor=actor, message=data.get("message"))
+            message = "Revision requested."
+        elif action == "reject":
+            services.delivery_reject(delivery=delivery, actor=actor, reason=data.get("reason"))
+            message = "Rejected; a dispute is open for staff to resolve."
+        elif action == "cancel":
+            services.task_cancel(task=task, actor=actor)
+            message = "Cancelled; the escrow was refunded."
+        elif action == "abandon":
+            services.task_abandon(task=task, actor=actor, reason=data.get("reason", ""))
+            message = "You gave the task up."
+        else:
+            return render(request, "marketplace/not_found.html", status=404)
+    except MarketError as error:
+        messages.error(request, str(error))
+    else:
+        messages.success(request, message)
+    return redirect(reverse("task-detail", args=[task_id]))
+
+
+@login_required
+def delivery_file(request: HttpRequest, file_id: int) -> HttpResponseBase:
+    viewer = selectors.viewer_for_request(request)
+    try:
+        stored = selectors.access_delivery_file(viewer=viewer, file_id=file_id)
+    except MarketError:
+        return render(request, "marketplace/not_found.html", status=404)
+    return delivery_file_response(stored)
+
+
+@login_required
+def dashboard(request: HttpRequest) -> HttpResponse:
+    viewer = selectors.viewer_for_request(request)
+    participant = viewer.participant
+    return render(
+        request,
+        "marketplace/dashboard.html",
+        {
+            "posted": selectors.tasks_posted_by(participant=participant)[:50],
+            "assigned": selectors.tasks_assigned_to(participant=participant)[:50],
+            "bids": selectors.bids_of(participant=participant)[:50],
+            "notifications": selectors.notifications_for(participant=participant, limit=20),
+            "available": _available(participant),
+            "states": dict(Task.State.choices),
+            "delivery_states": dict(Delivery.Status.choices),
+        },
+    )
