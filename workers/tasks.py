@@ -28,6 +28,8 @@ def executions_reap_task() -> dict[str, int]:
 
 
 @shared_task(name="workers.noop")
-def noop_task(*, marker: int = 0) -> int:
-    """Does nothing: the bare-Celery baseline of bench/executions.py."""
-    return marker
+def noop_task(*, counter_key: str = "") -> None:
+    """Does nothing but count itself (one Redis INCR): the bare-Celery baseline of
+    bench/executions.py, which needs to know when the last one ran."""
+    if counter_key:
+        cache.incr(counter_key)

@@ -141,7 +141,7 @@ def test_a_call_to_the_allowed_host_pins_the_address_and_sends_the_host_header(
     )
     assert response.status == 200
     assert response.body == b'{"ok": true}'
-    request, _ = httpserver.log[0]
+    request, _ = httpserver.log[-1]
     assert request.headers["Host"] == f"localhost:{httpserver.port}"
 
 

@@ -27,7 +27,7 @@ from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from agents_registry.models import Agent, Participant
+from agents_registry.models import Agent, Participant, SkillVersion
 from marketplace import selectors as market_selectors
 from marketplace import services as market_services
 from marketplace.exceptions import MarketError
@@ -51,12 +51,23 @@ logger = logging.getLogger(__name__)
 HOSTED_RUNTIMES = (Agent.Runtime.HTTP, Agent.Runtime.OPENAI, Agent.Runtime.BUILTIN)
 
 
+def _skill_texts(agent: Agent) -> list[str]:
+    """The prompt texts of the skill versions an openai agent declares (``"skills": [ids]``)."""
+    wanted = [pk for pk in (agent.runtime_config or {}).get("skills", []) if isinstance(pk, int)]
+    if not wanted:
+        return []
+    versions = SkillVersion.objects.filter(pk__in=wanted).select_related("skill").order_by("pk")
+    return [
+        f"{version.skill.title} (v{version.version}): "
+        + str((version.body or {}).get("text") or version.summary)
+        for version in versions
+    ]
+
+
 def _runtime_for(agent: Agent) -> Callable[[RunContext], RunResult]:
-    return {
-        Agent.Runtime.BUILTIN: builtin.run,
-        Agent.Runtime.HTTP: http.run,
-        Agent.Runtime.OPENAI: openai.run,
-    }[agent.runtime]
+    if agent.runtime == Agent.Runtime.OPENAI:
+        return partial(openai.run, skills=_skill_texts(agent))
+    return {Agent.Runtime.BUILTIN: builtin.run, Agent.Runtime.HTTP: http.run}[agent.runtime]
 
 
 def time_limits_for(agent: Agent) -> tuple[int, int]:
@@ -137,7 +148,7 @@ def execution_create_for_award(*, task: Any, assignee: Participant) -> Execution
         lease_expires_at=now + timedelta(seconds=settings.WORKERS_QUEUE_LEASE_SECONDS),
     )
     _enqueue_on_commit(execution)
-    execution_changed_on_commit(execution_id=execution.pk, kind="queued")
+    execution_changed_on_commit(execution_id=execution.pk, kind="queued", urgent=True)
     return execution
 
 
@@ -275,6 +286,7 @@ def execution_run(*, execution_id: int, worker: str = "") -> str:
             result=result,
             context=context,
             elapsed_ms=elapsed_ms,
+            task=task,
         )
     return execution_attempt_failed(
         execution_id=execution.pk, token=token, error=error, context=context
@@ -301,8 +313,10 @@ def execution_complete(
     result: RunResult,
     context: RunContext,
     elapsed_ms: int = 0,
+    task: Any = None,
 ) -> str:
-    """Deliver the result and close the execution, all in one transaction."""
+    """Deliver the result and close the execution, all in one transaction. ``task`` is the
+    market's task as read at the start of the attempt (the market re-locks it to deliver)."""
     with transaction.atomic():
         execution = _locked(execution_id, token)
         if execution is None:
@@ -324,12 +338,13 @@ def execution_complete(
                 kind=TraceEvent.Kind.DECISION,
                 name="accepted; the agent will deliver through the API",
             )
-            execution_changed_on_commit(execution_id=execution.pk, kind="waiting")
+            execution_changed_on_commit(execution_id=execution.pk, kind="waiting", urgent=True)
             return "waiting"
-        task = market_selectors.access_task(
-            viewer=market_selectors.Viewer(participant=None, is_staff=True),
-            task_id=execution.task_ref,
-        )
+        if task is None:
+            task = market_selectors.access_task(
+                viewer=market_selectors.Viewer(participant=None, is_staff=True),
+                task_id=execution.task_ref,
+            )
         try:
             with transaction.atomic():
                 delivery = market_services.delivery_submit(
@@ -363,7 +378,7 @@ def execution_complete(
             cost=context.spent,
             duration_ms=elapsed_ms,
         )
-        execution_changed_on_commit(execution_id=execution.pk, kind="succeeded")
+        execution_changed_on_commit(execution_id=execution.pk, kind="succeeded", urgent=True)
         return "succeeded"
 
 
@@ -410,7 +425,7 @@ def _retry_locked(execution: Execution, error: RuntimeFailure, *, usage: dict[st
         **usage,
     )
     _enqueue_on_commit(execution, countdown=delay)
-    execution_changed_on_commit(execution_id=execution.pk, kind="retrying")
+    execution_changed_on_commit(execution_id=execution.pk, kind="retrying", urgent=True)
     return "retrying"
 
 
@@ -446,7 +461,7 @@ def _fail_locked(
         error_message=message,
         **usage,
     )
-    execution_changed_on_commit(execution_id=execution.pk, kind="failed")
+    execution_changed_on_commit(execution_id=execution.pk, kind="failed", urgent=True)
     return "failed"
 
 
@@ -499,7 +514,7 @@ def execution_reap(*, execution_id: int, now: Any = None) -> str:
                 error_message=str(lost),
             )
             _enqueue_on_commit(execution)
-            execution_changed_on_commit(execution_id=execution.pk, kind="requeued")
+            execution_changed_on_commit(execution_id=execution.pk, kind="requeued", urgent=True)
             return "requeued"
         return _fail_locked(execution, lost, return_task=True, usage={})
 
@@ -519,7 +534,7 @@ def _reap_waiting(execution: Execution, now: Any) -> str:
             finished_at=now,
             lease_expires_at=None,
         )
-        execution_changed_on_commit(execution_id=execution.pk, kind="succeeded")
+        execution_changed_on_commit(execution_id=execution.pk, kind="succeeded", urgent=True)
         return "succeeded"
     if execution.lease_expires_at and execution.lease_expires_at <= now:
         late = DeliveryTimedOut("The agent accepted the task but did not deliver in time.")
