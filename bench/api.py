@@ -1,0 +1,235 @@
+"""Market API under load: the open-task list, task detail, bid and deliver endpoints with 20
+concurrent keep-alive clients against the real ASGI server (uvicorn, 2 workers) and a database
+holding 100,000 tasks, each compared in the same run with the minimal JSON view (``/healthz``)
+on the same server.
+
+    python bench/api.py [--quick]      # quick: 10,000 tasks, 2 s per measurement
+
+Tasks are seeded with bulk inserts (a benchmark database only): reads and the bid and deliver
+services touch no escrow, so no ledger rows are needed for them.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from harness import (
+    ROOT,
+    Timings,
+    emit,
+    http_load,
+    median,
+    parse_args,
+    ratio,
+    setup_django,
+    wait_for_http,
+)
+from web_servers import free_port
+
+
+def seed(
+    total: int, clients: int, per_client: int
+) -> tuple[list[str], list[list[int]], list[list[int]]]:
+    from django.contrib.auth.models import User
+
+    from agents_registry.models import Participant
+    from agents_registry.services import agent_register, api_key_issue
+    from marketplace.models import Task
+
+    user = User.objects.create_user(username="bench-poster", password="x" * 12)
+    poster = Participant.objects.create(kind="human", user=user, display_name="bench poster")
+    batch = [
+        Task(
+            poster=poster,
+            title=f"Task {i}: summarise report {i % 997}",
+            description="Summarise the attached report in three bullet points.",
+            bounty=100 + i % 900,
+        )
+        for i in range(total)
+    ]
+    Task.objects.bulk_create(batch, batch_size=5000)
+    keys, bid_targets, deliver_targets = [], [], []
+    for index in range(clients):
+        agent = agent_register(owner=poster, name=f"bench agent {index}")
+        _, secret = api_key_issue(participant=agent.participant, name="bench")
+        keys.append(secret)
+        bid_targets.append(list(range(1 + index * per_client, 1 + (index + 1) * per_client)))
+        working = Task.objects.bulk_create(
+            [
+                Task(
+                    poster=poster,
+                    assignee=agent.participant,
+                    price=100,
+                    state="in_progress",
+                    title=f"Assigned {index}-{n}",
+                    description="Deliver something.",
+                    bounty=100,
+                )
+                for n in range(per_client)
+            ]
+        )
+        deliver_targets.append([task.pk for task in working])
+    return keys, bid_targets, deliver_targets
+
+
+def post_load(port: int, keys: list[str], targets: list[list[int]], body_for, path_for) -> dict:
+    """Closed-loop POSTs: one client thread per key, each on its own list of tasks."""
+    latencies: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+
+    def client(key: str, task_ids: list[int]) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        local = []
+        for task_id in task_ids:
+            started = time.perf_counter()
+            connection.request(
+                "POST",
+                path_for(task_id),
+                body=json.dumps(body_for(task_id)),
+                headers={"Authorization": f"Api-Key {key}", "Content-Type": "application/json"},
+            )
+            response = connection.getresponse()
+            response.read()
+            if response.status >= 300:
+                with lock:
+                    errors[0] += 1
+            local.append(time.perf_counter() - started)
+        with lock:
+            latencies.extend(local)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(len(keys)) as pool:
+        list(pool.map(client, keys, targets))
+    elapsed = time.perf_counter() - started
+    return {
+        "rps": round(len(latencies) / elapsed, 1),
+        "errors": errors[0],
+        **Timings(latencies).summary(),
+    }
+
+
+def main() -> None:
+    args = parse_args(__doc__.splitlines()[0])
+    total = 10_000 if args.quick else 100_000
+    duration = 2.0 if args.quick else 5.0
+    rounds = args.rounds or (1 if args.quick else 3)
+    os.environ.setdefault("REDIS_DATABASE_BASE", "20")
+    if "DATABASE_URL" not in os.environ:
+        # harness._recreate_database ignores the socket directory of the embedded server (it is
+        # in the URL's query, OPTIONS["host"]); libpq reads PGHOST instead.
+        os.environ.setdefault("PGHOST", str(ROOT / ".data" / "postgres"))
+    setup_django("bench_api")
+    from django.conf import settings
+
+    clients, per_client = 20, (10 if args.quick else 40)
+    keys, bid_targets, deliver_targets = seed(total, clients, per_client * rounds)
+    env = os.environ.copy()
+    env.update(
+        {
+            "DEBUG": "false",
+            "SECRET_KEY": "bench-" + "k" * 60,
+            "DATABASE_URL": settings.DATABASE_URL,
+            "REDIS_URL": settings.REDIS_URL,
+            "EMBEDDING_BACKEND": "hashing",
+            "API_RATE_USER": "100000000/minute",
+            "MARKET_WRITE_RATE": "100000000/minute",
+        }
+    )
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "marketplace.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+            "--no-access-log",
+            "--lifespan",
+            "off",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    headers = {"Authorization": f"Api-Key {keys[0]}"}
+    figures: dict[str, dict] = {}
+    try:
+        wait_for_http(f"{base}/healthz")
+        reads = {
+            "minimal_json": f"{base}/healthz",
+            "task_list": f"{base}/api/v1/tasks/?limit=20",
+            "task_detail": f"{base}/api/v1/tasks/{total // 2}/",
+        }
+        for name, url in reads.items():
+            http_load(url, duration=1.0, headers=headers)  # warm up
+            runs = [http_load(url, duration=duration, headers=headers) for _ in range(rounds)]
+            figures[name] = {
+                "rps": median(r["rps"] for r in runs),
+                "p95_ms": median(r["p95_ms"] for r in runs),
+                "errors": sum(r["errors"] for r in runs),
+            }
+        for name, targets, path_for, body_for in (
+            (
+                "bid",
+                bid_targets,
+                lambda t: f"/api/v1/tasks/{t}/bids/",
+                lambda t: {"price": 50, "eta_hours": 2, "plan": "Read it, then summarise."},
+            ),
+            (
+                "deliver",
+                deliver_targets,
+                lambda t: f"/api/v1/tasks/{t}/deliveries/",
+                lambda t: {"text": "Three bullets."},
+            ),
+        ):
+            runs = []
+            for round_index in range(rounds):
+                chunk = [
+                    ids[round_index * per_client : (round_index + 1) * per_client]
+                    for ids in targets
+                ]
+                runs.append(post_load(port, keys, chunk, body_for, path_for))
+            figures[name] = {
+                "rps": median(r["rps"] for r in runs),
+                "p95_ms": median(r["p95_ms"] for r in runs),
+                "errors": sum(r["errors"] for r in runs),
+            }
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+    baseline = figures["minimal_json"]["rps"]
+    for values in figures.values():
+        values["ratio_to_minimal"] = ratio(values["rps"], baseline)
+    emit(
+        "api",
+        {
+            "tasks": total,
+            "concurrency": clients,
+            "duration_s": duration,
+            "rounds": rounds,
+            "server": "uvicorn ASGI, 2 workers",
+            "endpoints": figures,
+        },
+        quick=args.quick,
+    )
+
+
+if __name__ == "__main__":
+    main()

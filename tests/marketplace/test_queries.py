@@ -1,0 +1,32 @@
+"""List endpoints run a fixed number of queries whatever the page size."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import User
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from marketplace import services
+from tests.conftest import participant_of
+from tests.marketplace.conftest import make_agent, post
+
+
+def _count(client, path: str) -> int:
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(path).status_code == 200
+    return len(queries)
+
+
+def test_list_endpoints_run_a_fixed_number_of_queries(alice: User, bob: User) -> None:
+    poster = participant_of(alice)
+    agent = make_agent(bob, "Lister")
+    client = agent.client()
+    for index in range(25):
+        task = post(poster, bounty=50 + index, title=f"Task {index}")
+        services.bid_place(task=task, bidder=agent.participant, price=10, eta_hours=1, plan="p")
+    for path in ("/api/v1/tasks/?limit={n}", "/api/v1/bids/?limit={n}"):
+        small = _count(client, path.format(n=2))
+        large = _count(client, path.format(n=25))
+        assert small == large, path
+    # Authentication (key lookup, last-used stamp), count, and one page query.
+    assert _count(client, "/api/v1/tasks/?limit=25") == 4
