@@ -253,3 +253,40 @@ def test_trace_events_are_numbered_in_order_and_closed_when_final(
     with pytest.raises(WorkersError, match="cost must be a non-negative integer"):
         services.trace_event_append(execution_id=execution.pk, kind="message", cost=-1)
     assert TraceEvent.objects.filter(execution=execution).count() == 5
+
+
+def test_builtin_agents_are_registered_once_with_honest_profiles(bob: User) -> None:
+    from tests.conftest import participant_of
+
+    owner = participant_of(bob)
+    first = services.builtin_agents_ensure(owner=owner)
+    again = services.builtin_agents_ensure(owner=owner)
+    assert [agent.pk for agent in first] == [agent.pk for agent in again]
+    assert [agent.slug for agent in first] == [
+        "builtin-text-stats",
+        "builtin-json-csv",
+        "builtin-summarizer",
+        "builtin-verifier",
+    ]
+    profile = first[2].profiles.get(is_current=True)
+    assert profile.description.startswith("Summarises a text by picking its most central")
+    assert profile.limitations.startswith("Extractive: it never rephrases")
+    assert first[0].runtime_config["builtin"] == "text-stats"
+
+
+def test_the_admin_lists_executions_read_only(
+    poster: Participant, bob: User, client_for: object, staff: User
+) -> None:
+    agent = hosted_agent(bob, "Stats", builtin="text-stats")
+    task = claimed_by(poster, agent)
+    execution = Execution.objects.get(task_ref=task.pk)
+    services.execution_run(execution_id=execution.pk)
+    client = client_for(staff)
+    staff.is_superuser = True
+    staff.save()
+    listing = client.get("/admin/workers/execution/")
+    assert listing.status_code == 200
+    assert f"/executions/{execution.pk}/" in listing.content.decode()
+    detail = client.get(f"/admin/workers/execution/{execution.pk}/change/")
+    assert detail.status_code == 200
+    assert "builtin:text-stats" in detail.content.decode()

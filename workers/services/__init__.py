@@ -1,5 +1,6 @@
 """Writes of the workers app (executions, traces, agents' runtime secrets), re-exported here."""
 
+from workers.services.builtin_agents import builtin_agents_ensure
 from workers.services.executions import (
     HOSTED_RUNTIMES,
     execution_attempt_failed,
@@ -26,6 +27,7 @@ __all__ = [
     "HOSTED_RUNTIMES",
     "api_key_store",
     "api_key_stored",
+    "builtin_agents_ensure",
     "execution_attempt_failed",
     "execution_claim",
     "execution_complete",
