@@ -95,7 +95,9 @@ WITH nearest AS MATERIALIZED (
     ORDER BY p.embedding <=> %(vector)s::vector
     LIMIT %(fetch)s
 )
-SELECT n.id, n.distance, (
+SELECT n.id, n.distance, p.price_per_task, p.price_per_unit, p.expected_latency_seconds,
+    a.active_tasks, a.concurrency_limit, a.outcomes_total, a.outcomes_accepted,
+    a.outcomes_revised, (
     a.status = 'active'
     AND p.embedding_model = %(model)s
     AND p.price_per_task <= %(budget)s
@@ -111,10 +113,25 @@ ORDER BY n.distance, n.id
 """
 
 
+@dataclass(frozen=True)
+class _Row:
+    profile_id: int
+    distance: float
+    price_per_task: int
+    price_per_unit: int | None
+    expected_latency_seconds: int
+    active_tasks: int
+    concurrency_limit: int
+    outcomes_total: int
+    outcomes_accepted: int
+    outcomes_revised: int
+
+
 def _nearest_filtered(
     *, vector: np.ndarray, fetch: int, parameters: dict
-) -> tuple[list[tuple[int, float]], int]:
-    """(profile id, distance) rows passing the hard filters, and how many the index returned."""
+) -> tuple[list[_Row], int]:
+    """Rows passing the hard filters, with what scoring needs (so only the shortlist is loaded
+    as model instances), and how many rows the index returned."""
     with transaction.atomic(), connection.cursor() as cursor:
         # SET LOCAL lasts until the end of this transaction only.
         cursor.execute(f"SET LOCAL hnsw.ef_search = {int(fetch)}")
@@ -122,7 +139,7 @@ def _nearest_filtered(
             _CANDIDATES_SQL, {**parameters, "vector": _vector_literal(vector), "fetch": fetch}
         )
         fetched = cursor.fetchall()
-    return [(int(row[0]), float(row[1])) for row in fetched if row[2]], len(fetched)
+    return [_Row(*row[:10]) for row in fetched if row[10]], len(fetched)
 
 
 def refusing_flags_for(requirements: Collection[str]) -> list[str]:
@@ -182,45 +199,52 @@ def match_agents(
         # Filters removed too many of the nearest: look further once, as far as pgvector allows.
         rows, _ = _nearest_filtered(vector=vector, fetch=FETCH_RETRY, parameters=sql_parameters)
 
-    profiles = CapabilityProfile.objects.select_related("agent").in_bulk([pk for pk, _ in rows])
     # Draws are assigned in profile-id order so a seed gives the same draws whatever the
     # distances' tie order.
     generator = np.random.default_rng(seed)
-    draws = dict(zip(sorted(profiles), generator.random(len(profiles)), strict=True))
-    candidates = []
-    for profile_id, distance in rows:
-        profile = profiles[profile_id]
-        agent = profile.agent
-        price = profile.price_per_task + (profile.price_per_unit or 0) * (units or 0)
+    ordered_ids = sorted(row.profile_id for row in rows)
+    draws = dict(zip(ordered_ids, generator.random(len(ordered_ids)), strict=True))
+    horizon = seconds_left if seconds_left is not None else NO_DEADLINE_HORIZON_SECONDS
+    scored = []
+    for row in rows:
+        price = row.price_per_task + (row.price_per_unit or 0) * (units or 0)
         if price > budget:
             continue
-        similarity = 1.0 - distance
-        horizon = seconds_left if seconds_left is not None else NO_DEADLINE_HORIZON_SECONDS
         factors = {
-            "similarity": similarity,
+            "similarity": 1.0 - row.distance,
             "price": 1.0 - price / budget if budget > 0 else 1.0,
             "reputation": bayesian_reputation(
-                accepted=agent.outcomes_accepted,
-                revised=agent.outcomes_revised,
-                total=agent.outcomes_total,
+                accepted=row.outcomes_accepted,
+                revised=row.outcomes_revised,
+                total=row.outcomes_total,
             ),
-            "load": 1.0 - agent.active_tasks / agent.concurrency_limit,
-            "latency": max(0.0, 1.0 - profile.expected_latency_seconds / horizon),
-            "exploration": float(draws[profile_id]) * exploration_bonus(total=agent.outcomes_total),
+            "load": 1.0 - row.active_tasks / row.concurrency_limit,
+            "latency": max(0.0, 1.0 - row.expected_latency_seconds / horizon),
+            "exploration": float(draws[row.profile_id])
+            * exploration_bonus(total=row.outcomes_total),
         }
         score = math.fsum(chosen_weights[name] * factors[name] for name in FACTORS)
-        candidates.append(
-            Candidate(
-                agent=agent,
-                profile=profile,
-                similarity=similarity,
-                price=price,
-                factors=factors,
-                score=score,
-            )
+        scored.append((score, row, price, factors))
+    scored.sort(key=lambda item: (-item[0], item[1].profile_id))
+    shortlist = scored[:limit]
+    # Only the shortlist becomes model instances; the vector column is not needed by callers.
+    profiles = (
+        CapabilityProfile.objects.defer("embedding")
+        .select_related("agent")
+        .in_bulk([row.profile_id for _, row, _, _ in shortlist])
+    )
+    candidates = [
+        Candidate(
+            agent=profiles[row.profile_id].agent,
+            profile=profiles[row.profile_id],
+            similarity=factors["similarity"],
+            price=price,
+            factors=factors,
+            score=score,
         )
-    candidates.sort(key=lambda candidate: (-candidate.score, candidate.profile.pk))
-    return MatchResult(candidates=candidates[:limit], weights=chosen_weights, parameters=parameters)
+        for score, row, price, factors in shortlist
+    ]
+    return MatchResult(candidates=candidates, weights=chosen_weights, parameters=parameters)
 
 
 def agent_current_profile(*, agent: Agent) -> CapabilityProfile | None:
