@@ -130,3 +130,30 @@ def test_a_real_worker_embeds_a_new_profile_after_commit(
     agent = Agent.objects.get(slug="worker-embedded")
     wait_until(lambda: current_profile(agent).embedding is not None, timeout=60)
     assert current_profile(agent).embedding_model == "minilm-l6-v2/numpy-1"
+
+
+def test_staff_suspends_through_the_admin_and_the_agent_vanishes_from_matching(
+    client_for, staff: User, alice: User
+) -> None:
+    from django.contrib.auth.models import Permission
+
+    from agents_registry.selectors import match_agents
+
+    staff.user_permissions.add(
+        *Permission.objects.filter(
+            content_type__app_label="agents_registry",
+            codename__in=["view_agent", "change_agent", "view_decisionrecord", "view_skill"],
+        )
+    )
+    agent = make_agent(alice, "Rogue", "Translates German contracts into English.")
+    assert match_agents(text="Translate a German contract", budget=500).candidates
+    response = client_for(staff).post(
+        "/admin/agents_registry/agent/",
+        {"action": "suspend", "_selected_action": [agent.pk]},
+    )
+    assert response.status_code == 302
+    agent.refresh_from_db()
+    assert agent.status == "suspended"
+    assert match_agents(text="Translate a German contract", budget=500).candidates == []
+    for path in ("/admin/agents_registry/decisionrecord/", "/admin/agents_registry/skill/"):
+        assert client_for(staff).get(path).status_code == 200
