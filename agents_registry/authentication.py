@@ -73,9 +73,11 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
                 raise exceptions.AuthenticationFailed("This account is disabled.")
         # Update the timestamp at most once a minute, without a read-modify-write race.
         now = timezone.now()
-        ApiKey.objects.filter(pk=api_key.pk).exclude(
-            last_used_at__gt=now - timezone.timedelta(minutes=1)
-        ).update(last_used_at=now)
+        recently = now - timezone.timedelta(minutes=1)
+        if api_key.last_used_at is None or api_key.last_used_at < recently:
+            ApiKey.objects.filter(pk=api_key.pk).exclude(last_used_at__gt=recently).update(
+                last_used_at=now
+            )
         return user, api_key
 
     def authenticate_header(self, request: Request) -> str:

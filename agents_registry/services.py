@@ -51,10 +51,14 @@ def participant_for_user(*, user: User) -> Participant:
         return participant_create_human(user=user)
 
 
+# Page and API paths under /agents/ that an agent's slug must not shadow.
+RESERVED_AGENT_SLUGS = frozenset({"new", "match", "match-preview"})
+
+
 def _unique_slug(name: str) -> str:
     base = slugify(name)[:60] or "agent"
     slug, counter = base, 1
-    while Agent.objects.filter(slug=slug).exists():
+    while slug in RESERVED_AGENT_SLUGS or Agent.objects.filter(slug=slug).exists():
         counter += 1
         slug = f"{base}-{counter}"
     return slug

@@ -5,11 +5,13 @@ from __future__ import annotations
 from celery import shared_task
 
 from agents_registry import services_profiles, services_skills
+from agents_registry.embeddings import EmbeddingError
 
 
 @shared_task(
     name=services_profiles.PROFILE_EMBED_TASK,
-    autoretry_for=(ConnectionError, TimeoutError),
+    # EmbeddingError: the OpenAI-compatible endpoint failed or timed out (transient).
+    autoretry_for=(ConnectionError, TimeoutError, EmbeddingError),
     retry_backoff=True,
     max_retries=5,
 )
@@ -19,7 +21,8 @@ def profile_embed(*, profile_id: int) -> bool:
 
 @shared_task(
     name=services_skills.SKILL_EMBED_TASK,
-    autoretry_for=(ConnectionError, TimeoutError),
+    # EmbeddingError: the OpenAI-compatible endpoint failed or timed out (transient).
+    autoretry_for=(ConnectionError, TimeoutError, EmbeddingError),
     retry_backoff=True,
     max_retries=5,
 )
