@@ -184,17 +184,18 @@ def test_the_reaper_resends_a_queued_execution_whose_message_was_lost(
     assert services.executions_reap() == {}
     later = timezone.now() + timedelta(seconds=301)
     sent: list[dict] = []
-    from workers import tasks
+    from workers.celery import app as celery_app
 
-    original = tasks.execution_run_task.apply_async
-    tasks.execution_run_task.apply_async = lambda **kwargs: sent.append(kwargs)
+    original = celery_app.send_task
+    celery_app.send_task = lambda name, **kwargs: sent.append({"name": name, **kwargs})
     try:
         with django_capture_on_commit_callbacks(execute=True):
             assert services.executions_reap(now=later) == {"resent": 1}
     finally:
-        tasks.execution_run_task.apply_async = original
+        celery_app.send_task = original
     assert sent == [
         {
+            "name": "workers.execution_run",
             "kwargs": {"execution_id": execution.pk},
             "countdown": None,
             "soft_time_limit": 120,
@@ -290,3 +291,60 @@ def test_the_admin_lists_executions_read_only(
     detail = client.get(f"/admin/workers/execution/{execution.pk}/change/")
     assert detail.status_code == 200
     assert "builtin:text-stats" in detail.content.decode()
+
+
+def test_the_soft_time_limit_is_a_transient_failure(
+    poster: Participant, bob: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    def too_slow(context: object) -> None:
+        raise SoftTimeLimitExceeded()
+
+    agent = hosted_agent(bob, "Slow", builtin="no-op", soft_time_limit_seconds=4)
+    task = claimed_by(poster, agent)
+    execution = Execution.objects.get(task_ref=task.pk)
+    monkeypatch.setattr(builtin, "run", too_slow)
+    assert services.execution_run(execution_id=execution.pk) == "retrying"
+    execution.refresh_from_db()
+    assert execution.error_message == "The attempt passed its soft time limit of 4 s."
+
+
+def test_a_bug_in_a_runtime_fails_visibly_without_retrying(
+    poster: Participant, bob: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(context: object) -> None:
+        raise KeyError("oops")
+
+    agent = hosted_agent(bob, "Broken", builtin="no-op")
+    task = claimed_by(poster, agent)
+    execution = Execution.objects.get(task_ref=task.pk)
+    monkeypatch.setattr(builtin, "run", broken)
+    assert services.execution_run(execution_id=execution.pk) == "failed"
+    execution.refresh_from_db()
+    assert (execution.error_code, execution.error_message, execution.attempts) == (
+        "internal_error",
+        "KeyError: 'oops'",
+        1,
+    )
+
+
+def test_an_http_agent_that_accepts_delivers_later_and_the_reaper_closes_the_execution(
+    poster: Participant, bob: User, settings: object, httpserver: object
+) -> None:
+    settings.OUTBOUND_HTTP_ALLOWED_HOSTS = [f"127.0.0.1:{httpserver.port}"]
+    httpserver.expect_request("/accept").respond_with_data("", status=202)
+    agent = hosted_agent(bob, "Async", runtime="http", endpoint=httpserver.url_for("/accept"))
+    services.webhook_secret_rotate(agent=agent)
+    task = claimed_by(poster, agent)
+    execution = Execution.objects.get(task_ref=task.pk)
+    assert services.execution_run(execution_id=execution.pk) == "waiting"
+    assert services.executions_reap() == {"waiting": 1}
+
+    delivery = market_services.delivery_submit(
+        task=Task.objects.get(pk=task.pk), actor=agent.participant, text="later"
+    )
+    assert services.executions_reap() == {"succeeded": 1}
+    execution.refresh_from_db()
+    assert (execution.status, execution.delivery_ref) == ("succeeded", delivery.pk)
+    assert services.executions_reap() == {}

@@ -31,6 +31,7 @@ from agents_registry.models import Agent, Participant, SkillVersion
 from marketplace import selectors as market_selectors
 from marketplace import services as market_services
 from marketplace.exceptions import MarketError
+from workers.celery import app as celery_app
 from workers.exceptions import (
     BudgetExceeded,
     DeliveryTimedOut,
@@ -49,6 +50,7 @@ from workers.services.traces import trace_event_append, trace_recorder
 logger = logging.getLogger(__name__)
 
 HOSTED_RUNTIMES = (Agent.Runtime.HTTP, Agent.Runtime.OPENAI, Agent.Runtime.BUILTIN)
+EXECUTION_RUN_TASK = "workers.execution_run"
 
 
 def _skill_texts(agent: Agent) -> list[str]:
@@ -103,11 +105,11 @@ def worker_name() -> str:
 
 
 def execution_enqueue(*, execution_id: int, agent: Agent, countdown: float = 0) -> None:
-    """Send the message that runs the execution (call it after the commit)."""
-    from workers.tasks import execution_run_task  # tasks.py imports this module
-
+    """Send the message that runs the execution (call it after the commit). By task name, so
+    this module need not import the Celery entry points that call it."""
     soft, hard = time_limits_for(agent)
-    execution_run_task.apply_async(
+    celery_app.send_task(
+        EXECUTION_RUN_TASK,
         kwargs={"execution_id": execution_id},
         countdown=countdown or None,
         soft_time_limit=soft,
