@@ -338,10 +338,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "workers.executions_reap",
         "schedule": WORKERS_REAPER_INTERVAL_SECONDS,
     },
-    "tasks-expire-due": {"task": "marketplace.tasks.tasks_expire_due", "schedule": 60.0},
+    "tasks-expire-due": {"task": "marketplace.tasks_expire_due", "schedule": 60.0},
+    "tasks-auto-award-due": {"task": "marketplace.tasks_auto_award_due", "schedule": 30.0},
     "deliveries-auto-accept-due": {
-        "task": "marketplace.tasks.deliveries_auto_accept_due",
+        "task": "marketplace.deliveries_auto_accept_due",
         "schedule": 60.0,
     },
     "ledger-reconcile": {"task": "ledger.tasks.ledger_reconcile", "schedule": 3600.0},
+    "ledger-auto-topup-sweep": {"task": "ledger.tasks.auto_topup_sweep", "schedule": 300.0},
 }
