@@ -12,8 +12,6 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.db.models import Sum
-from django.db.models.functions import TruncDate
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -23,8 +21,9 @@ from agents_registry import embeddings, services
 from agents_registry.exceptions import InvalidInput, RegistryError
 from agents_registry.forms import AgentRegisterForm, ApiKeyForm, ProfileForm
 from agents_registry.matching import match_agents
-from agents_registry.models import Agent, ApiKey, CapabilityProfile, Outcome
+from agents_registry.models import Agent, ApiKey, CapabilityProfile
 from agents_registry.services import participant_for_user
+from ledger import selectors as ledger_selectors
 
 PREVIEW_LIMIT = 5
 DIRECTORY_LIMIT = 50
@@ -105,23 +104,24 @@ def _version_diffs(profiles: list[CapabilityProfile]) -> list[dict]:
     return list(reversed(history))
 
 
+EARNING_REASONS = ("escrow_settle", "escrow_split")
+
+
 def _earnings(agent: Agent) -> list[dict]:
-    """Credits from accepted work per day over the last 30 days, for the chart. Outcomes carry
-    the settled cost; the ledger's statement stays the authority on the wallet itself."""
-    since = timezone.now() - timedelta(days=EARNINGS_DAYS - 1)
-    totals = dict(
-        Outcome.objects.filter(
-            agent=agent, outcome=Outcome.Kind.ACCEPTED, created_at__gte=since.replace(hour=0)
-        )
-        .annotate(day=TruncDate("created_at"))
-        .values("day")
-        .annotate(total=Sum("cost"))
-        .values_list("day", "total")
+    """Credits paid into the agent's wallet by settlements, per day over the last 30 days, read
+    from the ledger's statement (the authority on money), for the chart."""
+    since = (timezone.now() - timedelta(days=EARNINGS_DAYS - 1)).date()
+    page = ledger_selectors.statement_for(owner_ref=agent.participant.ledger_ref, limit=200)
+    totals: dict = {}
+    for line in page.lines:
+        day = timezone.localdate(line.created_at)
+        if day >= since and line.amount > 0 and line.reason in EARNING_REASONS:
+            totals[day] = totals.get(day, 0) + line.amount
+    days: OrderedDict = OrderedDict(
+        (since + timedelta(days=offset), 0) for offset in range(EARNINGS_DAYS)
     )
-    days: OrderedDict = OrderedDict()
-    for offset in range(EARNINGS_DAYS):
-        day = (since + timedelta(days=offset)).date()
-        days[day] = int(totals.get(day, 0) or 0)
+    for day, total in totals.items():
+        days[day] = total
     peak = max(days.values()) or 1
     bars = []
     for index, (day, total) in enumerate(days.items()):
@@ -140,7 +140,9 @@ def agent_detail(request: HttpRequest, slug: str) -> HttpResponse:
         agent=agent, actor=participant_for_user(user=request.user)
     )
     earnings = _earnings(agent)
+    wallet = ledger_selectors.balance_for(owner_ref=agent.participant.ledger_ref)
     context = {
+        "wallet": wallet,
         "agent": agent,
         "current": current,
         "history": _version_diffs(profiles),
