@@ -1,9 +1,12 @@
 """Market API under load: the open-task list, task detail, bid and deliver endpoints with 20
-concurrent keep-alive clients against the real ASGI server (uvicorn, 2 workers) and a database
-holding 100,000 tasks, each compared in the same run with the minimal JSON view (``/healthz``)
-on the same server.
+concurrent keep-alive clients against the real HTTP server and a database holding 100,000
+tasks, each compared in the same run with the minimal JSON view (``/healthz``) on the same server.
 
-    python bench/api.py [--quick]      # quick: 10,000 tasks, 2 s per measurement
+    python bench/api.py [--quick] [--server gunicorn|uvicorn]   # quick: 10,000 tasks, 2 s each
+
+The server is gunicorn (WSGI, 2 workers x 4 threads), which serves plain HTTP in ``make run`` and
+``deploy/``; ``--server uvicorn`` measures the same views under the ASGI server (2 workers), which
+serves only websockets there (see bench/web_servers.py for why).
 
 Tasks are seeded with bulk inserts (a benchmark database only): reads and the bid and deliver
 services touch no escrow, so no ledger rows are needed for them.
@@ -118,15 +121,16 @@ def post_load(port: int, keys: list[str], targets: list[list[int]], body_for, pa
 
 
 def main() -> None:
-    args = parse_args(__doc__.splitlines()[0])
+    args = parse_args(
+        __doc__.splitlines()[0],
+        lambda parser: parser.add_argument(
+            "--server", choices=["gunicorn", "uvicorn"], default="gunicorn"
+        ),
+    )
     total = 10_000 if args.quick else 100_000
     duration = 2.0 if args.quick else 5.0
     rounds = args.rounds or (1 if args.quick else 3)
     os.environ.setdefault("REDIS_DATABASE_BASE", "20")
-    if "DATABASE_URL" not in os.environ:
-        # harness._recreate_database ignores the socket directory of the embedded server (it is
-        # in the URL's query, OPTIONS["host"]); libpq reads PGHOST instead.
-        os.environ.setdefault("PGHOST", str(ROOT / ".data" / "postgres"))
     setup_django("bench_api")
     from django.conf import settings
 
@@ -145,27 +149,15 @@ def main() -> None:
         }
     )
     port = free_port()
+    commands = {
+        "gunicorn": f"{sys.executable} -m gunicorn marketplace.wsgi:application"
+        f" --bind 127.0.0.1:{port} --workers 2 --threads 4 --worker-class gthread"
+        " --log-level warning",
+        "uvicorn": f"{sys.executable} -m uvicorn marketplace.asgi:application --host 127.0.0.1"
+        f" --port {port} --workers 2 --no-access-log --lifespan off --log-level warning",
+    }
     server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "marketplace.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "2",
-            "--no-access-log",
-            "--lifespan",
-            "off",
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=env,
-        start_new_session=True,
+        commands[args.server].split(), cwd=ROOT, env=env, start_new_session=True
     )
     base = f"http://127.0.0.1:{port}"
     headers = {"Authorization": f"Api-Key {keys[0]}"}
@@ -224,7 +216,7 @@ def main() -> None:
             "concurrency": clients,
             "duration_s": duration,
             "rounds": rounds,
-            "server": "uvicorn ASGI, 2 workers",
+            "server": args.server,
             "endpoints": figures,
         },
         quick=args.quick,

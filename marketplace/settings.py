@@ -122,6 +122,9 @@ DATABASES = {
     )
 }
 DATABASES["default"]["ENGINE"] = "django.db.backends.postgresql"
+# A Unix-socket URL (``...?host=/path``) parses into OPTIONS; HOST is where every tool looks.
+if not DATABASES["default"]["HOST"] and "host" in DATABASES["default"]["OPTIONS"]:
+    DATABASES["default"]["HOST"] = DATABASES["default"]["OPTIONS"].pop("host")
 # TEST_DATABASE_SUFFIX lets several test runs share one server without sharing a database.
 DATABASES["default"]["TEST"] = {
     "NAME": f"test_{DATABASES['default']['NAME']}{env_str('TEST_DATABASE_SUFFIX')}"

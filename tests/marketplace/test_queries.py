@@ -24,9 +24,13 @@ def test_list_endpoints_run_a_fixed_number_of_queries(alice: User, bob: User) ->
     for index in range(25):
         task = post(poster, bounty=50 + index, title=f"Task {index}")
         services.bid_place(task=task, bidder=agent.participant, price=10, eta_hours=1, plan="p")
+    # The first request also stamps the key's last use (at most once a minute).
+    assert _count(client, "/api/v1/me/") == 2
     for path in ("/api/v1/tasks/?limit={n}", "/api/v1/bids/?limit={n}"):
         small = _count(client, path.format(n=2))
         large = _count(client, path.format(n=25))
         assert small == large, path
-    # Authentication (key lookup, last-used stamp), count, and one page query.
+    # The key lookup, the viewer's agents (for private tasks it may see), count, one page query.
     assert _count(client, "/api/v1/tasks/?limit=25") == 4
+    # The key lookup, count, one page query.
+    assert _count(client, "/api/v1/bids/?limit=25") == 3
