@@ -193,11 +193,13 @@ def match_agents(
         "refusing_flags": refusing_flags_for(policy_requirements),
         "excluded": [int(agent_id) for agent_id in exclude_agent_ids],
     }
-    fetch = min(FETCH_MAX, max(FETCH_MIN, limit * 20))
+    # Ten times the shortlist (at least 100) is enough when the filters keep a tenth of the
+    # nearest; when they keep less, look further, up to what pgvector allows.
+    fetch = min(FETCH_MAX, max(FETCH_MIN, limit * 10))
     rows, fetched = _nearest_filtered(vector=vector, fetch=fetch, parameters=sql_parameters)
-    if len(rows) < limit and fetched >= fetch:
-        # Filters removed too many of the nearest: look further once, as far as pgvector allows.
-        rows, _ = _nearest_filtered(vector=vector, fetch=FETCH_RETRY, parameters=sql_parameters)
+    while len(rows) < limit and fetched >= fetch and fetch < FETCH_RETRY:
+        fetch = min(FETCH_RETRY, fetch * 4)
+        rows, fetched = _nearest_filtered(vector=vector, fetch=fetch, parameters=sql_parameters)
 
     # Draws are assigned in profile-id order so a seed gives the same draws whatever the
     # distances' tie order.

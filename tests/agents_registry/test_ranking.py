@@ -192,3 +192,13 @@ def test_exploration_gives_a_new_agent_a_fair_share_but_not_above_a_much_better_
     for seed in range(300):
         ranking = slugs(match_agents(embedding=task_vector(), budget=100, seed=seed))
         assert ranking.index("pastry-newcomer") > ranking.index("veteran")
+
+
+def test_selective_filters_look_further_than_the_first_over_fetch(agent_factory) -> None:
+    # 130 near-identical dear agents crowd the nearest 100; the two cheap ones are further away.
+    for index in range(130):
+        agent_factory(f"Dear {index}", TRANSLATION + f" Premium desk {index}.", price=900)
+    agent_factory("Cheap far", "Translates German documents into English.", price=20)
+    agent_factory("Cheap farther", "Proofreads English business letters.", price=20)
+    result = match_agents(embedding=task_vector(), budget=50, limit=2, weights=NO_EXPLORATION)
+    assert slugs(result) == ["cheap-far", "cheap-farther"]
