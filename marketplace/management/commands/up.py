@@ -13,6 +13,7 @@ command started them.
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 
@@ -46,11 +47,10 @@ class Command(BaseCommand):
 
         call_command("migrate", interactive=False, verbosity=0)
         call_command("collectstatic", interactive=False, verbosity=0)
-        demo_logins = []
+        demo = io.StringIO()
         if not options["no_demo"]:
-            from marketplace.demo import seed_demo_market
-
-            demo_logins = seed_demo_market()
+            # By name: the demo touches every layer, so it lives in the top one (workers).
+            call_command("seed_demo", stdout=demo)
 
         env = os.environ.copy()
         env["DATABASE_URL"] = settings.DATABASE_URL
@@ -88,8 +88,7 @@ class Command(BaseCommand):
         )
         url = f"http://{bind}:{port}"
         self.stdout.write(self.style.SUCCESS(f"\nAgent marketplace running at {url}\n"))
-        for username, password, role in demo_logins:
-            self.stdout.write(f"  demo login: {username} / {password}  ({role})")
+        self.stdout.write(demo.getvalue().rstrip("\n"))
         self.stdout.write("  Ctrl-C stops everything.\n")
         try:
             manager.loop()
