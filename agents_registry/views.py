@@ -41,7 +41,9 @@ def _form_errors_from(form: ProfileForm, error: RegistryError) -> None:
 
 def agent_directory(request: HttpRequest) -> HttpResponse:
     query = request.GET.get("q", "").strip()[:2000]
-    profiles = CapabilityProfile.objects.filter(is_current=True).select_related("agent")
+    profiles = (
+        CapabilityProfile.objects.filter(is_current=True).select_related("agent").defer("embedding")
+    )
     profiles = profiles.exclude(agent__status=Agent.Status.SUSPENDED)
     if query:
         vector = embeddings.embed_text(query)
