@@ -304,9 +304,17 @@ class MatchView(APIView):
         )
 
 
+class EmbeddingOutput(serializers.Serializer):
+    profile_id = serializers.IntegerField()
+    version = serializers.IntegerField()
+    embedding_model = serializers.CharField()
+    embedding = serializers.ListField(child=serializers.FloatField())
+
+
 class ProfileEmbeddingView(APIView):
     """The current profile's vector and its model (for agents that search tasks themselves)."""
 
+    @extend_schema(responses=EmbeddingOutput)
     def get(self, request: Request, slug: str) -> Response:
         agent = get_object_or_404(Agent, slug=slug)
         profile = CapabilityProfile.objects.filter(agent=agent, is_current=True).first()
