@@ -161,7 +161,8 @@ def checkout_return(*, session_id: str, owner_ref: str) -> Purchase:
         raise LedgerError("This checkout is not one of yours.")
     if session.get("payment_status") == "paid":
         purchase_fulfil(
-            purchase_id=purchase.pk, payment_intent_id=session.get("payment_intent") or ""
+            purchase_id=purchase.pk,
+            payment_intent_id=stripe_gateway.object_id(session.get("payment_intent")),
         )
         purchase.refresh_from_db()
     return purchase
@@ -386,7 +387,9 @@ def _on_checkout_completed(obj: dict[str, Any], at: datetime) -> str:
     if obj.get("payment_status") != "paid":
         return "awaiting payment"
     purchase_fulfil(
-        purchase_id=purchase.pk, payment_intent_id=obj.get("payment_intent") or "", occurred_at=at
+        purchase_id=purchase.pk,
+        payment_intent_id=stripe_gateway.object_id(obj.get("payment_intent")),
+        occurred_at=at,
     )
     return f"fulfilled purchase {purchase.pk}"
 
@@ -395,13 +398,13 @@ def _on_paid(obj: dict[str, Any], at: datetime) -> str:
     purchase = _purchase_for(obj)
     if purchase is None:
         return "unknown purchase"
-    payment_intent = obj.get("payment_intent") or (
+    payment_intent = stripe_gateway.object_id(obj.get("payment_intent")) or (
         obj.get("id") if obj.get("object") == "payment_intent" else ""
     )
     purchase_fulfil(
         purchase_id=purchase.pk,
         payment_intent_id=payment_intent or "",
-        charge_id=obj.get("latest_charge") or "",
+        charge_id=stripe_gateway.object_id(obj.get("latest_charge")),
         occurred_at=at,
     )
     return f"fulfilled purchase {purchase.pk}"

@@ -8,6 +8,7 @@ turns Stripe's errors into the ledger's own.
 from __future__ import annotations
 
 import json
+import time
 from functools import lru_cache
 from typing import Any
 
@@ -46,6 +47,13 @@ def _client() -> stripe.StripeClient:
 
 def _plain(obj: Any) -> dict[str, Any]:
     return obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
+
+
+def object_id(value: Any) -> str:
+    """The id of a field that Stripe returns either as an id or as the expanded object."""
+    if isinstance(value, dict):
+        return str(value.get("id") or "")
+    return str(value or "")
 
 
 def _options(idempotency_key: str | None) -> dict[str, Any]:
@@ -186,6 +194,12 @@ def event_from_webhook(*, payload: bytes, signature: str) -> dict[str, Any]:
         )
     except (stripe.SignatureVerificationError, UnicodeDecodeError, ValueError) as error:
         raise WebhookSignatureInvalid(f"Invalid Stripe signature: {error}") from error
+    # Stripe's helper refuses old timestamps only; one far in the future is as suspicious.
+    stamps = [part[2:] for part in signature.split(",") if part.startswith("t=")]
+    if not stamps or not stamps[0].isdigit():
+        raise WebhookSignatureInvalid("Invalid Stripe signature: no timestamp.")
+    if int(stamps[0]) > time.time() + WEBHOOK_TOLERANCE_SECONDS:
+        raise WebhookSignatureInvalid("Invalid Stripe signature: timestamp in the future.")
     try:
         event = json.loads(payload)
     except ValueError as error:

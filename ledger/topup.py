@@ -87,13 +87,14 @@ def auto_topup_run(*, owner_ref: str) -> str:
         AutoTopUp.objects.filter(pk=config.pk).update(last_failure=str(error))
         return "declined"
     Purchase.objects.filter(pk=purchase.pk).update(
-        payment_intent_id=intent["id"], charge_id=intent.get("latest_charge") or ""
+        payment_intent_id=intent["id"],
+        charge_id=stripe_gateway.object_id(intent.get("latest_charge")),
     )
     if intent.get("status") == "succeeded":
         purchase_fulfil(
             purchase_id=purchase.pk,
             payment_intent_id=intent["id"],
-            charge_id=intent.get("latest_charge") or "",
+            charge_id=stripe_gateway.object_id(intent.get("latest_charge")),
         )
         AutoTopUp.objects.filter(pk=config.pk).update(last_failure="")
         return "topped up"

@@ -1,0 +1,282 @@
+"""Stripe webhooks, signed with the Stripe library's own helper, through the real endpoint."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from django.db import connection
+from django.test import Client
+
+from ledger import selectors, services
+from ledger.models import ChargeDispute, JournalEntry, Purchase, StripeEvent
+from ledger.purchases import wallet_receivable
+from tests.ledger.conftest import (
+    WEBHOOK_SECRET,
+    funded_wallet,
+    new_ref,
+    signed_webhook,
+    stripe_event,
+)
+
+URL = "/stripe/webhook/"
+
+
+@pytest.fixture
+def webhook_secret(settings: object) -> None:
+    settings.STRIPE_WEBHOOK_SECRET = WEBHOOK_SECRET
+
+
+def post(event: dict, **signing: object) -> object:
+    payload, header = signed_webhook(event, **signing)
+    return Client().post(
+        URL, payload, content_type="application/json", HTTP_STRIPE_SIGNATURE=header
+    )
+
+
+def new_purchase(owner: str, *, credits: int = 5_000, cents: int = 500) -> Purchase:
+    return Purchase.objects.create(
+        owner_ref=owner,
+        kind=Purchase.Kind.CHECKOUT,
+        pack="small",
+        credits=credits,
+        amount_cents=cents,
+        checkout_session_id=f"cs_{new_ref('x')}",
+    )
+
+
+def completed(purchase: Purchase, *, paid: bool = True) -> dict:
+    return stripe_event(
+        "checkout.session.completed",
+        {
+            "object": "checkout.session",
+            "id": purchase.checkout_session_id,
+            "mode": "payment",
+            "payment_status": "paid" if paid else "unpaid",
+            "payment_intent": f"pi_{purchase.pk}",
+            "client_reference_id": str(purchase.pk),
+            "metadata": {"purchase_id": str(purchase.pk), "owner_ref": purchase.owner_ref},
+        },
+    )
+
+
+def purchase_entries(purchase: Purchase) -> int:
+    return JournalEntry.objects.filter(idempotency_key=f"purchase:{purchase.pk}").count()
+
+
+pytestmark = pytest.mark.usefixtures("webhook_secret")
+
+
+@pytest.mark.django_db
+def test_paid_checkout_credits_the_wallet_once() -> None:
+    owner = funded_wallet(0)
+    purchase = new_purchase(owner)
+    event = completed(purchase)
+    response = post(event)
+    assert response.status_code == 200
+    assert response.json()["outcome"] == f"fulfilled purchase {purchase.pk}"
+    assert selectors.balance_for(owner_ref=owner).available == 5_000
+    purchase.refresh_from_db()
+    assert purchase.status == Purchase.Status.PAID
+    assert purchase.payment_intent_id == f"pi_{purchase.pk}"
+    assert post(event).json()["outcome"] == "duplicate"
+    assert selectors.balance_for(owner_ref=owner).available == 5_000
+    assert purchase_entries(purchase) == 1
+
+
+@pytest.mark.django_db
+def test_unpaid_checkout_waits_for_the_async_payment() -> None:
+    owner = funded_wallet(0)
+    purchase = new_purchase(owner)
+    assert post(completed(purchase, paid=False)).json()["outcome"] == "awaiting payment"
+    assert selectors.balance_for(owner_ref=owner).available == 0
+    succeeded = completed(purchase)
+    succeeded["type"] = "checkout.session.async_payment_succeeded"
+    assert post(succeeded).status_code == 200
+    assert selectors.balance_for(owner_ref=owner).available == 5_000
+
+
+@pytest.mark.django_db
+def test_async_payment_failure_marks_the_purchase_failed() -> None:
+    owner = funded_wallet(0)
+    purchase = new_purchase(owner)
+    failed = completed(purchase, paid=False)
+    failed["type"] = "checkout.session.async_payment_failed"
+    assert post(failed).status_code == 200
+    purchase.refresh_from_db()
+    assert purchase.status == Purchase.Status.FAILED
+    assert selectors.balance_for(owner_ref=owner).available == 0
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "tamper",
+    ["body", "stale", "wrong_secret", "no_header", "future"],
+)
+def test_forged_or_stale_webhooks_are_refused(tamper: str) -> None:
+    owner = funded_wallet(0)
+    purchase = new_purchase(owner)
+    event = completed(purchase)
+    if tamper == "stale":
+        payload, header = signed_webhook(event, timestamp=int(time.time()) - 3600)
+    elif tamper == "future":
+        payload, header = signed_webhook(event, timestamp=int(time.time()) + 3600)
+    elif tamper == "wrong_secret":
+        payload, header = signed_webhook(event, secret="whsec_someone_else")
+    else:
+        payload, header = signed_webhook(event)
+    if tamper == "body":
+        payload = payload.replace(b'"paid"', b'"PAID"')
+    if tamper == "no_header":
+        header = ""
+    response = Client().post(
+        URL, payload, content_type="application/json", HTTP_STRIPE_SIGNATURE=header
+    )
+    assert response.status_code == 400
+    assert selectors.balance_for(owner_ref=owner).available == 0
+    assert not StripeEvent.objects.exists()
+
+
+@pytest.mark.django_db
+def test_webhooks_need_a_signing_secret(settings: object) -> None:
+    settings.STRIPE_WEBHOOK_SECRET = ""
+    owner = funded_wallet(0)
+    response = post(completed(new_purchase(owner)))
+    assert response.status_code == 503
+    assert selectors.balance_for(owner_ref=owner).available == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_same_event_twenty_times_concurrently_has_one_effect() -> None:
+    owner = funded_wallet(0)
+    purchase = new_purchase(owner)
+    payload, header = signed_webhook(completed(purchase))
+    barrier = threading.Barrier(20)
+
+    def deliver(_: int) -> tuple[int, str]:
+        try:
+            barrier.wait(timeout=30)
+            response = Client().post(
+                URL, payload, content_type="application/json", HTTP_STRIPE_SIGNATURE=header
+            )
+            return response.status_code, response.json()["outcome"]
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        results = list(pool.map(deliver, range(20)))
+    assert {status for status, _ in results} == {200}
+    outcomes = sorted(outcome for _, outcome in results)
+    assert outcomes == ["duplicate"] * 19 + [f"fulfilled purchase {purchase.pk}"]
+    assert selectors.balance_for(owner_ref=owner).available == 5_000
+    assert purchase_entries(purchase) == 1
+
+
+@pytest.mark.django_db
+def test_out_of_order_events_still_have_one_effect_each() -> None:
+    owner = funded_wallet(0)
+    purchase = new_purchase(owner)
+    # The refund arrives first: the payment is booked, then half of it taken back.
+    refund = stripe_event(
+        "charge.refunded",
+        {
+            "object": "charge",
+            "id": "ch_1",
+            "payment_intent": f"pi_{purchase.pk}",
+            "metadata": {"purchase_id": str(purchase.pk)},
+            "amount_refunded": 250,
+        },
+    )
+    assert post(refund).json()["outcome"] == "refund booked: 2500 credits"
+    assert selectors.balance_for(owner_ref=owner).available == 2_500
+    # Then the payment's own events: already fulfilled, nothing more.
+    intent = stripe_event(
+        "payment_intent.succeeded",
+        {
+            "object": "payment_intent",
+            "id": f"pi_{purchase.pk}",
+            "metadata": {"purchase_id": str(purchase.pk)},
+        },
+    )
+    post(intent)
+    post(completed(purchase))
+    assert selectors.balance_for(owner_ref=owner).available == 2_500
+    assert purchase_entries(purchase) == 1
+    # A second refund event with the same cumulative amount books nothing.
+    again = stripe_event("charge.refunded", refund["data"]["object"])
+    assert post(again).json()["outcome"] == "refund booked: 0 credits"
+    purchase.refresh_from_db()
+    assert purchase.refunded_cents == 250 and purchase.status == Purchase.Status.PAID
+
+
+@pytest.mark.django_db
+def test_refund_of_spent_credits_becomes_a_receivable_repaid_by_the_next_purchase() -> None:
+    owner = funded_wallet(0)
+    purchase = new_purchase(owner)
+    post(completed(purchase))
+    services.escrow_lock(
+        task_ref=new_ref("task"), payer_ref=owner, amount=4_000, idempotency_key="spend"
+    )
+    full_refund = stripe_event(
+        "charge.refunded",
+        {
+            "object": "charge",
+            "id": "ch_2",
+            "metadata": {"purchase_id": str(purchase.pk)},
+            "amount_refunded": 500,
+        },
+    )
+    post(full_refund)
+    assert selectors.balance_for(owner_ref=owner).available == 0  # never negative
+    assert wallet_receivable(owner_ref=owner) == 4_000
+    purchase.refresh_from_db()
+    assert purchase.status == Purchase.Status.REFUNDED
+    second = new_purchase(owner, credits=20_000, cents=1_800)
+    post(completed(second))
+    assert wallet_receivable(owner_ref=owner) == 0
+    assert selectors.balance_for(owner_ref=owner).available == 16_000
+    assert selectors.trial_balance().total == 0
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("result", ["won", "lost"])
+def test_chargeback_holds_then_releases_or_returns_the_credits(result: str) -> None:
+    owner = funded_wallet(0)
+    purchase = new_purchase(owner)
+    post(completed(purchase))
+    services.escrow_lock(
+        task_ref=new_ref("task"), payer_ref=owner, amount=3_000, idempotency_key="spend"
+    )
+    dispute = {
+        "object": "dispute",
+        "id": "dp_1",
+        "charge": "ch_9",
+        "amount": 500,
+        "payment_intent": f"pi_{purchase.pk}",
+        "status": "needs_response",
+    }
+    assert post(stripe_event("charge.dispute.created", dispute)).status_code == 200
+    record = ChargeDispute.objects.get(dispute_id="dp_1")
+    assert (record.amount_credits, record.from_wallet, record.from_receivable) == (5000, 2000, 3000)
+    assert selectors.balance_for(owner_ref=owner).available == 0
+    assert wallet_receivable(owner_ref=owner) == 3_000
+    closed = stripe_event("charge.dispute.closed", {**dispute, "status": result})
+    assert post(closed).json()["outcome"] == f"dispute {result}"
+    assert post(closed).json()["outcome"] == "duplicate"
+    if result == "won":
+        assert selectors.balance_for(owner_ref=owner).available == 2_000
+        assert wallet_receivable(owner_ref=owner) == 0
+    else:
+        assert selectors.balance_for(owner_ref=owner).available == 0
+        assert wallet_receivable(owner_ref=owner) == 3_000
+    hold = selectors.account_for(address=services.DISPUTE_HOLD)
+    assert hold.balance == 0
+    assert selectors.trial_balance().total == 0
+
+
+@pytest.mark.django_db
+def test_unknown_event_types_are_acknowledged_and_ignored() -> None:
+    response = post(stripe_event("customer.created", {"object": "customer", "id": "cus_1"}))
+    assert response.status_code == 200 and response.json()["outcome"] == "ignored"
