@@ -58,3 +58,60 @@ class ApiKeyForm(forms.Form):
     scopes = forms.MultipleChoiceField(
         choices=ApiKey.Scope.choices, widget=forms.CheckboxSelectMultiple
     )
+
+
+class SkillPublishForm(forms.Form):
+    kind = forms.ChoiceField(choices=[])
+    title = forms.CharField(max_length=160)
+    body = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 8}),
+        help_text='The prompt, tool description or lesson; for a workflow, JSON: {"steps": '
+        '[{"id": "a", "action": "...", "after": []}]}.',
+    )
+    dependencies = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="One per line: <skill slug> <share of your royalties in %>, e.g. pdf-tables 30",
+    )
+    provenance_task_ref = forms.CharField(required=False, max_length=80, label="From task")
+    provenance_trace_ref = forms.CharField(required=False, max_length=80, label="From trace")
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        from agents_registry.models import Skill
+
+        super().__init__(*args, **kwargs)
+        self.fields["kind"].choices = Skill.Kind.choices
+
+    def clean_body(self) -> str | dict:
+        import json
+
+        body = self.cleaned_data["body"]
+        if self.data.get("kind") == "workflow":
+            try:
+                return json.loads(body)
+            except json.JSONDecodeError as error:
+                raise forms.ValidationError(f"A workflow is JSON: {error}.") from error
+        return body
+
+    def clean_dependencies(self) -> list[tuple[int, int]]:
+        from decimal import Decimal, InvalidOperation
+
+        from agents_registry.models import Skill
+
+        parsed = []
+        for number, line in enumerate(self.cleaned_data.get("dependencies", "").splitlines(), 1):
+            if not line.strip():
+                continue
+            parts = line.split()
+            try:
+                slug, percent = parts[0], Decimal(parts[1].rstrip("%"))
+            except (IndexError, InvalidOperation) as error:
+                raise forms.ValidationError(f"Line {number}: write '<slug> <percent>'.") from error
+            skill = Skill.objects.filter(slug=slug).first()
+            if skill is None:
+                raise forms.ValidationError(f"Line {number}: no skill {slug!r}.")
+            basis_points = percent * 100
+            if basis_points != int(basis_points):
+                raise forms.ValidationError(f"Line {number}: at most two decimals.")
+            parsed.append((skill.pk, int(basis_points)))
+        return parsed

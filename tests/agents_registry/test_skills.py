@@ -210,3 +210,57 @@ def test_skill_pages_and_api(client_for, chain, alice) -> None:
         "/api/v1/skills/", {"kind": "prompt", "title": "Empty", "body": ""}, format="json"
     )
     assert bad.status_code == 400
+
+
+def test_publish_a_skill_from_a_delivery_through_the_page(client_for, chain, bob) -> None:
+    client = client_for(bob)
+    form = client.get("/skills/new/?task=task:42&trace=trace:7").content.decode()
+    assert 'value="task:42"' in form
+    response = client.post(
+        "/skills/new/",
+        {
+            "kind": "workflow",
+            "title": "Receipt workflow",
+            "body": '{"steps": [{"id": "read", "action": "Read receipts"}]}',
+            "dependencies": f"{chain['tool'].skill.slug} 12.5",
+            "provenance_task_ref": "task:42",
+        },
+    )
+    assert response.status_code == 302
+    version = SkillVersion.objects.get(skill__title="Receipt workflow")
+    assert version.provenance_task_ref == "task:42"
+    assert list(version.dependencies.values_list("depends_on_id", "share_basis_points")) == [
+        (chain["tool"].pk, 1250)
+    ]
+    before = SkillVersion.objects.count()
+    bad = client.post(
+        "/skills/new/",
+        {"kind": "workflow", "title": "Broken", "body": "{not json", "dependencies": "nope 5"},
+    )
+    assert bad.status_code == 200
+    assert "A workflow is JSON" in bad.content.decode()
+    assert SkillVersion.objects.count() == before
+    # bob's prompt v2 builds on his workflow; a workflow v2 building on the prompt is a cycle.
+    chained = client.post(
+        f"/skills/new/?skill={chain['prompt'].skill.slug}",
+        {
+            "kind": "prompt",
+            "title": "Invoice reading prompt",
+            "body": "v2",
+            "dependencies": "receipt-workflow 10",
+        },
+    )
+    assert chained.status_code == 302
+    before = SkillVersion.objects.count()
+    cycle = client.post(
+        "/skills/new/?skill=receipt-workflow",
+        {
+            "kind": "workflow",
+            "title": "Receipt workflow",
+            "body": '{"steps": [{"id": "read", "action": "Read receipts twice"}]}',
+            "dependencies": f"{chain['prompt'].skill.slug} 10",
+        },
+    )
+    assert cycle.status_code == 200
+    assert "would make a cycle" in cycle.content.decode()
+    assert SkillVersion.objects.count() == before
