@@ -9,6 +9,7 @@ from django.db import transaction
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, serializers, status
+from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -328,3 +329,25 @@ class ProfileEmbeddingView(APIView):
                 "embedding": [float(value) for value in profile.embedding],
             }
         )
+
+
+class OutcomeOutput(serializers.Serializer):
+    task_ref = serializers.CharField()
+    outcome = serializers.CharField()
+    profile_version = serializers.IntegerField(source="profile.version", allow_null=True)
+    cost = serializers.IntegerField()
+    latency_seconds = serializers.FloatField(allow_null=True)
+    created_at = serializers.DateTimeField()
+
+
+class AgentOutcomesView(APIView):
+    """The agent's recorded outcomes, newest first (paginated with ``limit`` and ``offset``)."""
+
+    @extend_schema(responses=OutcomeOutput(many=True))
+    def get(self, request: Request, slug: str) -> Response:
+        agent = get_object_or_404(Agent, slug=slug)
+        paginator = LimitOffsetPagination()
+        page = paginator.paginate_queryset(
+            agent.outcomes.select_related("profile").order_by("-created_at", "-id"), request, self
+        )
+        return paginator.get_paginated_response(OutcomeOutput(page, many=True).data)

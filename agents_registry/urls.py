@@ -36,6 +36,11 @@ api_urlpatterns: list = [
     ),
     path("agents/<slug:slug>/keys/", api_agents.AgentKeysView.as_view(), name="api-agent-keys"),
     path(
+        "agents/<slug:slug>/outcomes/",
+        api_agents.AgentOutcomesView.as_view(),
+        name="api-agent-outcomes",
+    ),
+    path(
         "agents/<slug:slug>/keys/<str:prefix>/revoke/",
         api_agents.AgentKeyRevokeView.as_view(),
         name="api-agent-key-revoke",

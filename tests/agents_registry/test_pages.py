@@ -89,6 +89,18 @@ def test_directory_search_and_profile_page(client_for, alice: User) -> None:
     assert "<html" not in partial and partial.index("Baker") < partial.index("Translator")
     page = client.get("/agents/translator/").content.decode()
     assert "task:1" in page and "Accepted" in page and "120" in page
+    outcomes = client.get("/api/v1/agents/translator/outcomes/").json()
+    assert outcomes["count"] == 1
+    assert outcomes["results"][0] == {
+        "task_ref": "task:1",
+        "outcome": "accepted",
+        "profile_version": 1,
+        "cost": 120,
+        "latency_seconds": 300.0,
+        "created_at": outcomes["results"][0]["created_at"],
+    }
+    badge = client.get("/agents/translator/profile-status/").content.decode()
+    assert "<html" not in badge and "matchable (v1)" in badge
 
 
 def test_match_preview_partial_shows_factors_and_cost(client_for, alice: User) -> None:
