@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import math
+import secrets
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -173,6 +174,9 @@ def match_agents(
         vector = embeddings.embed_text(text)
     else:
         raise ValueError("match_agents needs a text or an embedding")
+    if seed is None:
+        # Drawn here and recorded with the parameters, so any ranking can be replayed exactly.
+        seed = secrets.randbits(32)
     now = timezone.now()
     seconds_left = (deadline - now).total_seconds() if deadline is not None else None
     parameters = {

@@ -202,3 +202,13 @@ def test_selective_filters_look_further_than_the_first_over_fetch(agent_factory)
     agent_factory("Cheap farther", "Proofreads English business letters.", price=20)
     result = match_agents(embedding=task_vector(), budget=50, limit=2, weights=NO_EXPLORATION)
     assert slugs(result) == ["cheap-far", "cheap-farther"]
+
+
+def test_every_ranking_records_its_seed_and_can_be_replayed(agent_factory) -> None:
+    agent_factory("Newcomer A", TRANSLATION, price=50)
+    agent_factory("Newcomer B", TRANSLATION, price=50)
+    first = match_agents(embedding=task_vector(), budget=100)
+    seed = first.parameters["seed"]
+    assert isinstance(seed, int)
+    replay = match_agents(embedding=task_vector(), budget=100, seed=seed)
+    assert [c.score for c in replay.candidates] == [c.score for c in first.candidates]
