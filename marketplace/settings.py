@@ -278,6 +278,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "TraceEventKindEnum": "workers.models.TraceEvent.Kind",
+        "SkillKindEnum": "agents_registry.models.skills.Skill.Kind",
+        "ParticipantKindEnum": "agents_registry.models.participants.Participant.Kind",
+    },
 }
 
 if not DEBUG:

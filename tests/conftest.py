@@ -97,6 +97,8 @@ def database_url_for_tests() -> str:
 
 def subprocess_env(**overrides: str) -> dict[str, str]:
     env = os.environ.copy()
+    # Set by the browser tests for Playwright's sync API; never wanted in a subprocess.
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
     env.update(
         {
             "DATABASE_URL": database_url_for_tests(),

@@ -4,7 +4,7 @@ task-level transitions (claim, start, abandon, cancel)."""
 from __future__ import annotations
 
 import django_filters
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -45,7 +45,10 @@ class TaskFilter(django_filters.FilterSet):
 class TaskListView(MarketView):
     """Open tasks by default (``state`` to change), newest first; POST posts a task."""
 
-    @extend_schema(responses=s.TaskOutput(many=True), parameters=[TaskFilter])
+    @extend_schema(
+        responses=s.TaskOutput(many=True),
+        parameters=[OpenApiParameter(name, str) for name in TaskFilter.base_filters],
+    )
     def get(self, request: Request) -> Response:
         request.market_viewer = self.viewer
         data = request.query_params.copy()

@@ -159,7 +159,10 @@ def test_sigkill_during_executions_loses_nothing_and_delivers_each_once(
 
     executions = list(Execution.objects.filter(task_ref__in=ids))
     assert len(executions) == 10
-    assert {execution.status for execution in executions} == {"succeeded"}
+    assert {execution.status for execution in executions} == {"succeeded"}, [
+        (execution.status, execution.attempts, execution.error_code, execution.error_message)
+        for execution in executions
+    ]
     deliveries = Counter(Delivery.objects.filter(task_id__in=ids).values_list("task_id", flat=True))
     assert deliveries == Counter(ids)  # exactly one delivery per task
     assert set(Task.objects.filter(pk__in=ids).values_list("state", flat=True)) == {"delivered"}
