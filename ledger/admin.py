@@ -7,6 +7,7 @@ refunds go through Stripe (``purchase_refund``).
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from django import forms
@@ -124,6 +125,9 @@ class AccountAdmin(ReadOnlyAdmin):
 
 class ReverseForm(forms.Form):
     reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=2000)
+    # One key per form shown: a double submit posts once; a new attempt after a failure (say,
+    # the wallet was short) gets a new key, since a failed key stays failed.
+    attempt = forms.CharField(widget=forms.HiddenInput, max_length=32)
 
 
 @admin.register(JournalEntry)
@@ -161,14 +165,14 @@ class JournalEntryAdmin(ReadOnlyAdmin):
         entry = get_object_or_404(JournalEntry, pk=entry_id)
         if not request.user.has_perm("ledger.view_journalentry"):
             return HttpResponseRedirect(reverse("admin:index"))
-        form = ReverseForm(request.POST or None)
+        form = ReverseForm(request.POST or None, initial={"attempt": uuid.uuid4().hex})
         if request.method == "POST" and form.is_valid():
             try:
                 reversal = entry_reverse(
                     entry_id=entry.pk,
                     reason=form.cleaned_data["reason"],
                     actor_ref=f"staff:{request.user.pk}",
-                    idempotency_key=f"reverse:{entry.pk}",
+                    idempotency_key=f"reverse:{entry.pk}:{form.cleaned_data['attempt']}",
                 )
             except LedgerError as error:
                 messages.error(request, str(error))

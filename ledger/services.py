@@ -29,6 +29,7 @@ import json
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -233,7 +234,12 @@ def _post(
     owns_transaction = not connection.in_atomic_block
     for attempt in range(1, MAX_ATTEMPTS + 1):
         try:
-            with transaction.atomic():
+            # When nobody else holds a transaction open, the posting is one statement in
+            # autocommit: ``ledger_post`` does every write, so the statement *is* the transaction,
+            # and the row locks (the platform fee account's above all) are released by the commit
+            # that ends it, without waiting for another round trip from this process. ``prepare``
+            # steps only open accounts and escrows idempotently or read.
+            with transaction.atomic() if not owns_transaction else nullcontext():
                 if prepare is not None:
                     prepare()
                 outcome = _post_once(

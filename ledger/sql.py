@@ -37,22 +37,25 @@ DECLARE
     v_escrow_status text;
     v_escrow_balance bigint;
     v_entry_id bigint;
+    v_other_escrows boolean;
+    v_escrow_row record;
 BEGIN
     -- Requests with one key run one after the other: the second sees what the first committed.
     PERFORM pg_advisory_xact_lock(hashtextextended(p_key, 7));
 
-    SELECT id, fingerprint INTO v_row FROM ledger_journalentry WHERE idempotency_key = p_key;
-    IF FOUND THEN
-        RETURN jsonb_build_object(
-            'status',
-            CASE WHEN v_row.fingerprint = p_fingerprint THEN 'replayed' ELSE 'conflict' END,
-            'entry_id', v_row.id);
-    END IF;
-    SELECT fingerprint, code, detail INTO v_row FROM ledger_failedoperation
-        WHERE idempotency_key = p_key;
+    SELECT * INTO v_row FROM (
+        SELECT id, fingerprint, NULL::text AS code, NULL::jsonb AS detail
+            FROM ledger_journalentry WHERE idempotency_key = p_key
+        UNION ALL
+        SELECT NULL, fingerprint, code, detail FROM ledger_failedoperation
+            WHERE idempotency_key = p_key
+    ) used LIMIT 1;
     IF FOUND THEN
         IF v_row.fingerprint <> p_fingerprint THEN
-            RETURN jsonb_build_object('status', 'conflict');
+            RETURN jsonb_build_object('status', 'conflict', 'entry_id', v_row.id);
+        END IF;
+        IF v_row.id IS NOT NULL THEN
+            RETURN jsonb_build_object('status', 'replayed', 'entry_id', v_row.id);
         END IF;
         RETURN jsonb_build_object('status', 'failed', 'code', v_row.code, 'detail', v_row.detail);
     END IF;
@@ -84,19 +87,11 @@ BEGIN
         END IF;
     END IF;
 
-    -- The same check before the funds check, so that it, not 'insufficient', is reported.
-    IF EXISTS (SELECT 1 FROM unnest(p_credits || p_debits) c WHERE c LIKE 'escrow:%') THEN
-        SELECT e.task_ref, e.status INTO v_row
-            FROM ledger_escrow e JOIN ledger_account a ON a.id = e.account_id
-            WHERE a.address = ANY (p_credits || p_debits) AND e.status <> 'open'
-              AND e.id IS DISTINCT FROM v_escrow_id
-              AND e.resolution_entry_id IS DISTINCT FROM p_reverses_id
-            LIMIT 1;
-        IF FOUND THEN
-            RETURN jsonb_build_object('status', 'other_escrow_resolved',
-                                      'task_ref', v_row.task_ref, 'escrow_status', v_row.status);
-        END IF;
-    END IF;
+    -- Does the entry touch an escrow other than the one it resolves? (Decided in memory.)
+    v_other_escrows := EXISTS (
+        SELECT 1 FROM unnest(p_credits || p_debits) c
+        WHERE c LIKE 'escrow:%' AND c IS DISTINCT FROM 'escrow:' || p_escrow_task_ref
+    );
 
     -- Lock every account that may not go negative, in id order, and check its funds.
     FOR v_row IN
@@ -124,6 +119,16 @@ BEGIN
             END IF;
         END IF;
         IF v_row.balance + v_row.delta < 0 THEN
+            -- An escrow that is empty because it was resolved is not "short of credits".
+            IF v_other_escrows THEN
+                SELECT e.task_ref, e.status INTO v_escrow_row FROM ledger_escrow e
+                    WHERE e.account_id = v_row.id AND e.status <> 'open'
+                      AND e.resolution_entry_id IS DISTINCT FROM p_reverses_id;
+                IF FOUND THEN
+                    RETURN jsonb_build_object('status', 'other_escrow_resolved',
+                        'task_ref', v_escrow_row.task_ref, 'escrow_status', v_escrow_row.status);
+                END IF;
+            END IF;
             -- A failed debit stays failed for its key: a replay gets the same answer.
             INSERT INTO ledger_failedoperation
                 (idempotency_key, fingerprint, code, detail, created_at)
@@ -157,7 +162,7 @@ BEGIN
     -- Money may not flow into or out of an escrow that is already resolved (what went in could
     -- never leave it). Checked after the account locks, so a resolution that was committing is
     -- seen.
-    IF EXISTS (SELECT 1 FROM unnest(p_credits || p_debits) c WHERE c LIKE 'escrow:%') THEN
+    IF v_other_escrows THEN
         SELECT e.task_ref, e.status INTO v_row
             FROM ledger_escrow e JOIN ledger_account a ON a.id = e.account_id
             WHERE a.address = ANY (p_credits || p_debits) AND e.status <> 'open'
@@ -175,18 +180,19 @@ BEGIN
             COALESCE(p_occurred_at, now()), now(), p_reverses_id)
     RETURNING id INTO v_entry_id;
 
+    IF v_escrow_id IS NOT NULL THEN
+        UPDATE ledger_escrow
+            SET status = p_escrow_status, resolution_entry_id = v_entry_id, resolved_at = now()
+            WHERE id = v_escrow_id;
+    END IF;
+
+    -- Last, so that the platform's accounts are locked for as short a time as possible.
     INSERT INTO ledger_transfer (entry_id, debit_account_id, credit_account_id, amount)
     SELECT v_entry_id, d.id, c.id, l.amount
     FROM unnest(p_debits, p_credits, p_amounts) WITH ORDINALITY AS l(debit, credit, amount, n)
     JOIN ledger_account d ON d.address = l.debit
     JOIN ledger_account c ON c.address = l.credit
     ORDER BY l.n;
-
-    IF v_escrow_id IS NOT NULL THEN
-        UPDATE ledger_escrow
-            SET status = p_escrow_status, resolution_entry_id = v_entry_id, resolved_at = now()
-            WHERE id = v_escrow_id;
-    END IF;
 
     RETURN jsonb_build_object('status', 'posted', 'entry_id', v_entry_id, 'created_at', now(),
                               'occurred_at', COALESCE(p_occurred_at, now()));
@@ -200,30 +206,50 @@ CREATE OR REPLACE FUNCTION ledger_transfer_apply() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
     v_row record;
+    v_stale boolean;
+    v_ids bigint[];
+    v_deltas bigint[];
 BEGIN
-    -- Transfers may be added only to an entry written in this transaction: an entry, once
-    -- committed, is complete.
-    IF EXISTS (
-        SELECT 1 FROM (SELECT DISTINCT entry_id FROM new_transfers) t
-        JOIN ledger_journalentry e ON e.id = t.entry_id
-        WHERE e.created_at <> now()
-    ) THEN
-        RAISE EXCEPTION 'ledger: transfers can only be added to an entry in the transaction that '
-                        'wrote it';
-    END IF;
-    FOR v_row IN
-        SELECT d.account_id, sum(d.delta) AS delta
-        FROM (
+    -- One query reads the inserted transfers (a query on the transition table is planned on
+    -- every call; the statements below are planned once).
+    SELECT
+        EXISTS (
+            SELECT 1 FROM (SELECT DISTINCT entry_id FROM new_transfers) t
+            JOIN ledger_journalentry e ON e.id = t.entry_id
+            WHERE e.created_at <> now()
+        ),
+        array_agg(d.account_id ORDER BY d.account_id),
+        array_agg(d.delta ORDER BY d.account_id)
+    INTO v_stale, v_ids, v_deltas
+    FROM (
+        SELECT account_id, sum(delta) AS delta FROM (
             SELECT debit_account_id AS account_id, -amount AS delta FROM new_transfers
             UNION ALL
             SELECT credit_account_id, amount FROM new_transfers
-        ) d
-        GROUP BY d.account_id
-        ORDER BY d.account_id
+        ) moves GROUP BY account_id
+    ) d
+    WHERE d.delta <> 0;
+    -- Transfers may be added only to an entry written in this transaction: an entry, once
+    -- committed, is complete.
+    IF v_stale THEN
+        RAISE EXCEPTION 'ledger: transfers can only be added to an entry in the transaction that '
+                        'wrote it';
+    END IF;
+    IF v_ids IS NULL THEN
+        RETURN NULL;
+    END IF;
+    -- Accounts that may not go negative first, in one statement: ledger_post already holds
+    -- their locks, taken in id order. Then the others (the platform's), one by one in id order:
+    -- the lock order of the whole ledger, with the hot platform accounts held the shortest.
+    UPDATE ledger_account a SET balance = a.balance + u.delta
+        FROM unnest(v_ids, v_deltas) AS u(id, delta)
+        WHERE a.id = u.id AND NOT a.may_go_negative;
+    FOR v_row IN
+        SELECT u.id, u.delta FROM unnest(v_ids, v_deltas) AS u(id, delta)
+        JOIN ledger_account a ON a.id = u.id AND a.may_go_negative
+        ORDER BY u.id
     LOOP
-        IF v_row.delta <> 0 THEN
-            UPDATE ledger_account SET balance = balance + v_row.delta WHERE id = v_row.account_id;
-        END IF;
+        UPDATE ledger_account SET balance = balance + v_row.delta WHERE id = v_row.id;
     END LOOP;
     RETURN NULL;
 END

@@ -332,7 +332,8 @@ class LedgerMachine(RuleBasedStateMachine):
             entry_id=original["id"],
             reason="test",
             actor_ref="staff:1",
-            idempotency_key=f"reverse:{original['id']}",
+            # A fresh key per attempt: a failed reversal's key stays failed (tested elsewhere).
+            idempotency_key=f"reverse:{original['id']}:{next(_numbers)}",
         )
         reopened = original["resolves"]
         touched = {

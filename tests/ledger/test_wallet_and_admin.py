@@ -1,0 +1,212 @@
+"""The wallet page, buying credits, the reconciliation command and the admin, through HTTP."""
+
+from __future__ import annotations
+
+from io import StringIO
+
+import pytest
+from django.contrib.auth.models import User
+from django.core.management import CommandError, call_command
+from django.db import connection
+from django.test import Client
+
+from agents_registry.services import participant_for_user
+from ledger import selectors, services, stripe_gateway
+from ledger.models import JournalEntry, Purchase
+from tests.conftest import make_human
+from tests.ledger.conftest import new_ref
+
+pytestmark = pytest.mark.django_db
+
+
+def logged_in(user: User) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def ref(user: User) -> str:
+    return participant_for_user(user=user).ledger_ref
+
+
+def test_new_humans_get_starter_credits_once(settings: object) -> None:
+    user = make_human("carol")
+    assert selectors.balance_for(owner_ref=ref(user)).available == settings.STARTER_CREDITS
+    participant_for_user(user=user)
+    assert JournalEntry.objects.filter(idempotency_key__startswith="starter:").count() == 1
+
+
+def test_wallet_page_shows_balances_statement_and_no_payments(settings: object) -> None:
+    settings.STRIPE_SECRET_KEY = ""
+    user = make_human("carol")
+    services.escrow_lock(
+        task_ref=new_ref("task"), payer_ref=ref(user), amount=2_500, idempotency_key="l"
+    )
+    page = logged_in(user).get("/wallet/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert '<p class="figure" id="available">7500</p>' in html
+    assert '<p class="figure" id="held">2500</p>' in html
+    assert '<p class="figure" id="posted">10000</p>' in html
+    assert "Payments are not configured" in html
+    assert "Bounty locked in escrow" in html and "Promotional grant" in html
+
+
+def test_statement_more_link_keeps_its_href_and_serves_a_partial() -> None:
+    user = make_human("carol")
+    for number in range(25):
+        services.escrow_lock(
+            task_ref=new_ref("task"), payer_ref=ref(user), amount=10, idempotency_key=f"l{number}"
+        )
+    client = logged_in(user)
+    html = client.get("/wallet/").content.decode()
+    assert html.count("<tr>") - 1 == 20  # 20 lines, plus the header row
+    marker = 'href="/wallet/statement/?before='
+    assert marker in html and 'hx-get="/wallet/statement/?before=' in html
+    before = html.split(marker)[1].split('"')[0]
+    partial = client.get(f"/wallet/statement/?before={before}", HTTP_HX_REQUEST="true")
+    body = partial.content.decode()
+    assert "<html" not in body and body.count("<tr>") == 6  # 5 locks + the starter grant
+    assert "More" not in body
+    full = client.get(f"/wallet/statement/?before={before}")
+    assert "<html" in full.content.decode()
+
+
+def test_buying_without_keys_says_payments_are_not_configured(settings: object) -> None:
+    settings.STRIPE_SECRET_KEY = ""
+    user = make_human("carol")
+    response = logged_in(user).post("/wallet/buy/", {"pack": "small"}, follow=True)
+    assert "Payments are not configured on this site." in response.content.decode()
+    assert not Purchase.objects.exists()
+
+
+def test_buying_redirects_to_checkout_and_the_success_page_fulfils_once(
+    settings: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """localstripe has no Checkout, so Stripe is stubbed at its one chokepoint here."""
+    settings.STRIPE_SECRET_KEY = "sk_test_ledger"
+    created: dict = {}
+
+    def create(**params: object) -> dict:
+        created.update(params)
+        return {"id": "cs_test_1", "url": "https://checkout.stripe.test/cs_test_1"}
+
+    monkeypatch.setattr(stripe_gateway, "checkout_session_create", create)
+    monkeypatch.setattr(
+        stripe_gateway,
+        "checkout_session_retrieve",
+        lambda session_id: {"id": session_id, "payment_status": "paid", "payment_intent": "pi_1"},
+    )
+    user = make_human("carol")
+    client = logged_in(user)
+    response = client.post("/wallet/buy/", {"pack": "medium"})
+    assert response.status_code == 302 and response["Location"].endswith("cs_test_1")
+    assert created["amount_cents"] == 1_800  # the server's price, not the browser's
+    assert created["metadata"]["owner_ref"] == ref(user)
+    assert "{CHECKOUT_SESSION_ID}" in created["success_url"]
+    for _ in range(2):
+        page = client.get("/wallet/buy/success/?session_id=cs_test_1", follow=True)
+    assert "20,000 credits were added to your wallet." in page.content.decode()
+    assert selectors.balance_for(owner_ref=ref(user)).available == 30_000
+    assert Purchase.objects.get().status == Purchase.Status.PAID
+    mallory = make_human("mallory")
+    stolen = logged_in(mallory).get("/wallet/buy/success/?session_id=cs_test_1", follow=True)
+    assert "not one of yours" in stolen.content.decode()
+    assert selectors.balance_for(owner_ref=ref(mallory)).available == 10_000
+
+
+def test_unknown_pack_is_refused(settings: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings.STRIPE_SECRET_KEY = "sk_test_ledger"
+    user = make_human("carol")
+    response = logged_in(user).post("/wallet/buy/", {"pack": "free"}, follow=True)
+    assert "There is no credit pack" in response.content.decode()
+
+
+def test_reconcile_command_is_quiet_when_clean_and_fails_with_a_report() -> None:
+    user = make_human("carol")
+    out = StringIO()
+    call_command("reconcile", stdout=out)
+    assert "No differences." in out.getvalue()
+    with connection.cursor() as cursor:  # corrupt a cached balance behind the ledger's back
+        cursor.execute("ALTER TABLE ledger_account DISABLE TRIGGER ledger_account_guard")
+        cursor.execute(
+            "UPDATE ledger_account SET balance = balance + 7 WHERE address = %s",
+            [f"wallet:{ref(user)}"],
+        )
+        cursor.execute("ALTER TABLE ledger_account ENABLE TRIGGER ledger_account_guard")
+    out = StringIO()
+    with pytest.raises(CommandError, match="difference"):
+        call_command("reconcile", stdout=out)
+    report = out.getvalue()
+    assert f"cached balance: wallet:{ref(user)}: expected 10000, found 10007" in report
+    assert "ledger total: sum of cached balances: expected 0, found 7" in report
+
+
+def test_reconcile_compares_escrows_with_the_market(settings: object) -> None:
+    user = make_human("carol")
+    task = new_ref("task")
+    services.escrow_lock(task_ref=task, payer_ref=ref(user), amount=300, idempotency_key="l")
+    settings.LEDGER_ESCROW_EXPECTATIONS = "tests.ledger.test_wallet_and_admin.market_view"
+    MARKET[task] = 300
+    call_command("reconcile", stdout=StringIO())
+    MARKET[task] = 200
+    out = StringIO()
+    with pytest.raises(CommandError):
+        call_command("reconcile", stdout=out)
+    assert f"escrow: {task}: expected 200, found 300" in out.getvalue()
+    MARKET.clear()
+
+
+MARKET: dict[str, int] = {}
+
+
+def market_view() -> dict[str, int]:
+    return dict(MARKET)
+
+
+def test_admin_pages_for_staff(admin_client: Client) -> None:
+    user = make_human("carol")
+    services.escrow_lock(
+        task_ref="task:77", payer_ref=ref(user), amount=100, idempotency_key="lock-77"
+    )
+    trial = admin_client.get("/admin/ledger/account/trial-balance/")
+    assert trial.status_code == 200 and "The ledger balances" in trial.content.decode()
+    recon = admin_client.get("/admin/ledger/account/reconciliation/")
+    assert "No differences." in recon.content.decode()
+    wallet = selectors.account_for(address=f"wallet:{ref(user)}")
+    statement = admin_client.get(f"/admin/ledger/account/{wallet.pk}/statement/")
+    assert "task:77" in statement.content.decode()
+    by_key = admin_client.get("/admin/ledger/journalentry/?q=lock-77")
+    by_object = admin_client.get("/admin/ledger/journalentry/?q=task:77")
+    for found in (by_key, by_object):
+        assert "lock-77" in found.content.decode()
+    entry = JournalEntry.objects.get(idempotency_key="lock-77")
+    change = admin_client.get(f"/admin/ledger/journalentry/{entry.pk}/change/")
+    assert change.status_code == 200 and "Reverse this entry" in change.content.decode()
+    assert 'name="_save"' not in change.content.decode()  # read-only: no save button
+
+
+def test_admin_cannot_edit_and_reverses_through_the_service(admin_client: Client) -> None:
+    user = make_human("carol")
+    entry = services.escrow_lock(
+        task_ref="task:78", payer_ref=ref(user), amount=100, idempotency_key="lock-78"
+    )
+    edit = admin_client.post(f"/admin/ledger/journalentry/{entry.pk}/change/", {"memo": "x"})
+    assert edit.status_code == 403
+    delete = admin_client.post(f"/admin/ledger/journalentry/{entry.pk}/delete/", {"post": "yes"})
+    assert delete.status_code == 403
+    response = admin_client.post(
+        f"/admin/ledger/journalentry/{entry.pk}/reverse/",
+        {"reason": "posted by mistake", "attempt": "a1"},
+    )
+    assert response.status_code == 302
+    reversal = JournalEntry.objects.get(reverses=entry)
+    staff = User.objects.get(username="admin")
+    assert reversal.actor_ref == f"staff:{staff.pk}" and reversal.memo == "posted by mistake"
+    assert selectors.balance_for(owner_ref=ref(user)).available == 10_000
+
+
+def test_admin_is_for_staff_only() -> None:
+    user = make_human("carol")
+    response = logged_in(user).get("/admin/ledger/account/trial-balance/")
+    assert response.status_code == 302 and "/admin/login/" in response["Location"]
