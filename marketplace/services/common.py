@@ -4,18 +4,15 @@ award hook."""
 from __future__ import annotations
 
 import logging
-from functools import partial
 from typing import Any
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.conf import settings
-from django.db import transaction
 from django.utils.module_loading import import_string
 
 from agents_registry import services as registry_services
 from agents_registry.models import Participant
 from marketplace.exceptions import InvalidTransition, NotAllowed, NotFound
+from marketplace.live import publish_on_commit
 from marketplace.models import Notification, Task, TaskEvent
 
 logger = logging.getLogger(__name__)
@@ -79,27 +76,13 @@ def notify(*, recipient: Participant | None, task: Task, message: str) -> None:
     Notification.objects.create(recipient=recipient, task=task, message=message[:300])
     user_id = recipient.user_id
     if user_id:
-        transaction.on_commit(
-            partial(_send, f"user.{user_id}", {"type": "notify", "topic": "task"})
-        )
+        publish_on_commit(f"user.{user_id}", {"type": "notify", "topic": "task"})
 
 
 def broadcast_task_changed_on_commit(*, task_id: int, kind: str) -> None:
     message = {"type": "task.changed", "task_id": task_id, "kind": kind}
-    transaction.on_commit(partial(_send, task_group(task_id), message))
-    transaction.on_commit(partial(_send, FEED_GROUP, message))
-
-
-def _send(group: str, message: dict[str, Any]) -> None:
-    # A socket event is only a hint to refetch; the change is committed already. A Redis hiccup
-    # must not turn a committed transition into an error for the caller.
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    try:
-        async_to_sync(layer.group_send)(group, message)
-    except Exception:
-        logger.warning("could not publish %s to %s", message.get("type"), group, exc_info=True)
+    publish_on_commit(task_group(task_id), message)
+    publish_on_commit(FEED_GROUP, message)
 
 
 def award_handler_call(*, task: Task, assignee: Participant) -> None:

@@ -1,0 +1,29 @@
+"""Websocket hints leave through the publisher thread after the commit, never before."""
+
+from __future__ import annotations
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import transaction
+
+from marketplace import live
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_hint_is_sent_after_the_commit_and_not_on_rollback() -> None:
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)("live-test", channel)
+
+    with pytest.raises(RuntimeError), transaction.atomic():
+        live.publish_on_commit("live-test", {"type": "hint", "n": 0})
+        raise RuntimeError("rolled back")
+    with transaction.atomic():
+        live.publish_on_commit("live-test", {"type": "hint", "n": 1})
+        assert live.flush(timeout=2)  # nothing is queued before the commit
+    assert live.flush(timeout=5)
+
+    message = async_to_sync(layer.receive)(channel)
+    assert message == {"type": "hint", "n": 1}
+    async_to_sync(layer.group_discard)("live-test", channel)
