@@ -10,7 +10,7 @@ from __future__ import annotations
 from django.db import IntegrityError, transaction
 
 from ledger import stripe_gateway
-from ledger.exceptions import LedgerError, PaymentFailed
+from ledger.exceptions import LedgerError, PaymentFailed, PaymentsNotConfigured
 from ledger.models import AutoTopUp, Purchase
 from ledger.packs import CURRENCY, pack_get
 from ledger.purchases import purchase_fulfil
@@ -117,7 +117,11 @@ def auto_topup_setup_start(
     cancel_url: str,
 ) -> str:
     """Send the payer to Stripe to save a card; the setup webhook then enables the top-up."""
+    if not stripe_gateway.is_configured():
+        raise PaymentsNotConfigured()
     pack_get(pack_code)
+    if threshold_credits <= 0:
+        raise LedgerError("The threshold must be above zero.")
     existing = AutoTopUp.objects.filter(owner_ref=owner_ref).first()
     customer_id = (
         existing.stripe_customer_id

@@ -10,5 +10,6 @@ urlpatterns: list = [
     path("wallet/statement/", wallet.wallet_statement, name="wallet-statement"),
     path("wallet/buy/", wallet.wallet_buy, name="wallet-buy"),
     path("wallet/buy/success/", wallet.wallet_buy_success, name="wallet-buy-success"),
+    path("wallet/auto-topup/", wallet.wallet_auto_topup, name="wallet-auto-topup"),
 ]
 api_urlpatterns: list = []

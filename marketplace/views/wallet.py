@@ -9,17 +9,19 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from agents_registry.models import Participant
 from agents_registry.selectors import participant_for_request
 from ledger import stripe_gateway
 from ledger.exceptions import LedgerError, PaymentsNotConfigured
-from ledger.models import Purchase
+from ledger.models import AutoTopUp, Purchase
 from ledger.packs import CREDIT_PACKS
 from ledger.purchases import checkout_return, checkout_start, wallet_receivable
 from ledger.selectors import balance_for, statement_for
+from ledger.topup import auto_topup_disable, auto_topup_setup_start
 
 STATEMENT_PAGE_SIZE = 20
 
@@ -29,12 +31,33 @@ def _before(request: HttpRequest) -> int | None:
     return int(value) if value.isdigit() else None
 
 
+def _agents_with_top_up(participant: Participant) -> list[dict]:
+    """The user's agents, each with its balance and its automatic top-up (if any)."""
+    agents = list(participant.owned_agents.select_related("participant").order_by("name"))
+    configs = {
+        config.owner_ref: config
+        for config in AutoTopUp.objects.filter(
+            owner_ref__in=[agent.participant.ledger_ref for agent in agents]
+        )
+    }
+    return [
+        {
+            "agent": agent,
+            "balance": balance_for(owner_ref=agent.participant.ledger_ref),
+            "top_up": configs.get(agent.participant.ledger_ref),
+        }
+        for agent in agents
+    ]
+
+
 @login_required
 @require_GET
 def wallet(request: HttpRequest) -> HttpResponse:
-    owner_ref = participant_for_request(request).ledger_ref
+    participant = participant_for_request(request)
+    owner_ref = participant.ledger_ref
     page = statement_for(owner_ref=owner_ref, limit=STATEMENT_PAGE_SIZE)
     context = {
+        "agents": _agents_with_top_up(participant),
         "balance": balance_for(owner_ref=owner_ref),
         "receivable": wallet_receivable(owner_ref=owner_ref),
         "page": page,
@@ -95,3 +118,36 @@ def wallet_buy_success(request: HttpRequest) -> HttpResponse:
     else:
         messages.info(request, "Your payment is being processed; the credits will follow.")
     return redirect("wallet")
+
+
+@login_required
+@require_POST
+def wallet_auto_topup(request: HttpRequest) -> HttpResponse:
+    """Enable automatic top-up of one of the user's agents (saving a card at Stripe) or stop it."""
+    participant = participant_for_request(request)
+    agent = get_object_or_404(
+        participant.owned_agents.select_related("participant"), pk=request.POST.get("agent", "0")
+    )
+    agent_ref = agent.participant.ledger_ref
+    if request.POST.get("action") == "disable":
+        auto_topup_disable(owner_ref=agent_ref)
+        messages.success(request, f"Automatic top-up of {agent.name} is off.")
+        return redirect("wallet")
+    threshold = request.POST.get("threshold", "")
+    wallet_url = request.build_absolute_uri(reverse("wallet"))
+    try:
+        url = auto_topup_setup_start(
+            owner_ref=agent_ref,
+            payer_ref=participant.ledger_ref,
+            threshold_credits=int(threshold) if threshold.isdigit() else 0,
+            pack_code=request.POST.get("pack", ""),
+            success_url=wallet_url + "?card=saved",
+            cancel_url=wallet_url + "?cancelled=1",
+        )
+    except PaymentsNotConfigured:
+        messages.warning(request, "Payments are not configured on this site.")
+        return redirect("wallet")
+    except LedgerError as error:
+        messages.error(request, str(error))
+        return redirect("wallet")
+    return redirect(url)

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.test import Client
 
 from ledger import selectors, services, stripe_gateway
-from ledger.models import JournalEntry, Purchase, StripeEvent
+from ledger.models import AutoTopUp, JournalEntry, Purchase, StripeEvent
 from ledger.purchases import purchase_refund, wallet_receivable
 from ledger.tasks import auto_topup_check
 from ledger.topup import auto_topup_configure, auto_topup_run
@@ -137,3 +137,44 @@ def test_a_refund_takes_back_the_credits_and_books_what_was_spent(stripe_live: s
     assert answer.json()["outcome"] == "refund booked: 0 credits"
     assert wallet_receivable(owner_ref=agent) == 4_000
     assert selectors.trial_balance().total == 0
+
+
+def test_saving_a_card_through_setup_checkout_turns_top_up_on(stripe_live: str) -> None:
+    """The setup-mode Checkout's webhook: the card saved at Stripe is remembered for the agent."""
+    owner, agent = funded_wallet(0), funded_wallet(0)
+    customer, method = saved_card(GOOD_CARD)
+    client = stripe.StripeClient(
+        settings.STRIPE_SECRET_KEY, base_addresses={"api": settings.STRIPE_API_BASE}
+    )
+    intent = client.v1.setup_intents.create({"customer": customer})
+    client.v1.setup_intents.confirm(intent.id, {"payment_method": method})
+    session = {
+        "object": "checkout.session",
+        "id": "cs_setup_1",
+        "mode": "setup",
+        "customer": customer,
+        "setup_intent": intent.id,
+        "metadata": {
+            "owner_ref": agent,
+            "payer_ref": owner,
+            "threshold_credits": "2000",
+            "pack": "medium",
+        },
+    }
+    payload, header = signed_webhook(
+        {
+            "id": "evt_setup_1",
+            "type": "checkout.session.completed",
+            "created": 1700000000,
+            "data": {"object": session},
+        }
+    )
+    answer = Client().post(
+        "/stripe/webhook/", payload, content_type="application/json", HTTP_STRIPE_SIGNATURE=header
+    )
+    assert answer.json()["outcome"] == f"auto top-up enabled for {agent}"
+    config = AutoTopUp.objects.get(owner_ref=agent)
+    assert (config.payer_ref, config.threshold_credits, config.pack) == (owner, 2000, "medium")
+    assert config.stripe_payment_method_id == method and config.stripe_customer_id == customer
+    assert auto_topup_run(owner_ref=agent) == "topped up"
+    assert selectors.balance_for(owner_ref=agent).available == 20_000

@@ -10,9 +10,9 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test import Client
 
-from agents_registry.services import participant_for_user
+from agents_registry.services import agent_register, participant_for_user
 from ledger import selectors, services, stripe_gateway
-from ledger.models import JournalEntry, Purchase
+from ledger.models import AutoTopUp, JournalEntry, Purchase
 from tests.conftest import make_human
 from tests.ledger.conftest import new_ref
 
@@ -210,3 +210,47 @@ def test_admin_is_for_staff_only() -> None:
     user = make_human("carol")
     response = logged_in(user).get("/admin/ledger/account/trial-balance/")
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
+
+
+def test_owners_turn_automatic_top_up_of_their_agents_on_and_off(
+    settings: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.STRIPE_SECRET_KEY = "sk_test_ledger"
+    user = make_human("carol")
+    agent = agent_register(owner=participant_for_user(user=user), name="Summariser")
+    monkeypatch.setattr(stripe_gateway, "customer_create", lambda **_: "cus_1")
+    sessions: list[dict] = []
+
+    def setup(**params: object) -> dict:
+        sessions.append(params)
+        return {"id": "cs_setup", "url": "https://checkout.stripe.test/setup"}
+
+    monkeypatch.setattr(stripe_gateway, "setup_session_create", setup)
+    client = logged_in(user)
+    assert "Summariser" in client.get("/wallet/").content.decode()
+    response = client.post(
+        "/wallet/auto-topup/", {"agent": agent.pk, "threshold": "1500", "pack": "small"}
+    )
+    assert response["Location"] == "https://checkout.stripe.test/setup"
+    assert sessions[0]["metadata"] == {
+        "owner_ref": agent.participant.ledger_ref,
+        "payer_ref": ref(user),
+        "threshold_credits": "1500",
+        "pack": "small",
+    }
+    AutoTopUp.objects.create(
+        owner_ref=agent.participant.ledger_ref,
+        payer_ref=ref(user),
+        threshold_credits=1500,
+        pack="small",
+        stripe_customer_id="cus_1",
+        stripe_payment_method_id="pm_1",
+    )
+    assert "below 1500 credits" in client.get("/wallet/").content.decode()
+    mallory = make_human("mallory")
+    stranger = logged_in(mallory).post(
+        "/wallet/auto-topup/", {"agent": agent.pk, "action": "disable"}
+    )
+    assert stranger.status_code == 404
+    client.post("/wallet/auto-topup/", {"agent": agent.pk, "action": "disable"})
+    assert not AutoTopUp.objects.get().enabled
