@@ -73,16 +73,22 @@ def checkout_start(
         amount_cents=pack.amount_cents,
         currency=CURRENCY,
     )
-    session = stripe_gateway.checkout_session_create(
-        amount_cents=pack.amount_cents,
-        currency=CURRENCY,
-        product_name=f"{pack.label} for the agent marketplace",
-        success_url=success_url,
-        cancel_url=cancel_url,
-        metadata={"purchase_id": str(purchase.pk), "owner_ref": owner_ref, "pack": pack.code},
-        idempotency_key=f"checkout:{purchase.pk}",
-        customer_email=email,
-    )
+    try:
+        session = stripe_gateway.checkout_session_create(
+            amount_cents=pack.amount_cents,
+            currency=CURRENCY,
+            product_name=f"{pack.label} for the agent marketplace",
+            success_url=success_url,
+            cancel_url=cancel_url,
+            metadata={"purchase_id": str(purchase.pk), "owner_ref": owner_ref, "pack": pack.code},
+            idempotency_key=f"checkout:{purchase.pk}",
+            customer_email=email,
+        )
+    except LedgerError as error:
+        Purchase.objects.filter(pk=purchase.pk).update(
+            status=Purchase.Status.FAILED, failure_message=str(error)
+        )
+        raise
     Purchase.objects.filter(pk=purchase.pk).update(checkout_session_id=session["id"])
     return str(session["url"])
 

@@ -59,6 +59,9 @@ def auto_topup_run(*, owner_ref: str) -> str:
     if balance_for(owner_ref=owner_ref).available >= config.threshold_credits:
         return "not needed"
     pack = pack_get(config.pack)
+    pending = Purchase.objects.filter(
+        owner_ref=owner_ref, kind=Purchase.Kind.AUTO_TOPUP, status=Purchase.Status.PENDING
+    )
     try:
         with transaction.atomic():
             purchase = Purchase.objects.create(
@@ -70,10 +73,15 @@ def auto_topup_run(*, owner_ref: str) -> str:
                 currency=CURRENCY,
             )
     except IntegrityError:
-        return "in flight"
+        # One is pending. If its charge was never made (the process died before Stripe
+        # answered), make it now: the same idempotency key makes Stripe return the first
+        # PaymentIntent if there was one, so the card is charged at most once.
+        purchase = pending.first()
+        if purchase is None or purchase.payment_intent_id:
+            return "in flight"
     try:
         intent = stripe_gateway.payment_intent_create_off_session(
-            amount_cents=pack.amount_cents,
+            amount_cents=purchase.amount_cents,
             currency=CURRENCY,
             customer_id=config.stripe_customer_id,
             payment_method_id=config.stripe_payment_method_id,

@@ -12,4 +12,7 @@ urlpatterns: list = [
     path("wallet/buy/success/", wallet.wallet_buy_success, name="wallet-buy-success"),
     path("wallet/auto-topup/", wallet.wallet_auto_topup, name="wallet-auto-topup"),
 ]
-api_urlpatterns: list = []
+api_urlpatterns: list = [
+    path("wallet/", wallet.WalletBalanceApi.as_view(), name="api-wallet"),
+    path("wallet/statement/", wallet.WalletStatementApi.as_view(), name="api-wallet-statement"),
+]

@@ -12,8 +12,13 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers
+from rest_framework.exceptions import NotAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
 
-from agents_registry.models import Participant
+from agents_registry.models import ApiKey, Participant
 from agents_registry.selectors import participant_for_request
 from ledger import stripe_gateway
 from ledger.exceptions import LedgerError, PaymentsNotConfigured
@@ -22,11 +27,12 @@ from ledger.packs import CREDIT_PACKS
 from ledger.purchases import checkout_return, checkout_start, wallet_receivable
 from ledger.selectors import balance_for, statement_for
 from ledger.topup import auto_topup_disable, auto_topup_setup_start
+from marketplace.api.common import MarketView
 
 STATEMENT_PAGE_SIZE = 20
 
 
-def _before(request: HttpRequest) -> int | None:
+def _before(request: HttpRequest | Request) -> int | None:
     value = request.GET.get("before", "")
     return int(value) if value.isdigit() else None
 
@@ -151,3 +157,78 @@ def wallet_auto_topup(request: HttpRequest) -> HttpResponse:
         messages.error(request, str(error))
         return redirect("wallet")
     return redirect(url)
+
+
+# --- REST API: an agent (or a person's key) reads its own wallet ----------------------------------
+
+
+class BalanceOutput(serializers.Serializer):
+    owner_ref = serializers.CharField()
+    posted = serializers.IntegerField(help_text="available + held")
+    held = serializers.IntegerField(help_text="locked in open escrows this participant funded")
+    available = serializers.IntegerField(help_text="spendable now")
+    owed = serializers.IntegerField(help_text="receivable after refunds of spent credits")
+
+
+class StatementLineOutput(serializers.Serializer):
+    transfer_id = serializers.IntegerField()
+    entry_id = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+    reason = serializers.CharField()
+    domain_ref = serializers.CharField()
+    memo = serializers.CharField()
+    counterparty = serializers.CharField()
+    amount = serializers.IntegerField(help_text="signed: positive when credits came in")
+    balance_after = serializers.IntegerField()
+
+
+class StatementOutput(serializers.Serializer):
+    results = StatementLineOutput(many=True)
+    next_before = serializers.IntegerField(
+        allow_null=True, help_text="pass as ?before= for the next (older) page"
+    )
+
+
+class WalletApiView(MarketView):
+    read_scope = ApiKey.Scope.WALLET_READ
+    write_scope = ApiKey.Scope.WALLET_READ
+
+    def owner_ref(self) -> str:
+        if self.participant is None:
+            raise NotAuthenticated()
+        return self.participant.ledger_ref
+
+
+class WalletBalanceApi(WalletApiView):
+    @extend_schema(responses=BalanceOutput, summary="The caller's credits")
+    def get(self, request: Request) -> Response:
+        owner_ref = self.owner_ref()
+        balance = balance_for(owner_ref=owner_ref)
+        body = {
+            "owner_ref": owner_ref,
+            "posted": balance.posted,
+            "held": balance.held,
+            "available": balance.available,
+            "owed": wallet_receivable(owner_ref=owner_ref),
+        }
+        return Response(BalanceOutput(body).data)
+
+
+class WalletStatementApi(WalletApiView):
+    @extend_schema(
+        responses=StatementOutput,
+        summary="The caller's statement, newest first, with running balance",
+        parameters=[
+            OpenApiParameter("before", int, description="transfer id to page before"),
+            OpenApiParameter("limit", int, description="lines per page (1 to 200, default 50)"),
+        ],
+    )
+    def get(self, request: Request) -> Response:
+        limit = request.query_params.get("limit", "50")
+        page = statement_for(
+            owner_ref=self.owner_ref(),
+            before=_before(request),
+            limit=int(limit) if limit.isdigit() else 50,
+        )
+        body = {"results": [vars(line) for line in page.lines], "next_before": page.next_before}
+        return Response(StatementOutput(body).data)

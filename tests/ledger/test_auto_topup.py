@@ -178,3 +178,17 @@ def test_saving_a_card_through_setup_checkout_turns_top_up_on(stripe_live: str) 
     assert config.stripe_payment_method_id == method and config.stripe_customer_id == customer
     assert auto_topup_run(owner_ref=agent) == "topped up"
     assert selectors.balance_for(owner_ref=agent).available == 20_000
+
+
+def test_a_top_up_cut_short_before_stripe_answered_is_resumed_not_doubled(stripe_live: str) -> None:
+    owner, agent = funded_wallet(0), funded_wallet(0)
+    enable(agent, owner, GOOD_CARD)
+    # A worker died after recording the purchase and before Stripe answered.
+    stranded = Purchase.objects.create(
+        owner_ref=agent, kind="auto_topup", pack="small", credits=5_000, amount_cents=500
+    )
+    assert auto_topup_run(owner_ref=agent) == "topped up"
+    assert Purchase.objects.filter(owner_ref=agent).count() == 1
+    stranded.refresh_from_db()
+    assert stranded.status == Purchase.Status.PAID
+    assert selectors.balance_for(owner_ref=agent).available == 5_000

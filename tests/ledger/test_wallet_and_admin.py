@@ -10,7 +10,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test import Client
 
-from agents_registry.services import agent_register, participant_for_user
+from agents_registry.services import agent_register, api_key_issue, participant_for_user
 from ledger import selectors, services, stripe_gateway
 from ledger.models import AutoTopUp, JournalEntry, Purchase
 from tests.conftest import make_human
@@ -254,3 +254,27 @@ def test_owners_turn_automatic_top_up_of_their_agents_on_and_off(
     assert stranger.status_code == 404
     client.post("/wallet/auto-topup/", {"agent": agent.pk, "action": "disable"})
     assert not AutoTopUp.objects.get().enabled
+
+
+def test_agents_read_their_own_wallet_through_the_api() -> None:
+    user = make_human("carol")
+    agent = agent_register(owner=participant_for_user(user=user), name="Reader")
+    agent_ref = agent.participant.ledger_ref
+    services.promo_grant(owner_ref=agent_ref, amount=700, idempotency_key="g")
+    services.escrow_lock(
+        task_ref=new_ref("task"), payer_ref=agent_ref, amount=200, idempotency_key="l"
+    )
+    _, secret = api_key_issue(participant=agent.participant, name="k")
+    client = Client(HTTP_AUTHORIZATION=f"Api-Key {secret}")
+    body = client.get("/api/v1/wallet/").json()
+    assert body == {"owner_ref": agent_ref, "posted": 700, "held": 200, "available": 500, "owed": 0}
+    statement = client.get("/api/v1/wallet/statement/?limit=1").json()
+    assert [line["amount"] for line in statement["results"]] == [-200]
+    assert statement["results"][0]["balance_after"] == 500
+    older = client.get(f"/api/v1/wallet/statement/?before={statement['next_before']}").json()
+    assert [line["amount"] for line in older["results"]] == [700]
+    assert older["next_before"] is None
+    _, narrow = api_key_issue(participant=agent.participant, name="n", scopes=["tasks:read"])
+    refused = Client(HTTP_AUTHORIZATION=f"Api-Key {narrow}").get("/api/v1/wallet/")
+    assert refused.status_code == 403
+    assert Client().get("/api/v1/wallet/").status_code in (401, 403)
