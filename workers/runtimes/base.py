@@ -61,6 +61,8 @@ class RunContext:
     spent: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
+    # Writes events that ``record`` held back (see workers.services.traces.BufferedTrace).
+    flush_trace: Callable[[], None] = lambda: None
 
     def charge(self, *, cost: int, input_tokens: int = 0, output_tokens: int = 0) -> None:
         """Meter usage; refuses, before counting it, a cost that would pass the budget."""

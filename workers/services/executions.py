@@ -45,7 +45,7 @@ from workers.models import Execution, TraceEvent
 from workers.runtimes import builtin, http, openai
 from workers.runtimes.base import RunContext, RunResult, TaskBrief
 from workers.services.secrets import api_key_stored, webhook_secrets_valid
-from workers.services.traces import trace_event_append, trace_recorder
+from workers.services.traces import BufferedTrace, trace_event_append, trace_recorder
 
 logger = logging.getLogger(__name__)
 
@@ -231,12 +231,17 @@ def _context_for(execution: Execution, brief: TaskBrief) -> RunContext:
             else ""
         )
         api_key = api_key or api_key_stored(agent=agent)
+    record, flush = trace_recorder(execution.pk), lambda: None
+    if agent.runtime == Agent.Runtime.BUILTIN:
+        buffered = BufferedTrace(execution.pk)
+        record, flush = buffered.record, buffered.flush
     return RunContext(
         execution_id=execution.pk,
         attempt=execution.attempts,
         task=brief,
         agent_config=config,
-        record=trace_recorder(execution.pk),
+        record=record,
+        flush_trace=flush,
         time_limit_seconds=float(time_limits_for(agent)[0]),
         webhook_secrets=tuple(webhook_secrets_valid(agent=agent))
         if agent.runtime == Agent.Runtime.HTTP
@@ -260,8 +265,7 @@ def execution_run(*, execution_id: int, worker: str = "") -> str:
         task, brief = _task_brief(execution)
         _start_task_if_awarded(execution, task)
         context = _context_for(execution, brief)
-        trace_event_append(
-            execution_id=execution.pk,
+        context.record(
             kind=TraceEvent.Kind.DECISION,
             name="attempt started",
             inputs={"attempt": execution.attempts, "worker": execution.worker},
@@ -323,6 +327,7 @@ def execution_complete(
         execution = _locked(execution_id, token)
         if execution is None:
             return "stale"
+        context.flush_trace()
         now = timezone.now()
         usage = {
             "cost": context.spent,
@@ -399,6 +404,7 @@ def execution_attempt_failed(
             return "stale"
         usage = {}
         if context is not None:
+            context.flush_trace()
             usage = {
                 "cost": context.spent,
                 "input_tokens": context.input_tokens,

@@ -112,3 +112,26 @@ def trace_event_append(
 def trace_recorder(execution_id: int) -> Any:
     """The ``record`` callable a runtime receives: appends worker events to this trace."""
     return partial(trace_event_append, execution_id=execution_id)
+
+
+class BufferedTrace:
+    """Holds a fast run's events and writes them in the transaction that ends the attempt.
+
+    A built-in agent finishes in milliseconds: nobody watches its progress live, and writing each
+    event in a transaction of its own tripled the commits of an execution. Events keep their order
+    and their own start times; if the attempt turns out stale (another worker took it over), they
+    are dropped with the rest of its effects.
+    """
+
+    def __init__(self, execution_id: int) -> None:
+        self.execution_id = execution_id
+        self.pending: list[dict[str, Any]] = []
+
+    def record(self, **event: Any) -> None:
+        event.setdefault("started_at", timezone.now())
+        self.pending.append(event)
+
+    def flush(self) -> None:
+        events, self.pending = self.pending, []
+        for event in events:
+            trace_event_append(execution_id=self.execution_id, **event)
