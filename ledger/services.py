@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -51,6 +52,7 @@ from ledger.exceptions import (
 from ledger.models import Account, AutoTopUp, Escrow, JournalEntry
 
 Reason = JournalEntry.Reason
+logger = logging.getLogger(__name__)
 
 PLATFORM_FEES = "platform:fees"
 STRIPE_CLEARING = "platform:stripe_clearing"
@@ -275,6 +277,9 @@ def _post(
                 ) from error
             if attempt == MAX_ATTEMPTS:
                 raise LedgerBusy("The ledger stayed busy; retry the request.") from error
+            logger.info(
+                "ledger posting %s retried (attempt %s): %s", idempotency_key, attempt, error
+            )
             time.sleep(random.uniform(0, 0.002 * 2**attempt))
     raise AssertionError("unreachable")
 

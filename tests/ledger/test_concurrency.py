@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 
 from ledger import selectors, services
-from ledger.exceptions import InsufficientCredits
-from ledger.models import JournalEntry
+from ledger.exceptions import InsufficientCredits, LedgerBusy
+from ledger.models import Account, JournalEntry
 from ledger.reconciliation import reconcile
 from tests.ledger.conftest import funded_wallet, new_ref
 
@@ -121,3 +123,61 @@ def test_concurrent_resolutions_of_one_escrow_have_one_winner() -> None:
     paid = selectors.balance_for(owner_ref=worker).available
     assert paid in (0, 475)
     assert reconcile().is_clean
+
+
+def _deadlock_with(post: Callable[[], Any]) -> Any:
+    """Make ``post`` (which locks the poorer wallet, then the richer) the victim of a deadlock.
+
+    Another transaction holds the richer wallet's row; ``post`` locks the poorer one and waits;
+    then the other asks for the poorer one. ``post`` waited first, so PostgreSQL picks it.
+    """
+    first, second = funded_wallet(1_000), funded_wallet(1_000)
+    ids = dict(Account.objects.values_list("address", "id"))
+    low, high = sorted([ids[f"wallet:{first}"], ids[f"wallet:{second}"]])
+    holding = threading.Event()
+
+    def other() -> None:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SELECT 1 FROM ledger_account WHERE id = %s FOR UPDATE", [high])
+            holding.set()
+            time.sleep(0.3)  # ``post`` is waiting on ``high`` by now, holding ``low``
+            cursor.execute("SELECT 1 FROM ledger_account WHERE id = %s FOR UPDATE", [low])
+            time.sleep(0.1)
+        connection.close()
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    holding.wait(5)
+    try:
+        return post(first, second)
+    finally:
+        thread.join()
+
+
+def test_a_deadlock_is_retried_not_reported(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="ledger.services")
+    entry = _deadlock_with(
+        lambda a, b: services.transfer_post(
+            legs=[services.TransferLeg(source=a, destination=b, amount=100)],
+            idempotency_key="victim",
+        )
+    )
+    assert entry.pk
+    assert "ledger posting victim retried" in caplog.text
+    assert JournalEntry.objects.filter(idempotency_key="victim").count() == 1
+    assert reconcile().is_clean
+
+
+def test_inside_a_callers_transaction_a_deadlock_is_ledger_busy_never_insufficient() -> None:
+    def post(a: str, b: str) -> Any:
+        try:
+            with transaction.atomic():
+                services.transfer_post(
+                    legs=[services.TransferLeg(source=a, destination=b, amount=100)],
+                    idempotency_key="inner",
+                )
+        except LedgerBusy as error:
+            return error
+
+    assert isinstance(_deadlock_with(post), LedgerBusy)
+    assert not JournalEntry.objects.filter(idempotency_key="inner").exists()
