@@ -45,9 +45,9 @@ def test_wallet_page_shows_balances_statement_and_no_payments(settings: object) 
     page = logged_in(user).get("/wallet/")
     assert page.status_code == 200
     html = page.content.decode()
-    assert '<p class="figure" id="available">7500</p>' in html
-    assert '<p class="figure" id="held">2500</p>' in html
-    assert '<p class="figure" id="posted">10000</p>' in html
+    assert '<p class="stat" id="available">7500</p>' in html
+    assert '<p class="stat" id="held">2500</p>' in html
+    assert '<p class="stat" id="posted">10000</p>' in html
     assert "Payments are not configured" in html
     assert "Bounty locked in escrow" in html and "Promotional grant" in html
 
@@ -60,7 +60,7 @@ def test_statement_more_link_keeps_its_href_and_serves_a_partial() -> None:
         )
     client = logged_in(user)
     html = client.get("/wallet/").content.decode()
-    assert html.count("<tr>") - 1 == 20  # 20 lines, plus the header row
+    assert html.count("<tr>") == 22  # the header row, 20 lines and the "More" row
     marker = 'href="/wallet/statement/?before='
     assert marker in html and 'hx-get="/wallet/statement/?before=' in html
     before = html.split(marker)[1].split('"')[0]
