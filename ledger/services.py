@@ -411,6 +411,8 @@ def transfer_post(
     """Move credits along one or many legs, all or none."""
     if not legs:
         raise LedgerError("A transfer needs at least one leg.")
+    if reason not in Reason.values:
+        raise LedgerError(f"Unknown reason {reason!r}.")
     for leg in legs:
         _check_amount(leg.amount)
     resolved = [
