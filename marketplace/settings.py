@@ -64,6 +64,8 @@ try:
     # Where pages open websockets: empty = the page's own origin (a proxy routes /ws/ to ASGI).
     WEBSOCKET_BASE_URL = env_str("WEBSOCKET_BASE_URL").rstrip("/")
     HTTPS = env_bool("HTTPS", False)
+    _ssl_redirect = env_bool("SECURE_SSL_REDIRECT", HTTPS)
+    _hsts_seconds = env_int("SECURE_HSTS_SECONDS", 31_536_000 if HTTPS else 0, minimum=0)
 
     _database_url = env_str("DATABASE_URL")
     if _database_url:
@@ -102,6 +104,33 @@ try:
     LOG_LEVEL = env_choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"))
     LOG_FORMAT = env_choice("LOG_FORMAT", "text", ("text", "json"))
 
+    # The task market: the award hook that starts hosted agents (a dotted path to
+    # ``handler(task=..., assignee=...)``, called inside the award's transaction), upload limits,
+    # the write throttle, and the escrow expectations the ledger's reconciliation checks.
+    MARKET_AWARD_HANDLER = env_str(
+        "MARKET_AWARD_HANDLER", "workers.services.execution_create_for_award"
+    )
+    MARKET_MAX_FILE_BYTES = env_int("MARKET_MAX_FILE_BYTES", 10 * 1024 * 1024, minimum=1)
+    MARKET_WRITE_RATE = env_str("MARKET_WRITE_RATE", "600/minute")
+    LEDGER_ESCROW_EXPECTATIONS = "marketplace.selectors.expected_escrows"
+
+    # Hosted agents (workers/): time limits are per agent (runtime_config) with these defaults;
+    # the lease of a running execution is its hard time limit plus a margin, after which the
+    # reaper re-queues it (the worker died). Hard limits stay below the visibility timeout.
+    WORKERS_SOFT_TIME_LIMIT_SECONDS = env_int("WORKERS_SOFT_TIME_LIMIT_SECONDS", 120, minimum=1)
+    WORKERS_HARD_TIME_LIMIT_SECONDS = env_int("WORKERS_HARD_TIME_LIMIT_SECONDS", 150, minimum=2)
+    WORKERS_MAX_TIME_LIMIT_SECONDS = 1800  # per-agent limits are capped here, well under 3600
+    WORKERS_LEASE_MARGIN_SECONDS = env_int("WORKERS_LEASE_MARGIN_SECONDS", 30, minimum=1)
+    WORKERS_QUEUE_LEASE_SECONDS = env_int("WORKERS_QUEUE_LEASE_SECONDS", 300, minimum=1)
+    WORKERS_WAITING_LEASE_SECONDS = env_int("WORKERS_WAITING_LEASE_SECONDS", 86_400, minimum=1)
+    WORKERS_MAX_ATTEMPTS = env_int("WORKERS_MAX_ATTEMPTS", 3, minimum=1)
+    WORKERS_RETRY_BACKOFF_SECONDS = env_float("WORKERS_RETRY_BACKOFF_SECONDS", 2.0)
+    WORKERS_RETRY_BACKOFF_MAX_SECONDS = env_float("WORKERS_RETRY_BACKOFF_MAX_SECONDS", 300.0)
+    WORKERS_REAPER_INTERVAL_SECONDS = env_float("WORKERS_REAPER_INTERVAL_SECONDS", 15.0)
+    API_RATE_ANON = env_str("API_RATE_ANON", "60/minute")
+    API_RATE_USER = env_str("API_RATE_USER", "6000/minute")
+    TEST_DATABASE_SUFFIX = env_str("TEST_DATABASE_SUFFIX")
+
     if not _database_url or not _redis_url:
         from marketplace import embedded
 
@@ -127,7 +156,7 @@ if not DATABASES["default"]["HOST"] and "host" in DATABASES["default"]["OPTIONS"
     DATABASES["default"]["HOST"] = DATABASES["default"]["OPTIONS"].pop("host")
 # TEST_DATABASE_SUFFIX lets several test runs share one server without sharing a database.
 DATABASES["default"]["TEST"] = {
-    "NAME": f"test_{DATABASES['default']['NAME']}{env_str('TEST_DATABASE_SUFFIX')}"
+    "NAME": f"test_{DATABASES['default']['NAME']}{TEST_DATABASE_SUFFIX}"
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -264,8 +293,8 @@ REST_FRAMEWORK = {
         "rest_framework.throttling.UserRateThrottle",
     ],
     "DEFAULT_THROTTLE_RATES": {
-        "anon": env_str("API_RATE_ANON", "60/minute"),
-        "user": env_str("API_RATE_USER", "6000/minute"),
+        "anon": API_RATE_ANON,
+        "user": API_RATE_USER,
     },
 }
 SPECTACULAR_SETTINGS = {
@@ -286,10 +315,10 @@ SPECTACULAR_SETTINGS = {
 }
 
 if not DEBUG:
-    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", HTTPS)
+    SECURE_SSL_REDIRECT = _ssl_redirect
     SESSION_COOKIE_SECURE = HTTPS
     CSRF_COOKIE_SECURE = HTTPS
-    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000 if HTTPS else 0, minimum=0)
+    SECURE_HSTS_SECONDS = _hsts_seconds
     SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
     SECURE_HSTS_PRELOAD = HTTPS
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if HTTPS else None
@@ -316,30 +345,6 @@ LOGGING = {
     "loggers": {"pgserver": {"level": "WARNING"}},
 }
 
-# The task market (marketplace/services): the award hook that starts hosted agents (a dotted path
-# to ``handler(task=..., assignee=...)``, set by the workers app), upload limits, write throttle,
-# and the escrow expectations the ledger's reconciliation compares against.
-MARKET_AWARD_HANDLER = env_str("MARKET_AWARD_HANDLER", "")
-MARKET_MAX_FILE_BYTES = env_int("MARKET_MAX_FILE_BYTES", 10 * 1024 * 1024, minimum=1)
-MARKET_WRITE_RATE = env_str("MARKET_WRITE_RATE", "600/minute")
-LEDGER_ESCROW_EXPECTATIONS = "marketplace.selectors.expected_escrows"
-
-# Hosted agents (workers/): every award to an agent with the http, openai or builtin runtime
-# starts an execution. Time limits are per agent (runtime_config) with these defaults; the lease
-# of a running execution is its hard time limit plus a margin, after which the reaper re-queues
-# it (the worker died). The hard limits must stay below the broker's visibility timeout.
-if not env_str("MARKET_AWARD_HANDLER"):
-    MARKET_AWARD_HANDLER = "workers.services.execution_create_for_award"
-WORKERS_SOFT_TIME_LIMIT_SECONDS = env_int("WORKERS_SOFT_TIME_LIMIT_SECONDS", 120, minimum=1)
-WORKERS_HARD_TIME_LIMIT_SECONDS = env_int("WORKERS_HARD_TIME_LIMIT_SECONDS", 150, minimum=2)
-WORKERS_MAX_TIME_LIMIT_SECONDS = 1800  # per-agent limits are capped here, well under 3600
-WORKERS_LEASE_MARGIN_SECONDS = env_int("WORKERS_LEASE_MARGIN_SECONDS", 30, minimum=1)
-WORKERS_QUEUE_LEASE_SECONDS = env_int("WORKERS_QUEUE_LEASE_SECONDS", 300, minimum=1)
-WORKERS_WAITING_LEASE_SECONDS = env_int("WORKERS_WAITING_LEASE_SECONDS", 86_400, minimum=1)
-WORKERS_MAX_ATTEMPTS = env_int("WORKERS_MAX_ATTEMPTS", 3, minimum=1)
-WORKERS_RETRY_BACKOFF_SECONDS = env_float("WORKERS_RETRY_BACKOFF_SECONDS", 2.0)
-WORKERS_RETRY_BACKOFF_MAX_SECONDS = env_float("WORKERS_RETRY_BACKOFF_MAX_SECONDS", 300.0)
-WORKERS_REAPER_INTERVAL_SECONDS = env_float("WORKERS_REAPER_INTERVAL_SECONDS", 15.0)
 CELERY_TASK_TIME_LIMIT = WORKERS_MAX_TIME_LIMIT_SECONDS + 60
 CELERY_BEAT_SCHEDULE = {
     "executions-reap": {

@@ -105,6 +105,8 @@ def test_readyz_on_an_external_postgres_without_pgvector_says_so() -> None:
         ({"DEBUG": "false", "SECRET_KEY": "short"}, "SECRET_KEY must be at least 50 characters"),
         ({"PLATFORM_FEE_BASIS_POINTS": "five"}, "PLATFORM_FEE_BASIS_POINTS='five' is not an"),
         ({"EMBEDDING_BACKEND": "magic"}, "EMBEDDING_BACKEND='magic' must be one of"),
+        ({"WORKERS_MAX_ATTEMPTS": "0"}, "WORKERS_MAX_ATTEMPTS=0 must be at least 1"),
+        ({"SECURE_HSTS_SECONDS": "soon"}, "SECURE_HSTS_SECONDS='soon' is not an integer"),
     ],
 )
 def test_bad_configuration_stops_with_a_clear_message(env: dict[str, str], message: str) -> None:
@@ -124,3 +126,12 @@ def test_production_settings_pass_the_deploy_check() -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+def test_env_example_lists_every_variable_the_settings_read() -> None:
+    import re
+
+    settings_source = (ROOT / "marketplace" / "settings.py").read_text()
+    read = set(re.findall(r'env_[a-z]+\(\s*"([A-Z0-9_]+)"', settings_source))
+    listed = set(re.findall(r"^([A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.M))
+    assert read - listed == set()
