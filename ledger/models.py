@@ -165,11 +165,16 @@ class Escrow(models.Model):
         REFUNDED = "refunded", "Refunded"
         SPLIT = "split", "Split"
 
-    task_ref = models.CharField(max_length=120, unique=True)
+    task_ref = models.CharField(max_length=120)
     account = models.OneToOneField(Account, on_delete=models.PROTECT, related_name="escrow")
-    funder_ref = models.CharField(max_length=120, db_index=True)
+    funder_ref = models.CharField(max_length=120)
     parent = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children"
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="children",
+        db_index=False,  # rarely read; resolving an escrow rewrites every index of its row
     )
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
     resolution_entry = models.OneToOneField(
@@ -179,7 +184,9 @@ class Escrow(models.Model):
     resolved_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        indexes = [models.Index(fields=["funder_ref", "status"], name="ledger_escrow_funder")]
         constraints = [
+            models.UniqueConstraint(fields=["task_ref"], name="ledger_escrow_task_unique"),
             models.CheckConstraint(
                 name="ledger_escrow_resolution_consistent",
                 condition=(Q(status="open", resolution_entry__isnull=True))

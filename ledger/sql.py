@@ -40,6 +40,9 @@ DECLARE
     v_entry_id bigint;
     v_other_escrows boolean;
     v_escrow_row record;
+    v_open_ids bigint[];
+    v_open_deltas bigint[];
+    v_index integer;
     v_guarded_ids bigint[] := '{}';
     v_guarded_deltas bigint[] := '{}';
 BEGIN
@@ -63,10 +66,24 @@ BEGIN
         RETURN jsonb_build_object('status', 'failed', 'code', v_row.code, 'detail', v_row.detail);
     END IF;
 
-    SELECT array_agg(l.address) INTO v_missing
-        FROM (SELECT DISTINCT unnest(p_debits || p_credits) AS address) l
-        LEFT JOIN ledger_account a ON a.address = l.address
-        WHERE a.id IS NULL;
+    -- Every account once: which are missing, and the net moves of the platform's accounts (those
+    -- that may go negative), which are updated last, in id order.
+    SELECT
+        array_agg(d.address) FILTER (WHERE a.id IS NULL),
+        array_agg(a.id ORDER BY a.id) FILTER (WHERE a.may_go_negative AND d.delta <> 0),
+        array_agg(d.delta ORDER BY a.id) FILTER (WHERE a.may_go_negative AND d.delta <> 0)
+    INTO v_missing, v_open_ids, v_open_deltas
+    FROM (
+        SELECT l.address, sum(l.delta) AS delta
+        FROM (
+            SELECT u.debit AS address, -u.amount AS delta
+                FROM unnest(p_debits, p_amounts) AS u(debit, amount)
+            UNION ALL
+            SELECT u.credit, u.amount FROM unnest(p_credits, p_amounts) AS u(credit, amount)
+        ) l
+        GROUP BY l.address
+    ) d
+    LEFT JOIN ledger_account a ON a.address = d.address;
     IF v_missing IS NOT NULL THEN
         RETURN jsonb_build_object('status', 'unknown_accounts', 'addresses', to_jsonb(v_missing));
     END IF;
@@ -209,23 +226,9 @@ BEGIN
         FROM unnest(v_guarded_ids, v_guarded_deltas) AS u(id, delta)
         WHERE a.id = u.id;
     -- Then the platform's, one by one in id order.
-    FOR v_row IN
-        SELECT a.id, d.delta
-        FROM ledger_account a
-        JOIN (
-            SELECT l.address, sum(l.delta) AS delta
-            FROM (
-                SELECT u.debit AS address, -u.amount AS delta
-                    FROM unnest(p_debits, p_amounts) AS u(debit, amount)
-                UNION ALL
-                SELECT u.credit, u.amount FROM unnest(p_credits, p_amounts) AS u(credit, amount)
-            ) l
-            GROUP BY l.address
-        ) d ON d.address = a.address
-        WHERE a.may_go_negative AND d.delta <> 0
-        ORDER BY a.id
-    LOOP
-        UPDATE ledger_account SET balance = balance + v_row.delta WHERE id = v_row.id;
+    FOR v_index IN 1 .. COALESCE(cardinality(v_open_ids), 0) LOOP
+        UPDATE ledger_account SET balance = balance + v_open_deltas[v_index]
+            WHERE id = v_open_ids[v_index];
     END LOOP;
     PERFORM set_config('ledger.posting', 'off', true);
 
