@@ -140,7 +140,17 @@ def _deadlock_with(post: Callable[[], Any]) -> Any:
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute("SELECT 1 FROM ledger_account WHERE id = %s FOR UPDATE", [high])
             holding.set()
-            time.sleep(0.3)  # ``post`` is waiting on ``high`` by now, holding ``low``
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:  # until ``post`` holds ``low`` and waits for us
+                cursor.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                    " AND datname = current_database() AND query LIKE %s"
+                    " AND pid <> pg_backend_pid()",
+                    ["%ledger_post%"],
+                )
+                if cursor.fetchone()[0]:
+                    break
+                time.sleep(0.01)
             cursor.execute("SELECT 1 FROM ledger_account WHERE id = %s FOR UPDATE", [low])
             time.sleep(0.1)
         connection.close()
