@@ -293,16 +293,31 @@ TASK_QUERIES = [
 CHUNK = 1000
 
 
+def _cache_directory() -> Path:
+    from agents_registry.embeddings import embedding_model_id
+
+    model = embedding_model_id().replace("/", "_")
+    return Path(__file__).resolve().parent.parent / ".data" / "bench" / f"capabilities-{model}"
+
+
+def cached_count(*, seed: int = 7) -> int:
+    """How many of the first texts already have cached vectors (whole chunks, in order)."""
+    directory = _cache_directory()
+    count = 0
+    while (directory / f"seed{seed}-{count:07d}.npy").exists():
+        count += CHUNK
+    return count
+
+
 def cached_embeddings(count: int, *, seed: int = 7, verbose: bool = True) -> np.ndarray:
     """MiniLM vectors of ``capability_texts(count)``, cached under ``.data/bench/``.
 
     Embedding 100,000 texts in numpy takes tens of minutes on 2 cores, so the vectors are computed
     once, a chunk of 1,000 at a time (a stopped run resumes where it was), and reused by every run.
     """
-    from agents_registry.embeddings import embed_texts, embedding_model_id
+    from agents_registry.embeddings import embed_texts
 
-    model = embedding_model_id().replace("/", "_")
-    directory = Path(__file__).resolve().parent.parent / ".data" / "bench" / f"capabilities-{model}"
+    directory = _cache_directory()
     directory.mkdir(parents=True, exist_ok=True)
     texts = capability_texts(count, seed=seed)
     chunks = []

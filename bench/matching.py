@@ -12,9 +12,10 @@ Loads N agents with current capability profiles (synthetic but varied texts from
 - all of it at two sizes (N/10 and N) to show how the p50 grows.
 
 Vectors: ``minilm`` uses real MiniLM vectors of the texts, computed once and cached under
-``.data/bench/`` (about an hour for 100,000 texts on a busy 2-core machine); ``hashing`` uses the
-hashing vectoriser of the same texts (seconds). Random vectors are never used: they make HNSW
-recall meaningless (DESIGN.md section 11).
+``.data/bench/`` (about 20 minutes for 100,000 texts on an idle 2-core machine, 50 on a busy
+one; resumable); ``hashing`` uses the hashing vectoriser of the same texts (seconds). ``--quick``
+uses MiniLM vectors when the cache already holds 10,000, else hashing, to stay under a minute.
+Random vectors are never used: they make HNSW recall meaningless (DESIGN.md section 11).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from harness import ROOT, Timings, emit, parse_args, ratio, setup_django
 
 def extra_arguments(parser) -> None:
     parser.add_argument("--agents", type=int, default=None, help="agents at the largest size")
-    parser.add_argument("--vectors", choices=("minilm", "hashing"), default="minilm")
+    parser.add_argument("--vectors", choices=("minilm", "hashing"), default=None)
     parser.add_argument("--queries", type=int, default=None)
 
 
@@ -198,6 +199,10 @@ def main() -> None:
     from agents_registry import embeddings
 
     largest = args.agents or (10_000 if args.quick else 100_000)
+    if args.vectors is None:
+        settings.EMBEDDING_BACKEND = "minilm"
+        enough = corpus.cached_count() >= largest
+        args.vectors = "minilm" if enough or not args.quick else "hashing"
     query_count = args.queries or (20 if args.quick else 100)
     rounds = args.rounds or (2 if args.quick else 3)
     settings.EMBEDDING_BACKEND = args.vectors
