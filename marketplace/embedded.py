@@ -165,6 +165,21 @@ def _psql(pgdata: Path, socket_dir: Path, database: str, sql: str) -> None:
     )
 
 
+def postgres_in_use(data_dir: Path) -> bool:
+    """Does any client (other than this check) hold a connection to the embedded server?"""
+    socket_dir = _postgres_socket_dir(data_dir)
+    if socket_dir is None:
+        return False
+    import psycopg
+
+    with psycopg.connect(_postgres_url(socket_dir, "postgres"), autocommit=True) as connection:
+        row = connection.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
+        ).fetchone()
+    return bool(row and row[0])
+
+
 def stop_postgres(data_dir: Path) -> bool:
     if not postgres_running(data_dir):
         return False
@@ -244,6 +259,20 @@ def _start_redis(data_dir: Path) -> None:
             return
         time.sleep(0.05)
     raise EmbeddedServiceError(f"embedded Redis did not start; see {folder / 'redis.log'}")
+
+
+def redis_in_use(data_dir: Path) -> bool:
+    """Does any client other than this check hold a connection to the embedded Redis?"""
+    if _redis_pid(data_dir) is None:
+        return False
+    import redis
+
+    _, socket_path, _ = _redis_paths(data_dir)
+    client = redis.Redis(unix_socket_path=str(socket_path))
+    try:
+        return len(client.client_list()) > 1
+    finally:
+        client.close()
 
 
 def stop_redis(data_dir: Path) -> bool:

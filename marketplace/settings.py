@@ -110,6 +110,9 @@ try:
     MARKET_AWARD_HANDLER = env_str(
         "MARKET_AWARD_HANDLER", "workers.services.execution_create_for_award"
     )
+    MARKET_POST_HANDLER = env_str("MARKET_POST_HANDLER", "workers.services.hosted_bids_queue")
+    HOSTED_AUTO_BID_LIMIT = env_int("HOSTED_AUTO_BID_LIMIT", 2, minimum=0)
+    HOSTED_AUTO_BID_MIN_SIMILARITY = env_float("HOSTED_AUTO_BID_MIN_SIMILARITY", 0.3)
     MARKET_MAX_FILE_BYTES = env_int("MARKET_MAX_FILE_BYTES", 10 * 1024 * 1024, minimum=1)
     MARKET_WRITE_RATE = env_str("MARKET_WRITE_RATE", "600/minute")
     LEDGER_ESCROW_EXPECTATIONS = "marketplace.selectors.expected_escrows"

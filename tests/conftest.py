@@ -6,12 +6,14 @@ outsider, staff is a staff member.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from celery import current_app
@@ -32,9 +34,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     from marketplace import embedded
 
     connections.close_all()
-    if "redis" in embedded.started_here:
+    # Last one out: another test run (or `make run`) may have started using them since.
+    if "redis" in embedded.started_here and not embedded.redis_in_use(settings.DATA_DIR):
         embedded.stop_redis(settings.DATA_DIR)
-    if "postgres" in embedded.started_here:
+    if "postgres" in embedded.started_here and not embedded.postgres_in_use(settings.DATA_DIR):
         embedded.stop_postgres(settings.DATA_DIR)
 
 
@@ -113,6 +116,8 @@ def subprocess_env(**overrides: str) -> dict[str, str]:
 class WorkerProcess:
     """A real ``celery worker`` subprocess on the test database and the tests' Redis databases."""
 
+    running: ClassVar[set[WorkerProcess]] = set()
+
     def __init__(self, *, concurrency: int = 2, name: str = "tests") -> None:
         self.concurrency = concurrency
         self.hostname = f"{name}@{os.getpid()}"
@@ -136,8 +141,43 @@ class WorkerProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"worker exited: {self.log_path.read_text()[-3000:]}")
             if current_app.control.ping(destination=[self.hostname], timeout=0.5):
+                WorkerProcess.running.add(self)
                 return
         raise RuntimeError(f"worker did not answer: {self.log_path.read_text()[-3000:]}")
+
+    @classmethod
+    @contextlib.contextmanager
+    def others_paused(cls, *keep: WorkerProcess) -> Iterator[None]:
+        """Other running workers stop taking messages (e.g. the session's worker, which lacks a
+        test's settings) until the block ends."""
+        others = [worker.hostname for worker in cls.running if worker not in keep]
+        if others:
+            current_app.control.cancel_consumer("celery", destination=others, reply=True)
+        try:
+            yield
+        finally:
+            if others:
+                current_app.control.add_consumer("celery", destination=others, reply=True)
+
+    def consume(self, consuming: bool) -> None:
+        """Start or stop taking messages from the queue (the process keeps running)."""
+        control = current_app.control
+        change = control.add_consumer if consuming else control.cancel_consumer
+        change("celery", destination=[self.hostname], reply=True)
+
+    def wait_idle(self, timeout: float = 30) -> None:
+        """Until the queue is empty and the worker runs nothing: a test's database flush must
+        not race a task still running from that test (the TRUNCATE would deadlock with it)."""
+        inspector = current_app.control.inspect(destination=[self.hostname], timeout=2, limit=1)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with current_app.connection_for_read() as connection:
+                waiting = connection.default_channel.client.llen("celery")
+            active = (inspector.active() or {}).get(self.hostname, [])
+            reserved = (inspector.reserved() or {}).get(self.hostname, [])
+            if not waiting and not active and not reserved:
+                return
+            time.sleep(0.1)
 
     def kill(self) -> None:
         """SIGKILL the worker and its pool children, as a crash would."""
@@ -151,6 +191,7 @@ class WorkerProcess:
         parent.kill()
         self.process.wait()
         self.process = None
+        WorkerProcess.running.discard(self)
 
     def stop(self) -> None:
         if self.process is None:
@@ -161,18 +202,29 @@ class WorkerProcess:
         except subprocess.TimeoutExpired:
             self.kill()
         self.process = None
+        WorkerProcess.running.discard(self)
 
 
 @pytest.fixture(scope="session")
-def celery_worker_process(
-    django_db_setup: None, django_db_blocker: object
-) -> Iterator[WorkerProcess]:
-    """One real worker for the whole session. Tests using it must be ``transaction=True``."""
+def _session_worker(django_db_setup: None, django_db_blocker: object) -> Iterator[WorkerProcess]:
     current_app.control.purge()
     worker = WorkerProcess()
     worker.start()
     yield worker
     worker.stop()
+
+
+@pytest.fixture
+def celery_worker_process(_session_worker: WorkerProcess) -> Iterator[WorkerProcess]:
+    """One real worker for the whole session, consuming only during the tests that ask for it
+    (``transaction=True`` tests). Between them it takes no message, so work queued by other
+    transactional tests never runs while their tables are flushed (the TRUNCATE would deadlock
+    with it); after each test it is left idle before the flush."""
+    current_app.control.purge()  # what earlier tests queued refers to rows flushed since
+    _session_worker.consume(True)
+    yield _session_worker
+    _session_worker.wait_idle()
+    _session_worker.consume(False)
 
 
 def wait_until(

@@ -27,6 +27,12 @@ def executions_reap_task() -> dict[str, int]:
     return services.executions_reap()
 
 
+@shared_task(name="workers.hosted_bids_place")
+def hosted_bids_place_task(*, task_id: int) -> int:
+    """After a task is posted: the matching hosted agents bid on it (idempotent)."""
+    return len(services.hosted_bids_place(task_id=task_id))
+
+
 @shared_task(name="workers.noop")
 def noop_task(*, counter_key: str = "") -> None:
     """Does nothing but count itself (one Redis INCR): the bare-Celery baseline of

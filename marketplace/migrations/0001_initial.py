@@ -2,11 +2,12 @@
 
 import django.contrib.postgres.fields
 import django.db.models.deletion
-import marketplace.models
 import pgvector.django.indexes
 import pgvector.django.vector
 from django.conf import settings
 from django.db import migrations, models
+
+import marketplace.models
 
 
 class Migration(migrations.Migration):

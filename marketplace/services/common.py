@@ -95,6 +95,15 @@ def award_handler_call(*, task: Task, assignee: Participant) -> None:
         import_string(path)(task=task, assignee=assignee)
 
 
+def post_handler_call(*, task: Task) -> None:
+    """The explicit post hook: ``settings.MARKET_POST_HANDLER`` names ``handler(task=...)``,
+    called inside ``task_post``'s transaction (``workers.services.hosted_bids_queue`` queues the
+    hosted agents' bids for after the commit)."""
+    path = getattr(settings, "MARKET_POST_HANDLER", "")
+    if path:
+        import_string(path)(task=task)
+
+
 def agent_load_change(*, participant: Participant | None, delta: int) -> None:
     if participant is not None and participant.kind == Participant.Kind.AGENT:
         registry_services.agent_load_change(agent_id=participant.agent.pk, delta=delta)

@@ -27,6 +27,7 @@ from marketplace.services.common import (
     agent_load_change,
     event_record,
     notify,
+    post_handler_call,
     require_active_agent,
     require_actor,
     require_state,
@@ -159,6 +160,7 @@ def task_post(
                         f"{bounty} needs {error.needed}. Lower the bounty or buy credits."
                     ) from error
             event_record(task=task, kind="posted", actor=poster, bounty=bounty)
+            post_handler_call(task=task)
             return task
     except IntegrityError:
         # Two requests with one idempotency key raced: the loser returns the winner's task.

@@ -270,7 +270,7 @@ def test_builtin_agents_are_registered_once_with_honest_profiles(bob: User) -> N
         "builtin-verifier",
     ]
     profile = first[2].profiles.get(is_current=True)
-    assert profile.description.startswith("Summarises a text by picking its most central")
+    assert profile.description.startswith("Summarises reports, articles, meeting notes")
     assert profile.limitations.startswith("Extractive: it never rephrases")
     assert first[0].runtime_config["builtin"] == "text-stats"
 

@@ -26,14 +26,16 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def worker_env(monkeypatch: pytest.MonkeyPatch, httpserver: HTTPServer) -> HTTPServer:
+def worker_env(monkeypatch: pytest.MonkeyPatch, httpserver: HTTPServer) -> Iterator[HTTPServer]:
     # The worker subprocess inherits these: fast embeddings, a one-second lease margin so a
     # killed attempt is recovered within seconds, and the loopback agent allowed.
     monkeypatch.setenv("EMBEDDING_BACKEND", "hashing")
     monkeypatch.setenv("WORKERS_LEASE_MARGIN_SECONDS", "1")
     monkeypatch.setenv("WORKERS_RETRY_BACKOFF_SECONDS", "0.2")
     monkeypatch.setenv("OUTBOUND_HTTP_ALLOWED_HOSTS", f"127.0.0.1:{httpserver.port}")
-    return httpserver
+    # Only this test's workers, started with these settings, may take its messages.
+    with WorkerProcess.others_paused():
+        yield httpserver
 
 
 @pytest.fixture

@@ -338,10 +338,10 @@ BUILTIN_AGENTS: dict[str, BuiltinAgent] = {
         BuiltinAgent(
             slug="summarizer",
             name="Extractive summariser",
-            description="Summarises a text by picking its most central sentences (TextRank over "
-            "word-overlap similarity), keeping their original order. Say 'in N sentences' in the "
-            "criteria to choose the length.",
-            tags=("summarization", "text", "extractive"),
+            description="Summarises reports, articles, meeting notes and documents: returns "
+            "their most important sentences (TextRank over word overlap), in the original order, "
+            "as a short summary of the length you ask for ('in N sentences').",
+            tags=("summarization", "summary", "text", "extractive"),
             input_formats=("text/plain",),
             output_formats=("text/plain",),
             function=summarize,

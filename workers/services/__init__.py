@@ -15,6 +15,7 @@ from workers.services.executions import (
     retry_delay_seconds,
     time_limits_for,
 )
+from workers.services.hosted_bids import hosted_bids_place, hosted_bids_queue
 from workers.services.secrets import (
     api_key_store,
     api_key_stored,
@@ -36,6 +37,8 @@ __all__ = [
     "execution_reap",
     "execution_run",
     "executions_reap",
+    "hosted_bids_place",
+    "hosted_bids_queue",
     "lease_for",
     "retry_delay_seconds",
     "time_limits_for",

@@ -1,0 +1,93 @@
+"""Hosted agents bid on the open tasks that match them.
+
+A hosted agent (built-in, HTTP or OpenAI-compatible) has no one polling the market for it, so the
+market bids for it: when a public task is posted, the best-matching hosted agents (cost-biased
+ranking of the registry, over a similarity floor so they bid only on work they can do) place a bid
+at their asking price, with a plan taken from their capability profile. The poster then awards by
+hand or lets auto-award choose. An owner opts an agent out with ``runtime_config["auto_bid"] =
+false``. The market calls :func:`hosted_bids_queue` from ``task_post`` (the explicit
+``MARKET_POST_HANDLER`` hook); the bids are placed by a worker after the commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+from celery import current_app
+from django.conf import settings
+from django.db import transaction
+
+from agents_registry import selectors as registry_selectors
+from agents_registry import services as registry_services
+from marketplace import services as market_services
+from marketplace.exceptions import MarketError
+from marketplace.models import Bid, Task
+from workers.services.executions import HOSTED_RUNTIMES
+
+logger = logging.getLogger(__name__)
+
+
+def hosted_bids_queue(*, task: Any) -> None:
+    """Called inside ``task_post``'s transaction: queue the bidding for after the commit."""
+    if task.visibility != Task.Visibility.PUBLIC:
+        return
+    transaction.on_commit(
+        lambda: current_app.send_task("workers.hosted_bids_place", kwargs={"task_id": task.pk})
+    )
+
+
+def _plan(description: str) -> str:
+    first = description.split(". ")[0].strip().rstrip(".")
+    return f"I will do this as my profile says: {first}."[:1000]
+
+
+def hosted_bids_place(*, task_id: int) -> list[Bid]:
+    """Place the bids of the matching hosted agents. Idempotent: an agent that already bid is
+    refused by the market (one active bid per bidder) and skipped; a closed task gets none."""
+    task = Task.objects.filter(pk=task_id, state=Task.State.OPEN).first()
+    if task is None or task.embedding is None:
+        return []
+    result = registry_selectors.match_agents(
+        embedding=list(task.embedding),
+        budget=task.bounty,
+        deadline=task.deadline,
+        exclude_agent_ids=_agents_of(task),
+        limit=settings.HOSTED_AUTO_BID_LIMIT * 3,
+    )
+    chosen = [
+        candidate
+        for candidate in result.candidates
+        if candidate.agent.runtime in HOSTED_RUNTIMES
+        and (candidate.agent.runtime_config or {}).get("auto_bid", True)
+        and candidate.similarity >= settings.HOSTED_AUTO_BID_MIN_SIMILARITY
+    ][: settings.HOSTED_AUTO_BID_LIMIT]
+    bids = []
+    for candidate in chosen:
+        profile = candidate.profile
+        try:
+            bids.append(
+                market_services.bid_place(
+                    task=task,
+                    bidder=candidate.agent.participant,
+                    price=candidate.price,
+                    eta_hours=max(1, math.ceil(profile.expected_latency_seconds / 3600)),
+                    plan=_plan(profile.description),
+                )
+            )
+        except MarketError as refused:  # already bid, task closed meanwhile, agent paused...
+            logger.info("%s did not bid on task %s: %s", candidate.agent.slug, task.pk, refused)
+    registry_services.decision_record_create(
+        subject_ref=task.ledger_ref,
+        purpose="hosted_bids",
+        result=result,
+        chosen_agent_id=chosen[0].agent.pk if chosen else None,
+    )
+    return bids
+
+
+def _agents_of(task: Task) -> list[int]:
+    """The poster's own agent never bids on its task."""
+    agent = getattr(task.poster, "agent", None) if task.poster.kind == "agent" else None
+    return [agent.pk] if agent else []
