@@ -165,7 +165,7 @@ def _escrow_open(*, task_ref: str, funder_ref: str, parent: Escrow | None) -> Es
         cursor.execute(
             "INSERT INTO ledger_escrow (task_ref, account_id, funder_ref, parent_id, status,"
             " created_at) SELECT %s, id, %s, %s, 'open', now() FROM ledger_account"
-            " WHERE address = %s ON CONFLICT (task_ref) DO NOTHING",
+            " WHERE address = %s ON CONFLICT DO NOTHING",
             [task_ref, funder_ref, parent.pk if parent else None, address],
         )
     escrow = Escrow.objects.get(task_ref=task_ref)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -15,7 +14,7 @@ from django.db import connection, transaction
 
 from ledger import selectors, services
 from ledger.exceptions import InsufficientCredits, LedgerBusy
-from ledger.models import Account, JournalEntry
+from ledger.models import JournalEntry
 from ledger.reconciliation import reconcile
 from tests.ledger.conftest import funded_wallet, new_ref
 
@@ -125,69 +124,63 @@ def test_concurrent_resolutions_of_one_escrow_have_one_winner() -> None:
     assert reconcile().is_clean
 
 
-def _deadlock_with(post: Callable[[], Any]) -> Any:
-    """Make ``post`` (which locks the poorer wallet, then the richer) the victim of a deadlock.
+@pytest.fixture
+def transient_failures() -> Iterator[Callable[[str, int], None]]:
+    """Make the next ``count`` journal inserts fail with a real PostgreSQL error ``sqlstate``.
 
-    Another transaction holds the richer wallet's row; ``post`` locks the poorer one and waits;
-    then the other asks for the poorer one. ``post`` waited first, so PostgreSQL picks it.
+    A sequence counts the failures because it is not rolled back with the failed statement.
+    Deadlocks themselves cannot happen between postings (locks are taken in one order), so a
+    trigger raises the same errors PostgreSQL raises for a deadlock or a serialization failure.
     """
-    first, second = funded_wallet(1_000), funded_wallet(1_000)
-    ids = dict(Account.objects.values_list("address", "id"))
-    low, high = sorted([ids[f"wallet:{first}"], ids[f"wallet:{second}"]])
-    holding = threading.Event()
 
-    def other() -> None:
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute("SELECT 1 FROM ledger_account WHERE id = %s FOR UPDATE", [high])
-            holding.set()
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline:  # until ``post`` holds ``low`` and waits for us
-                cursor.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                    " AND datname = current_database() AND query LIKE %s"
-                    " AND pid <> pg_backend_pid()",
-                    ["%ledger_post%"],
-                )
-                if cursor.fetchone()[0]:
-                    break
-                time.sleep(0.01)
-            cursor.execute("SELECT 1 FROM ledger_account WHERE id = %s FOR UPDATE", [low])
-            time.sleep(0.1)
-        connection.close()
+    def arm(sqlstate: str, count: int) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("CREATE SEQUENCE ledger_test_faults")
+            cursor.execute(
+                "CREATE FUNCTION ledger_test_fault() RETURNS trigger LANGUAGE plpgsql AS $$"
+                f" BEGIN IF nextval('ledger_test_faults') <= {count} THEN"
+                f" RAISE EXCEPTION 'injected transient failure' USING ERRCODE = '{sqlstate}';"
+                " END IF; RETURN NEW; END $$"
+            )
+            cursor.execute(
+                "CREATE TRIGGER ledger_test_fault BEFORE INSERT ON ledger_journalentry"
+                " FOR EACH ROW EXECUTE FUNCTION ledger_test_fault()"
+            )
 
-    thread = threading.Thread(target=other)
-    thread.start()
-    holding.wait(5)
-    try:
-        return post(first, second)
-    finally:
-        thread.join()
+    yield arm
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TRIGGER IF EXISTS ledger_test_fault ON ledger_journalentry")
+        cursor.execute("DROP FUNCTION IF EXISTS ledger_test_fault()")
+        cursor.execute("DROP SEQUENCE IF EXISTS ledger_test_faults")
 
 
-def test_a_deadlock_is_retried_not_reported(caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize("sqlstate", ["40P01", "40001"])  # deadlock, serialization failure
+def test_transient_failures_are_retried_not_reported(
+    sqlstate: str, transient_failures: Callable, caplog: pytest.LogCaptureFixture
+) -> None:
+    alice, bob = funded_wallet(1_000), funded_wallet(0)
     caplog.set_level(logging.INFO, logger="ledger.services")
-    entry = _deadlock_with(
-        lambda a, b: services.transfer_post(
-            legs=[services.TransferLeg(source=a, destination=b, amount=100)],
-            idempotency_key="victim",
-        )
+    transient_failures(sqlstate, 2)
+    entry = services.transfer_post(
+        legs=[services.TransferLeg(source=alice, destination=bob, amount=100)],
+        idempotency_key="victim",
     )
     assert entry.pk
-    assert "ledger posting victim retried" in caplog.text
+    assert caplog.text.count("ledger posting victim retried") == 2
     assert JournalEntry.objects.filter(idempotency_key="victim").count() == 1
+    assert selectors.balance_for(owner_ref=bob).available == 100
     assert reconcile().is_clean
 
 
-def test_inside_a_callers_transaction_a_deadlock_is_ledger_busy_never_insufficient() -> None:
-    def post(a: str, b: str) -> Any:
-        try:
-            with transaction.atomic():
-                services.transfer_post(
-                    legs=[services.TransferLeg(source=a, destination=b, amount=100)],
-                    idempotency_key="inner",
-                )
-        except LedgerBusy as error:
-            return error
-
-    assert isinstance(_deadlock_with(post), LedgerBusy)
+def test_inside_a_callers_transaction_a_transient_failure_is_ledger_busy(
+    transient_failures: Callable,
+) -> None:
+    alice, bob = funded_wallet(1_000), funded_wallet(0)
+    transient_failures("40P01", 1)
+    with pytest.raises(LedgerBusy), transaction.atomic():
+        services.transfer_post(
+            legs=[services.TransferLeg(source=alice, destination=bob, amount=100)],
+            idempotency_key="inner",
+        )
     assert not JournalEntry.objects.filter(idempotency_key="inner").exists()
+    assert selectors.balance_for(owner_ref=alice).available == 1_000
