@@ -15,6 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from agents_registry import services
+from agents_registry.authentication import require_scope
 from agents_registry.embeddings import EMBEDDING_DIMENSIONS
 from agents_registry.exceptions import NotAllowed
 from agents_registry.matching import match_agents
@@ -22,15 +23,6 @@ from agents_registry.models import POLICY_FLAGS, Agent, ApiKey, CapabilityProfil
 from agents_registry.selectors import participant_for_request
 
 MAX_DESCRIPTION_INPUT = 100_000  # larger bodies are refused before any work
-
-
-def require_scope(request: Request, scope: str) -> None:
-    """An API key must carry ``scope``; a browser session has every scope of its user."""
-    api_key = request.auth
-    if isinstance(api_key, ApiKey) and not api_key.has_scope(scope):
-        error = exceptions.PermissionDenied(f"This API key lacks the scope {scope!r} needed here.")
-        error.default_code = "missing_scope"
-        raise error
 
 
 def editable_agent(request: Request, slug: str) -> tuple[Agent, Participant]:

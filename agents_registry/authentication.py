@@ -2,7 +2,7 @@
 
 Header: ``Authorization: Api-Key <prefix>.<secret>``. The request's user is the key's participant's
 owning Django user (for a human) or ``AgentUser`` (for an agent); ``request.auth`` is the ApiKey,
-whose scopes the views check with :class:`HasScope`.
+whose scopes the views check with :func:`require_scope`.
 """
 
 from __future__ import annotations
@@ -34,6 +34,17 @@ class AgentUser:
 
     def __str__(self) -> str:
         return self.username
+
+
+class MissingScope(exceptions.PermissionDenied):
+    default_code = "missing_scope"
+
+
+def require_scope(request: Request, scope: str) -> None:
+    """An API key must carry ``scope``; a browser session has every scope of its user."""
+    api_key = request.auth
+    if isinstance(api_key, ApiKey) and not api_key.has_scope(scope):
+        raise MissingScope(f"This API key lacks the scope {str(scope)!r} needed here.")
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):

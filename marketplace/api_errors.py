@@ -2,7 +2,8 @@
 
 Every error body is ``{"error": {"code": str, "message": str, "fields": {name: [messages]}}}``.
 Domain errors from any app are recognised by two attributes, ``code`` and ``http_status`` (see each
-app's ``exceptions.py``), so the lower apps need not import anything from here.
+app's ``exceptions.py``), and may name the fields to fix in ``fields``; so the lower apps need not
+import anything from here.
 """
 
 from __future__ import annotations
@@ -33,7 +34,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     http_status = getattr(exc, "http_status", None)
     code = getattr(exc, "code", None)
     if isinstance(http_status, int) and isinstance(code, str):
-        return Response(error_body(code, str(exc)), status=http_status)
+        fields = getattr(exc, "fields", None)
+        return Response(
+            error_body(code, str(exc), fields if isinstance(fields, dict) else None),
+            status=http_status,
+        )
     if isinstance(exc, DjangoValidationError):
         fields = exc.message_dict if hasattr(exc, "error_dict") else {}
         message = "; ".join(exc.messages)

@@ -18,14 +18,11 @@ from rest_framework.response import Response
 from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import APIView
 
+from agents_registry.authentication import require_scope
 from agents_registry.models import ApiKey
 from marketplace.exceptions import IdempotencyConflict
 from marketplace.models import IdempotentRequest
 from marketplace.selectors import Viewer, viewer_for_request
-
-
-class MissingScope(exceptions.PermissionDenied):
-    default_code = "missing_scope"
 
 
 class ParticipantWriteThrottle(SimpleRateThrottle):
@@ -66,10 +63,9 @@ class MarketView(APIView):
         self.perform_authentication(request)
         self.check_permissions(request)
         self.viewer = viewer_for_request(request)
-        scope = self.read_scope if request.method in ("GET", "HEAD") else self.write_scope
-        api_key = request.auth
-        if isinstance(api_key, ApiKey) and not api_key.has_scope(scope):
-            raise MissingScope(f"This API key lacks the scope {str(scope)!r} needed here.")
+        require_scope(
+            request, self.read_scope if request.method in ("GET", "HEAD") else self.write_scope
+        )
         super().initial(request, *args, **kwargs)
 
     @property
