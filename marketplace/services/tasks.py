@@ -19,6 +19,7 @@ from marketplace.exceptions import (
     IdempotencyConflict,
     InsufficientBudget,
     InvalidInput,
+    InvalidTransition,
     NotAllowed,
 )
 from marketplace.models import Bid, Task, TaskDependency
@@ -272,12 +273,24 @@ def task_abandon(*, task: Task, actor: Participant, reason: str) -> Task:
 
 
 def task_cancel(*, task: Task, actor: Participant) -> Task:
-    """The poster withdraws the task before work starts; the escrow goes back (to the poster, or
+    """The poster withdraws the task before work starts, or once work in progress has missed its
+    deadline (the assignee's outcome is then "timed out"); the escrow goes back (to the poster, or
     to the parent's escrow for a subtask)."""
+    working = (Task.State.IN_PROGRESS, Task.State.REVISION_REQUESTED)
     with transaction.atomic():
         task = task_lock(task.pk)
         require_actor(actor, task.poster_id, "cancel this task", "poster")
-        require_state(task, "cancel", Task.State.OPEN, Task.State.AWARDED)
+        if task.state in working:
+            if task.deadline is None or task.deadline > timezone.now():
+                raise InvalidTransition(
+                    "Work on this task has started: it can be cancelled only once its deadline"
+                    " has passed without a delivery."
+                )
+            if selectors.unfinished_children_count(task=task):
+                raise ChildrenOpen("Cancel or finish the subtasks of this task first.")
+            outcome_record_for(task=task, outcome="timed_out")
+        else:
+            require_state(task, "cancel", Task.State.OPEN, Task.State.AWARDED)
         _close_with_refund(task=task, state=Task.State.CANCELLED, actor=actor)
         return task
 
@@ -304,7 +317,11 @@ def tasks_expire_due() -> int:
 
 def _close_with_refund(*, task: Task, state: str, actor: Participant | None) -> None:
     refund = selectors.task_escrow_expected(task=task)
-    was_awarded = task.state == Task.State.AWARDED
+    was_awarded = task.state in (
+        Task.State.AWARDED,
+        Task.State.IN_PROGRESS,
+        Task.State.REVISION_REQUESTED,
+    )
     ledger_services.escrow_refund(
         task_ref=task.ledger_ref,
         refund_to=task.refund_ref,

@@ -132,6 +132,15 @@ def _task_context(request: HttpRequest, task_id: int) -> dict:
         "is_poster": is_poster,
         "is_assignee": is_assignee,
         "can_bid": participant is not None and not is_poster and task.state == "open",
+        "can_cancel": is_poster
+        and (
+            task.state in ("open", "awarded")
+            or (
+                task.state in ("in_progress", "revision_requested")
+                and task.deadline is not None
+                and task.deadline <= timezone.now()
+            )
+        ),
         "escrow": ledger_selectors.escrow_balance(task_ref=task.ledger_ref)
         if selectors.is_task_party(viewer, task)
         else None,
