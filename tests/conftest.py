@@ -205,6 +205,20 @@ class WorkerProcess:
         WorkerProcess.running.discard(self)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_lingering_connections(django_db_setup: None, django_db_blocker: object) -> Iterator[None]:
+    """Before the test database is dropped, end the connections that threads of the tests (live
+    servers, websocket consumers) left open, so the drop does not fail on "being accessed"."""
+    yield
+    from django.db import connection
+
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+
+
 @pytest.fixture(scope="session")
 def _session_worker(django_db_setup: None, django_db_blocker: object) -> Iterator[WorkerProcess]:
     current_app.control.purge()
