@@ -8,7 +8,8 @@ escrow checks, the entry, three transfers, the balance trigger, the escrow's res
 three legs: the assignee's payout, a third leg, and the remainder back to the poster. Two mixes:
 
 * ``uniform``: the third leg is a royalty to one of 1,000 creators (no account is shared);
-* ``hot``: the third leg is the platform fee, so every settlement credits ``platform:fees``.
+* ``hot``: the third leg is the platform fee, so every settlement credits ``platform:fees`` (kept
+  by the ledger as 8 sub-accounts, see ``ledger/services.py``; the baseline credits one row).
 
 The baseline moves the same amounts between the same kind of rows with plain SQL: one INSERT of
 the entry, three INSERTs of transfers and four UPDATEs of balances in a transaction, with no
@@ -19,6 +20,7 @@ report no difference. The last line of output is one JSON object (see bench/harn
 from __future__ import annotations
 
 import multiprocessing
+import os
 import random
 import sys
 import time
@@ -221,6 +223,9 @@ def _split(items: list, parts: int) -> list[list]:
 
 
 def main() -> None:
+    # Production settings (no query log kept per connection), as a deployment would run.
+    os.environ.setdefault("DEBUG", "false")
+    os.environ.setdefault("SECRET_KEY", "bench-only-secret-key-" + "x" * 40)
     args = parse_args(__doc__.splitlines()[0])
     quick = args.quick
     rounds = args.rounds or (1 if quick else 3)

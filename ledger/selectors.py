@@ -9,7 +9,7 @@ from django.db import connection
 from django.db.models import Sum
 
 from ledger.models import Account, Escrow, JournalEntry
-from ledger.services import escrow_address, wallet_address
+from ledger.services import PLATFORM_FEES, escrow_address, fee_addresses, wallet_address
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,18 @@ def escrow_balance(*, task_ref: str) -> int:
 
 
 def account_for(*, address: str) -> Account | None:
-    return Account.objects.filter(address=address).first()
+    """The account at ``address``. For the platform fee account, kept as sub-accounts (see
+    ``services.FEE_SUBACCOUNTS``), an unsaved account whose balance is their total."""
+    if address != PLATFORM_FEES:
+        return Account.objects.filter(address=address).first()
+    total = Account.objects.filter(address__in=fee_addresses()).aggregate(total=Sum("balance"))
+    return Account(
+        address=PLATFORM_FEES,
+        kind=Account.Kind.PLATFORM_FEES,
+        owner_ref="platform",
+        may_go_negative=True,
+        balance=total["total"] or 0,
+    )
 
 
 @dataclass(frozen=True)

@@ -55,6 +55,12 @@ Reason = JournalEntry.Reason
 logger = logging.getLogger(__name__)
 
 PLATFORM_FEES = "platform:fees"
+# The platform fee account takes a leg of every settlement. As one row, its cached balance would be
+# locked by each settlement until that settlement commits, and settlements would queue behind one
+# another. It is kept as FEE_SUBACCOUNTS sub-accounts instead ("platform:fees/0" to "/7"), one
+# picked at random for each posting; the fee account's balance is their sum (see
+# ``selectors.account_for``), and a reversal returns credits to the sub-account they came from.
+FEE_SUBACCOUNTS = 8
 STRIPE_CLEARING = "platform:stripe_clearing"
 PROMOTIONAL = "platform:promotional"
 DISPUTE_HOLD = "platform:dispute_hold"
@@ -87,6 +93,15 @@ def receivable_address(owner_ref: str) -> str:
     return f"receivable:{owner_ref}"
 
 
+def fee_address() -> str:
+    """One of the platform fee account's sub-accounts, at random (spreads the row locks)."""
+    return f"{PLATFORM_FEES}/{random.randrange(FEE_SUBACCOUNTS)}"
+
+
+def fee_addresses() -> list[str]:
+    return [f"{PLATFORM_FEES}/{number}" for number in range(FEE_SUBACCOUNTS)]
+
+
 def target_address(target: str) -> str:
     """The account a target names: a task's escrow, a platform account, or a wallet."""
     if target.startswith("task:"):
@@ -94,7 +109,7 @@ def target_address(target: str) -> str:
     if target.startswith("platform:"):
         if target not in PLATFORM_ACCOUNTS:
             raise UnknownAccount(f"There is no platform account {target!r}.")
-        return target
+        return fee_address() if target == PLATFORM_FEES else target
     _check_ref(target, "target")
     return wallet_address(target)
 
@@ -119,6 +134,9 @@ def _check_key(key: str) -> None:
 
 def _account_spec(address: str) -> tuple[str, str, bool]:
     """(kind, owner_ref, may go negative) of an address the ledger opens on demand."""
+    if address in fee_addresses():
+        # One account per (kind, owner): each sub-account is its own owner.
+        return Account.Kind.PLATFORM_FEES, f"platform/{address.rsplit('/', 1)[1]}", True
     if address in PLATFORM_ACCOUNTS:
         kind, may_go_negative = PLATFORM_ACCOUNTS[address]
         return kind, "platform", may_go_negative
@@ -593,7 +611,7 @@ def escrow_settle(
     source = escrow_address(task_ref)
     legs = [
         Leg(source, wallet_address(payee_ref), plan.assignee),
-        Leg(source, PLATFORM_FEES, plan.fee),
+        Leg(source, fee_address(), plan.fee),
         *(Leg(source, wallet_address(owner_ref), amount) for owner_ref, amount in plan.royalties),
         Leg(source, target_address(refund_to), plan.refund),
     ]
