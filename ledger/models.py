@@ -2,13 +2,15 @@
 
 Unit
     One **credit** is the smallest unit of value in the market; every amount is a whole number of
-    credits (``BigIntegerField``), never a float. Credit packs are sold at 1,000 credits for one US
-    dollar (a credit is a tenth of a cent), see ``ledger/packs.py``.
+    credits (``BigIntegerField``), never a float. The smallest credit pack sells 1,000 credits for
+    one US dollar (a credit is a tenth of a cent; bigger packs are cheaper): ``ledger/packs.py``.
 
 Accounts
     An account has a kind, the reference of its owner (``participant:<id>``, ``task:<id>`` or
     ``platform``) and an ``address`` that is unique (``wallet:participant:7``, ``escrow:task:3``,
-    ``platform:fees``). The ledger never imports the apps that own those references.
+    ``platform:stripe_clearing``). The ledger never imports the apps that own those references.
+    The platform fee account, which takes a leg of every settlement, is kept as 8 sub-accounts
+    (``platform:fees/0`` to ``/7``) so that settlements do not queue on one row lock.
     Wallets, escrows and the dispute hold hold participants' money and may not go negative (a CHECK
     constraint); the platform's own accounts (fees, Stripe clearing, promotional grants,
     receivables) may.
