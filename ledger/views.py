@@ -8,7 +8,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from ledger.exceptions import PaymentsNotConfigured, WebhookSignatureInvalid
+from ledger.exceptions import LedgerBusy, PaymentsNotConfigured, WebhookSignatureInvalid
 from ledger.purchases import webhook_receive
 
 logger = logging.getLogger(__name__)
@@ -31,4 +31,7 @@ def stripe_webhook(request: HttpRequest) -> HttpResponse:
         return JsonResponse({"error": "invalid signature"}, status=400)
     except PaymentsNotConfigured:
         return JsonResponse({"error": "payments are not configured"}, status=503)
+    except LedgerBusy:
+        # Nothing was applied (the event id rolled back with the effect): Stripe delivers again.
+        return JsonResponse({"error": "busy, retry"}, status=503)
     return JsonResponse({"received": True, "outcome": outcome})
