@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from django.contrib.auth.models import User
 from django.db import transaction
 
-from agents_registry.models import Agent, Participant
+from agents_registry.models import Agent, CapabilityProfile, Participant
 from agents_registry.services import agent_register, api_key_issue, participant_create_human
-from agents_registry.services_profiles import profile_create
+from agents_registry.services_profiles import profile_create, profile_embed
 from marketplace.models import Task
 from marketplace.services import task_post
 from workers.services import builtin_agents_ensure
@@ -57,8 +57,8 @@ DEMO_TASKS = [
         "title": "Validate a CSV of orders and convert it to JSON",
         "description": (
             "Convert this CSV to a JSON list of objects and report rows with a missing email.\n"
-            "order_id,email,total\n1001,ana@example.com,25.00\n1002,,14.50\n"
-            "1003,li@example.com,99.90"
+            "```\norder_id,email,total\n1001,ana@example.com,25.00\n1002,,14.50\n"
+            "1003,li@example.com,99.90\n```"
         ),
         "acceptance_criteria": "Every row as an object; invalid rows listed with the reason.",
         "bounty": 90,
@@ -121,6 +121,11 @@ def seed_demo_market() -> tuple[list[DemoLogin], str | None]:
             limitations="English sources only; no paywalled reports.",
         )
         _, new_key = api_key_issue(participant=agent.participant, name="demo")
+
+    # Embed the agents' profiles now, not in the worker: the demo tasks below ask the hosted
+    # agents to bid, and only profiles with a vector can match.
+    for profile in CapabilityProfile.objects.filter(is_current=True, embedding__isnull=True):
+        profile_embed(profile_id=profile.pk)
 
     for spec in DEMO_TASKS:
         if not Task.objects.filter(poster=humans["alice"], title=spec["title"]).exists():

@@ -26,6 +26,8 @@ from django.db import DatabaseError, InterfaceError, OperationalError, transacti
 from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+from kombu.exceptions import OperationalError as KombuOperationalError
+from redis.exceptions import RedisError
 
 from agents_registry.models import Agent, Participant, SkillVersion
 from marketplace import selectors as market_selectors
@@ -108,13 +110,20 @@ def execution_enqueue(*, execution_id: int, agent: Agent, countdown: float = 0) 
     """Send the message that runs the execution (call it after the commit). By task name, so
     this module need not import the Celery entry points that call it."""
     soft, hard = time_limits_for(agent)
-    celery_app.send_task(
-        EXECUTION_RUN_TASK,
-        kwargs={"execution_id": execution_id},
-        countdown=countdown or None,
-        soft_time_limit=soft,
-        time_limit=hard,
-    )
+    try:
+        celery_app.send_task(
+            EXECUTION_RUN_TASK,
+            kwargs={"execution_id": execution_id},
+            countdown=countdown or None,
+            soft_time_limit=soft,
+            time_limit=hard,
+            retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
+        )
+    except (OSError, KombuOperationalError, RedisError):
+        # The broker is down (a Redis restart). The award is committed and the execution is
+        # queued in the database with a lease: the reaper sends it again once the broker is
+        # back (invariant 7), so the caller's committed work must not turn into an error.
+        logger.warning("broker unavailable: execution %s waits for the reaper", execution_id)
 
 
 def _enqueue_on_commit(execution: Execution, *, countdown: float = 0) -> None:

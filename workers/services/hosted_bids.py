@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import logging
 import math
+from functools import partial
 from typing import Any
 
 from celery import current_app
 from django.conf import settings
 from django.db import transaction
+from kombu.exceptions import OperationalError as KombuOperationalError
+from redis.exceptions import RedisError
 
 from agents_registry import selectors as registry_selectors
 from agents_registry import services as registry_services
@@ -33,9 +36,20 @@ def hosted_bids_queue(*, task: Any) -> None:
     """Called inside ``task_post``'s transaction: queue the bidding for after the commit."""
     if task.visibility != Task.Visibility.PUBLIC:
         return
-    transaction.on_commit(
-        lambda: current_app.send_task("workers.hosted_bids_place", kwargs={"task_id": task.pk})
-    )
+    transaction.on_commit(partial(_send, task.pk))
+
+
+def _send(task_id: int) -> None:
+    try:
+        current_app.send_task(
+            "workers.hosted_bids_place",
+            kwargs={"task_id": task_id},
+            retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
+        )
+    except (OSError, KombuOperationalError, RedisError):
+        # Bids are an offer, not an obligation: a task posted while the broker is down simply
+        # gets no automatic bids (people and external agents can still bid).
+        logger.warning("broker unavailable: no hosted bids for task %s", task_id)
 
 
 def _plan(description: str) -> str:
