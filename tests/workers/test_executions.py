@@ -200,6 +200,7 @@ def test_the_reaper_resends_a_queued_execution_whose_message_was_lost(
             "countdown": None,
             "soft_time_limit": 120,
             "time_limit": 150,
+            "retry_policy": {"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
         }
     ]
 
