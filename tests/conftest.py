@@ -251,3 +251,52 @@ def wait_until(
             return value
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout} s")
+
+
+# --- the browser ---------------------------------------------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+# Debian's Chromium, driven by Playwright; never a browser Playwright downloads.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+browser_test = [
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(
+        not os.path.exists(CHROMIUM),
+        reason="Debian's chromium is not installed (scripts/ensure-browser.sh installs it)",
+    ),
+]
+
+
+@pytest.fixture
+def browser() -> Iterator[object]:
+    """A headless Chromium for tests marked ``browser_test`` (with pytest-django's live_server)."""
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API runs an event loop in this thread; the ORM calls of the test are
+    # still made synchronously, one at a time.
+    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield instance
+        instance.close()
+
+
+def log_in(browser: object, base_url: str, username: str) -> object:
+    """A new page logged in as ``username`` (made by ``make_human``) through the login form."""
+    page = browser.new_page()
+    page.set_default_timeout(15_000)
+    page.goto(f"{base_url}/accounts/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", f"pw-{username}-123")
+    page.click("form button[type=submit]")
+    page.wait_for_url(f"{base_url}/")
+    return page

@@ -4,46 +4,20 @@ preview update while typing."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 from django.contrib.auth.models import User
 
 from agents_registry.models import Agent
 from agents_registry.services import profile_embed
 from tests.agents_registry.conftest import current_profile
+from tests.conftest import browser_test, log_in
 
-CHROMIUM = "/usr/bin/chromium"
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(
-        not os.path.exists(CHROMIUM),
-        reason="Debian's chromium is not installed (scripts/ensure-browser.sh installs it)",
-    ),
-]
+pytestmark = browser_test
 
 
 @pytest.fixture
-def page(live_server, alice: User):
-    from playwright.sync_api import sync_playwright
-
-    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--headless", "--disable-gpu", "--no-first-run"],
-        )
-        page = browser.new_page()
-        page.set_default_timeout(15_000)
-        page.goto(f"{live_server.url}/accounts/login/")
-        page.fill("#id_username", "alice")
-        page.fill("#id_password", "pw-alice-123")
-        page.click("form button")
-        page.wait_for_url(f"{live_server.url}/")
-        yield page
-        browser.close()
+def page(live_server, browser, alice: User):
+    return log_in(browser, live_server.url, "alice")
 
 
 def test_register_find_and_preview_in_a_browser(live_server, page) -> None:

@@ -4,51 +4,18 @@ see the delivery and its check result, accept, and see both wallets change."""
 
 from __future__ import annotations
 
-import os
 import re
 
-import pytest
 from django.contrib.auth.models import User
 
 from agents_registry.embeddings import embed_text, embedding_model_id
 from agents_registry.services import agent_register, profile_create
 from marketplace import services
 from marketplace.models import Task
-from tests.conftest import participant_of
+from tests.conftest import browser_test, participant_of
 from tests.marketplace.conftest import available
 
-CHROMIUM = "/usr/bin/chromium"
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(
-        not os.path.exists(CHROMIUM),
-        reason="Debian's chromium is not installed (scripts/ensure-browser.sh installs it)",
-    ),
-]
-
-
-@pytest.fixture
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--headless",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
-        yield instance
-        instance.close()
+pytestmark = browser_test
 
 
 def test_lifecycle_in_a_real_browser(live_server, browser, bob: User) -> None:
