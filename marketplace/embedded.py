@@ -165,21 +165,6 @@ def _psql(pgdata: Path, socket_dir: Path, database: str, sql: str) -> None:
     )
 
 
-def postgres_in_use(data_dir: Path) -> bool:
-    """Does any client (other than this check) hold a connection to the embedded server?"""
-    socket_dir = _postgres_socket_dir(data_dir)
-    if socket_dir is None:
-        return False
-    import psycopg
-
-    with psycopg.connect(_postgres_url(socket_dir, "postgres"), autocommit=True) as connection:
-        row = connection.execute(
-            "SELECT count(*) FROM pg_stat_activity"
-            " WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
-        ).fetchone()
-    return bool(row and row[0])
-
-
 def stop_postgres(data_dir: Path) -> bool:
     if not postgres_running(data_dir):
         return False
@@ -261,28 +246,51 @@ def _start_redis(data_dir: Path) -> None:
     raise EmbeddedServiceError(f"embedded Redis did not start; see {folder / 'redis.log'}")
 
 
-def redis_in_use(data_dir: Path) -> bool:
-    """Does any client other than this check hold a connection to the embedded Redis?"""
-    if _redis_pid(data_dir) is None:
-        return False
-    import redis
-
-    _, socket_path, _ = _redis_paths(data_dir)
-    client = redis.Redis(unix_socket_path=str(socket_path))
-    try:
-        return len(client.client_list()) > 1
-    finally:
-        client.close()
-
-
 def stop_redis(data_dir: Path) -> bool:
     pid = _redis_pid(data_dir)
     if pid is None:
         return False
     os.kill(pid, signal.SIGTERM)
-    with contextlib.suppress(psutil.NoSuchProcess):
+    try:
         psutil.Process(pid).wait(timeout=20)
+    except psutil.NoSuchProcess:
+        pass
+    except psutil.TimeoutExpired:
+        # Redis refuses to exit on SIGTERM when it cannot write its final snapshot (its folder
+        # was removed): the append-only file already holds every write, so end it.
+        os.kill(pid, signal.SIGKILL)
     return True
+
+
+# --- who uses the servers -------------------------------------------------------------------------
+
+
+def _users_dir(data_dir: Path) -> Path:
+    return data_dir / "users"
+
+
+def user_register(data_dir: Path) -> None:
+    """Record that this process (a test run, ``manage.py up``) uses the embedded servers."""
+    folder = _users_dir(data_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / str(os.getpid())).touch()
+
+
+def user_unregister(data_dir: Path) -> None:
+    (_users_dir(data_dir) / str(os.getpid())).unlink(missing_ok=True)
+
+
+def other_users(data_dir: Path) -> list[int]:
+    """Live processes other than this one that registered as users (stale entries are removed)."""
+    others = []
+    for entry in _users_dir(data_dir).glob("*"):
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        if psutil.pid_exists(int(entry.name)):
+            others.append(int(entry.name))
+        else:
+            entry.unlink(missing_ok=True)
+    return others
 
 
 def stop_all(data_dir: Path) -> list[str]:

@@ -27,6 +27,12 @@ from agents_registry.services import participant_create_human
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    from marketplace import embedded
+
+    embedded.user_register(settings.DATA_DIR)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Leave no stray servers: stop the embedded ones if this test session started them."""
     from django.db import connections
@@ -34,10 +40,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     from marketplace import embedded
 
     connections.close_all()
+    embedded.user_unregister(settings.DATA_DIR)
     # Last one out: another test run (or `make run`) may have started using them since.
-    if "redis" in embedded.started_here and not embedded.redis_in_use(settings.DATA_DIR):
+    if embedded.other_users(settings.DATA_DIR):
+        return
+    if "redis" in embedded.started_here:
         embedded.stop_redis(settings.DATA_DIR)
-    if "postgres" in embedded.started_here and not embedded.postgres_in_use(settings.DATA_DIR):
+    if "postgres" in embedded.started_here:
         embedded.stop_postgres(settings.DATA_DIR)
 
 

@@ -44,6 +44,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: object, **options: object) -> None:
         data_dir = settings.DATA_DIR
+        embedded.user_register(data_dir)
 
         call_command("migrate", interactive=False, verbosity=0)
         call_command("collectstatic", interactive=False, verbosity=0)
@@ -93,12 +94,15 @@ class Command(BaseCommand):
         try:
             manager.loop()
         finally:
-            # Only the servers this command started: others may be using ones it found running.
+            # Only the servers this command started, and only if no other user (a test run,
+            # another `up`) registered since: they may be using them.
+            embedded.user_unregister(data_dir)
             stopped = []
-            if "postgres" in embedded.started_here and embedded.stop_postgres(data_dir):
-                stopped.append("postgres")
-            if "redis" in embedded.started_here and embedded.stop_redis(data_dir):
-                stopped.append("redis")
+            if not embedded.other_users(data_dir):
+                if "postgres" in embedded.started_here and embedded.stop_postgres(data_dir):
+                    stopped.append("postgres")
+                if "redis" in embedded.started_here and embedded.stop_redis(data_dir):
+                    stopped.append("redis")
             if stopped:
                 self.stdout.write(f"stopped the embedded {' and '.join(stopped)}")
         sys.exit(manager.returncode or 0)
