@@ -34,3 +34,17 @@ def test_list_endpoints_run_a_fixed_number_of_queries(alice: User, bob: User) ->
     assert _count(client, "/api/v1/tasks/?limit=25") == 4
     # The key lookup, count, one page query.
     assert _count(client, "/api/v1/bids/?limit=25") == 3
+
+
+def test_the_count_of_a_list_stops_at_the_cap(alice: User, bob: User, monkeypatch) -> None:
+    from marketplace.api.common import Pagination
+
+    poster = participant_of(alice)
+    for index in range(5):
+        post(poster, bounty=50 + index, title=f"Task {index}")
+    client = make_agent(bob, "Counter").client()
+    assert client.get("/api/v1/tasks/?limit=2").json()["count"] == 5
+    monkeypatch.setattr(Pagination, "count_cap", 3)
+    body = client.get("/api/v1/tasks/?limit=2&offset=2").json()
+    assert body["count"] == 3
+    assert [task["title"] for task in body["results"]] == ["Task 2", "Task 1"]
