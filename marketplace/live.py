@@ -13,6 +13,8 @@ The thread is started lazily, and again after a fork (Celery's prefork pool, gun
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
 import logging
 import os
 import queue
@@ -31,6 +33,8 @@ _queue: queue.SimpleQueue[tuple[str, dict[str, Any]]] = queue.SimpleQueue()
 _pending = 0  # hints queued and not yet sent (for flush())
 _condition = threading.Condition()
 _owner_pid: int | None = None
+_thread: threading.Thread | None = None
+_STOP = ("", {})  # the sentinel that ends the thread
 
 
 def publish(group: str, message: dict[str, Any]) -> None:
@@ -53,7 +57,7 @@ def flush(timeout: float = 5.0) -> bool:
 
 
 def _ensure_thread() -> None:
-    global _owner_pid, _queue, _pending
+    global _owner_pid, _queue, _pending, _thread
     if _owner_pid == os.getpid():
         return
     with _condition:
@@ -63,7 +67,19 @@ def _ensure_thread() -> None:
         _queue = queue.SimpleQueue()
         _pending = 0
         _owner_pid = os.getpid()
-        threading.Thread(target=_run, name="live-hints", daemon=True).start()
+        _thread = threading.Thread(target=_run, name="live-hints", daemon=True)
+        _thread.start()
+        atexit.register(_shutdown)
+
+
+def _shutdown() -> None:
+    """At exit: send what is queued, then end the thread before the interpreter finalises (a
+    daemon thread woken during finalisation aborts the process)."""
+    if _thread is None or _owner_pid != os.getpid() or not _thread.is_alive():
+        return
+    flush(timeout=2)
+    _queue.put(_STOP)
+    _thread.join(timeout=2)
 
 
 def _run() -> None:
@@ -79,6 +95,8 @@ def _run() -> None:
                 batch.append(hints.get_nowait())
             except queue.Empty:
                 break
+        stopping = _STOP in batch
+        batch = [hint for hint in batch if hint is not _STOP]
         try:
             loop.run_until_complete(_send_all(layer, batch))
         except Exception:  # a lost hint must not kill the publisher; pages refetch anyway
@@ -86,6 +104,12 @@ def _run() -> None:
         with _condition:
             _pending -= len(batch)
             _condition.notify_all()
+        if stopping:
+            # channels_redis: close its connections cleanly; at exit nothing more can be done.
+            with contextlib.suppress(Exception):
+                loop.run_until_complete(layer.close_pools())
+            loop.close()
+            return
 
 
 async def _send_all(layer: Any, batch: list[tuple[str, dict[str, Any]]]) -> None:

@@ -28,6 +28,7 @@ TASK_EMBEDDING_DIMENSIONS = 384
 
 class Task(models.Model):
     class State(models.TextChoices):
+        DRAFT = "draft", "Draft (not yet funded)"
         OPEN = "open", "Open for bids"
         AWARDED = "awarded", "Awarded"
         IN_PROGRESS = "in_progress", "In progress"
@@ -99,7 +100,7 @@ class Task(models.Model):
             ),
             models.CheckConstraint(
                 name="task_assigned_when_past_open",
-                condition=models.Q(state__in=["open", "cancelled", "expired"])
+                condition=models.Q(state__in=["draft", "open", "cancelled", "expired"])
                 | models.Q(assignee__isnull=False, price__isnull=False),
             ),
             models.UniqueConstraint(

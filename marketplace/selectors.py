@@ -49,7 +49,9 @@ def speaks_for(viewer: Viewer, party: Participant | None) -> bool:
 
 
 def can_view_task(viewer: Viewer, task: Task) -> bool:
-    if viewer.is_staff or task.visibility == Task.Visibility.PUBLIC:
+    if viewer.is_staff:
+        return True
+    if task.visibility == Task.Visibility.PUBLIC and task.state != Task.State.DRAFT:
         return True
     if viewer.participant is None:
         return False
@@ -141,7 +143,8 @@ def tasks_visible(*, viewer: Viewer) -> QuerySet[Task]:
     queryset = Task.objects.all()
     if viewer.is_staff:
         return queryset
-    public = Q(visibility=Task.Visibility.PUBLIC)
+    # A draft is its poster's own until published, whatever its visibility.
+    public = Q(visibility=Task.Visibility.PUBLIC) & ~Q(state=Task.State.DRAFT)
     if viewer.participant is None:
         return queryset.filter(public)
     # Participant ids resolved up front (one small query), so the task filter is plain IN lists on

@@ -24,6 +24,11 @@ api_urlpatterns: list = [
     path("tasks/<int:task_id>/events/", task_api.TaskEventsView.as_view(), name="api-task-events"),
     path("tasks/<int:task_id>/subtasks/", task_api.SubtaskPostView.as_view(), name="api-subtasks"),
     path("tasks/<int:task_id>/claim/", task_api.TaskClaimView.as_view(), name="api-task-claim"),
+    path(
+        "tasks/<int:task_id>/publish/",
+        task_api.TaskPublishView.as_view(),
+        name="api-task-publish",
+    ),
     path("tasks/<int:task_id>/start/", task_api.TaskStartView.as_view(), name="api-task-start"),
     path(
         "tasks/<int:task_id>/abandon/", task_api.TaskAbandonView.as_view(), name="api-task-abandon"

@@ -83,6 +83,9 @@ class TaskPostInput(serializers.Serializer):
         child=serializers.IntegerField(min_value=1), required=False, default=list
     )
     auto_award = serializers.JSONField(required=False, default=dict)
+    draft = serializers.BooleanField(
+        required=False, default=False, help_text="Save unfunded; publish later to fund and open."
+    )
 
 
 class BidInput(serializers.Serializer):

@@ -151,6 +151,13 @@ class TaskStartView(_TaskAction):
         return services.task_start(task=task, actor=self.participant)
 
 
+class TaskPublishView(_TaskAction):
+    """Fund a draft (lock its bounty in escrow) and open it for bids."""
+
+    def act(self, task: Task) -> Task:
+        return services.task_publish(task=task, actor=self.participant)
+
+
 class TaskCancelView(_TaskAction):
     def act(self, task: Task) -> Task:
         return services.task_cancel(task=task, actor=self.participant)

@@ -34,6 +34,7 @@ from marketplace.services.tasks import (
     task_dependency_add,
     task_expire,
     task_post,
+    task_publish,
     task_start,
     tasks_expire_due,
 )
@@ -61,6 +62,7 @@ __all__ = [
     "task_dependency_add",
     "task_expire",
     "task_post",
+    "task_publish",
     "task_start",
     "tasks_auto_award_due",
     "tasks_expire_due",

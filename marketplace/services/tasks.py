@@ -65,11 +65,13 @@ def task_post(
     depends_on: Sequence[Task] = (),
     auto_award: dict | None = None,
     idempotency_key: str | None = None,
+    draft: bool = False,
 ) -> Task:
     """Post a task and lock its bounty in escrow, in one transaction: from the poster's wallet, or
     for a subtask (``parent`` given, posted by the parent's assignee) from the parent's escrow.
     Insufficient credits creates nothing. A replay with the same ``idempotency_key`` returns the
-    first task."""
+    first task. A ``draft`` is saved unfunded and seen only by its poster until
+    :func:`task_publish`."""
     title = validation.clean_text(title, field="title", maximum=validation.MAX_TITLE)
     description = validation.clean_text(
         description, field="description", maximum=validation.MAX_DESCRIPTION
@@ -118,6 +120,7 @@ def task_post(
                     )
             task = Task.objects.create(
                 poster=poster,
+                state=Task.State.DRAFT if draft else Task.State.OPEN,
                 parent=parent,
                 title=title,
                 description=description,
@@ -139,27 +142,10 @@ def task_post(
             TaskDependency.objects.bulk_create(
                 [TaskDependency(task=task, depends_on=dependency) for dependency in depends_on]
             )
-            if parent is not None:
-                ledger_services.escrow_delegate(
-                    parent_task_ref=parent.ledger_ref,
-                    child_task_ref=task.ledger_ref,
-                    amount=bounty,
-                    idempotency_key=f"{task.ledger_ref}:post",
-                )
-                event_record(task=parent, kind="subtask_posted", actor=poster, subtask=task.pk)
-            else:
-                try:
-                    ledger_services.escrow_lock(
-                        task_ref=task.ledger_ref,
-                        payer_ref=poster.ledger_ref,
-                        amount=bounty,
-                        idempotency_key=f"{task.ledger_ref}:post",
-                    )
-                except InsufficientCredits as error:
-                    raise InsufficientBudget(
-                        f"Your wallet has {error.available} credits available; a bounty of "
-                        f"{bounty} needs {error.needed}. Lower the bounty or buy credits."
-                    ) from error
+            if draft:
+                event_record(task=task, kind="drafted", actor=poster, bounty=bounty)
+                return task
+            _fund(task=task, poster=poster)
             event_record(task=task, kind="posted", actor=poster, bounty=bounty)
             post_handler_call(task=task)
             return task
@@ -171,6 +157,54 @@ def task_post(
         if existing is None:
             raise
         return _replayed(existing, title=title, bounty=bounty, parent=parent)
+
+
+def _fund(*, task: Task, poster: Participant) -> None:
+    """Lock the bounty in the task's escrow (the caller holds the transaction)."""
+    if task.parent is not None:
+        ledger_services.escrow_delegate(
+            parent_task_ref=task.parent.ledger_ref,
+            child_task_ref=task.ledger_ref,
+            amount=task.bounty,
+            idempotency_key=f"{task.ledger_ref}:post",
+        )
+        event_record(task=task.parent, kind="subtask_posted", actor=poster, subtask=task.pk)
+    else:
+        try:
+            ledger_services.escrow_lock(
+                task_ref=task.ledger_ref,
+                payer_ref=poster.ledger_ref,
+                amount=task.bounty,
+                idempotency_key=f"{task.ledger_ref}:post",
+            )
+        except InsufficientCredits as error:
+            raise InsufficientBudget(
+                f"Your wallet has {error.available} credits available; a bounty of "
+                f"{task.bounty} needs {error.needed}. Lower the bounty or buy credits."
+            ) from error
+
+
+def task_publish(*, task: Task, actor: Participant) -> Task:
+    """The poster funds a draft and opens it for bids (the same checks as posting it)."""
+    with transaction.atomic():
+        task = task_lock(task.pk)
+        require_actor(actor, task.poster_id, "publish this task", "poster")
+        require_state(task, "publish", Task.State.DRAFT)
+        if task.parent_id is not None:
+            parent = task_lock(task.parent_id)
+            require_state(parent, "post subtasks of", Task.State.IN_PROGRESS)
+            capacity = selectors.task_delegation_capacity(task=parent)
+            if task.bounty > capacity:
+                raise InsufficientBudget(
+                    f"Task #{parent.pk} can delegate at most {capacity} more credits; this "
+                    f"subtask asks {task.bounty}."
+                )
+        _fund(task=task, poster=actor)
+        task.state = Task.State.OPEN
+        task.save(update_fields=["state", "updated_at"])
+        event_record(task=task, kind="posted", actor=actor, bounty=task.bounty)
+        post_handler_call(task=task)
+        return task
 
 
 def _replayed(existing: Task, *, title: str, bounty: int, parent: Task | None) -> Task:
@@ -289,6 +323,12 @@ def task_cancel(*, task: Task, actor: Participant) -> Task:
             if selectors.unfinished_children_count(task=task):
                 raise ChildrenOpen("Cancel or finish the subtasks of this task first.")
             outcome_record_for(task=task, outcome="timed_out")
+        elif task.state == Task.State.DRAFT:
+            # Never funded: nothing to refund.
+            task.state = Task.State.CANCELLED
+            task.save(update_fields=["state", "updated_at"])
+            event_record(task=task, kind=Task.State.CANCELLED, actor=actor, refunded=0)
+            return task
         else:
             require_state(task, "cancel", Task.State.OPEN, Task.State.AWARDED)
         _close_with_refund(task=task, state=Task.State.CANCELLED, actor=actor)

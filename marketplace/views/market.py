@@ -72,11 +72,17 @@ def task_new(request: HttpRequest) -> HttpResponse:
                     deadline=deadline,
                     visibility=values.get("visibility", "public"),
                     idempotency_key=values.get("form_key") or None,
+                    draft="save_draft" in values,
                 )
             except MarketError as error:
                 errors = str(error)
             else:
-                messages.success(request, f"Posted. {task.bounty} credits are held in escrow.")
+                if task.state == task.State.DRAFT:
+                    messages.success(
+                        request, "Saved as a draft: only you see it until you publish."
+                    )
+                else:
+                    messages.success(request, f"Posted. {task.bounty} credits are held in escrow.")
                 return redirect("task-detail", task_id=task.pk)
     context = {
         "values": values,
@@ -134,7 +140,7 @@ def _task_context(request: HttpRequest, task_id: int) -> dict:
         "can_bid": participant is not None and not is_poster and task.state == "open",
         "can_cancel": is_poster
         and (
-            task.state in ("open", "awarded")
+            task.state in ("draft", "open", "awarded")
             or (
                 task.state in ("in_progress", "revision_requested")
                 and task.deadline is not None
@@ -207,6 +213,9 @@ def task_act(request: HttpRequest, task_id: int, action: str) -> HttpResponseBas
         elif action == "reject":
             services.delivery_reject(delivery=delivery, actor=actor, reason=data.get("reason"))
             message = "Rejected; a dispute is open for staff to resolve."
+        elif action == "publish":
+            services.task_publish(task=task, actor=actor)
+            message = f"Published. {task.bounty} credits are held in escrow."
         elif action == "cancel":
             services.task_cancel(task=task, actor=actor)
             message = "Cancelled; the escrow was refunded."

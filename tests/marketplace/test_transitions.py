@@ -44,12 +44,15 @@ ACTIONS: dict[str, Callable[[Task, Participant], object]] = {
     "reject": lambda task, actor: services.delivery_reject(
         delivery=_delivery(task), actor=actor, reason="no"
     ),
+    "publish": lambda task, actor: services.task_publish(task=task, actor=actor),
     "cancel": lambda task, actor: services.task_cancel(task=task, actor=actor),
     "abandon": lambda task, actor: services.task_abandon(task=task, actor=actor, reason="busy"),
 }
 
 # (state, action, role) that are allowed; every other combination must be refused.
 ALLOWED = {
+    ("draft", "publish", "poster"),
+    ("draft", "cancel", "poster"),
     ("open", "bid", "worker"),
     ("open", "bid", "outsider"),
     ("open", "claim", "worker"),
@@ -68,6 +71,7 @@ ALLOWED = {
     ("revision_requested", "abandon", "worker"),
 }
 STATES = [
+    "draft",
     "open",
     "awarded",
     "in_progress",
@@ -151,6 +155,7 @@ def test_every_allowed_transition_moves_the_task(
         "accept": "accepted",
         "revise": "revision_requested",
         "reject": "disputed",
+        "publish": "open",
         "cancel": "cancelled",
         "abandon": "open",
     }[action]
