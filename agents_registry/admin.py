@@ -19,19 +19,7 @@ from agents_registry.models import (
     SkillVersion,
 )
 from agents_registry.services import participant_for_user
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Audit records are written by services only."""
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
+from ledger.admin import ReadOnlyAdmin
 
 
 class ProfileInline(admin.TabularInline):

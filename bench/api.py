@@ -17,25 +17,20 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 from harness import (
-    ROOT,
     Timings,
     emit,
     http_load,
-    median,
+    http_server,
     parse_args,
     ratio,
     setup_django,
-    wait_for_http,
+    summarise,
 )
-from web_servers import free_port
 
 
 def seed(
@@ -154,22 +149,10 @@ def main() -> None:
             "MARKET_WRITE_RATE": "100000000/minute",
         }
     )
-    port = free_port()
-    commands = {
-        "gunicorn": f"{sys.executable} -m gunicorn marketplace.wsgi:application"
-        f" --bind 127.0.0.1:{port} --workers 2 --threads 4 --worker-class gthread"
-        " --log-level warning",
-        "uvicorn": f"{sys.executable} -m uvicorn marketplace.asgi:application --host 127.0.0.1"
-        f" --port {port} --workers 2 --no-access-log --lifespan off --log-level warning",
-    }
-    server = subprocess.Popen(
-        commands[args.server].split(), cwd=ROOT, env=env, start_new_session=True
-    )
-    base = f"http://127.0.0.1:{port}"
     headers = {"Authorization": f"Api-Key {keys[0]}"}
     figures: dict[str, dict] = {}
-    try:
-        wait_for_http(f"{base}/healthz")
+    with http_server(args.server, env) as base:
+        port = int(base.rsplit(":", 1)[1])
         reads = {
             "minimal_json": f"{base}/healthz",
             "task_list": f"{base}/api/v1/tasks/?limit=20",
@@ -178,11 +161,7 @@ def main() -> None:
         for name, url in reads.items():
             http_load(url, duration=1.0, headers=headers)  # warm up
             runs = [http_load(url, duration=duration, headers=headers) for _ in range(rounds)]
-            figures[name] = {
-                "rps": median(r["rps"] for r in runs),
-                "p95_ms": median(r["p95_ms"] for r in runs),
-                "errors": sum(r["errors"] for r in runs),
-            }
+            figures[name] = summarise(runs)
         for name, targets, path_for, body_for in (
             (
                 "bid",
@@ -204,14 +183,7 @@ def main() -> None:
                     for ids in targets
                 ]
                 runs.append(post_load(port, keys, chunk, body_for, path_for))
-            figures[name] = {
-                "rps": median(r["rps"] for r in runs),
-                "p95_ms": median(r["p95_ms"] for r in runs),
-                "errors": sum(r["errors"] for r in runs),
-            }
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+            figures[name] = summarise(runs)
     baseline = figures["minimal_json"]["rps"]
     for values in figures.values():
         values["ratio_to_minimal"] = ratio(values["rps"], baseline)

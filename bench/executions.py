@@ -59,11 +59,6 @@ def main() -> None:
     os.environ.setdefault("DEBUG", "true")
     from django.conf import settings
 
-    # The embedded server is reached through a socket folder given as ``?host=`` (OPTIONS), which
-    # the harness's database re-creation does not read yet: hand it over as HOST.
-    database = settings.DATABASES["default"]
-    if not database.get("HOST") and database.get("OPTIONS", {}).get("host"):
-        database["HOST"] = database["OPTIONS"]["host"]
     setup_django("bench_executions")
 
     from celery import current_app

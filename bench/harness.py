@@ -11,13 +11,14 @@ embedded or external), created afresh and migrated, so the demo data is never to
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -239,3 +240,47 @@ def wait_for_http(url: str, timeout: float = 60) -> None:
         except OSError:
             time.sleep(0.2)
     raise RuntimeError(f"{url} did not answer within {timeout} s")
+
+
+# The two HTTP servers the benchmarks compare, as `make run` and deploy/ start them (2 workers).
+HTTP_SERVERS = {
+    "gunicorn": "{python} -m gunicorn marketplace.wsgi:application --bind 127.0.0.1:{port}"
+    " --workers 2 --threads 4 --worker-class gthread --log-level warning",
+    "uvicorn": "{python} -m uvicorn marketplace.asgi:application --host 127.0.0.1"
+    " --port {port} --workers 2 --no-access-log --lifespan off --log-level warning",
+}
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def http_server(kind: str, env: dict[str, str]) -> Iterator[str]:
+    """Run one of ``HTTP_SERVERS`` on a free port until the block ends; yields its base URL."""
+    import signal
+    import subprocess
+
+    port = free_port()
+    command = HTTP_SERVERS[kind].format(python=sys.executable, port=port)
+    process = subprocess.Popen(command.split(), cwd=ROOT, env=env, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(f"{base}/healthz")
+        yield base
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+
+
+def summarise(runs: list[dict[str, float]]) -> dict[str, float]:
+    """Medians of several rounds of one measurement."""
+    return {
+        "rps": median(run["rps"] for run in runs),
+        "p95_ms": median(run["p95_ms"] for run in runs),
+        "errors": sum(run["errors"] for run in runs),
+    }

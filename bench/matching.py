@@ -20,11 +20,10 @@ Random vectors are never used: they make HNSW recall meaningless (DESIGN.md sect
 
 from __future__ import annotations
 
-import os
 import random
 import time
 
-from harness import ROOT, Timings, emit, parse_args, ratio, setup_django
+from harness import Timings, emit, parse_args, ratio, setup_django
 
 
 def extra_arguments(parser) -> None:
@@ -187,10 +186,6 @@ def measure(size: int, vectors, texts, model_id: str, queries, rounds: int) -> d
 
 def main() -> None:
     args = parse_args("HNSW matching at scale", extra_arguments)
-    if "DATABASE_URL" not in os.environ:
-        # harness._recreate_database ignores the embedded server's socket folder (it is in the
-        # URL's query, OPTIONS["host"]); libpq reads PGHOST instead.
-        os.environ.setdefault("PGHOST", str(ROOT / ".data" / "postgres"))
     setup_django("bench_matching")
     import _capability_corpus as corpus
     import numpy as np

@@ -10,26 +10,11 @@ and CSRF token, ``/accounts/login/``) under gunicorn (2 gthread workers) and und
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
-import sys
 
-from harness import ROOT, emit, http_load, median, parse_args, ratio, wait_for_http
+from harness import emit, http_load, http_server, parse_args, ratio, summarise
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-SERVERS = {
-    "gunicorn_wsgi": "{python} -m gunicorn marketplace.wsgi:application --bind 127.0.0.1:{port}"
-    " --workers 2 --threads 4 --worker-class gthread --log-level warning",
-    "uvicorn_asgi": "{python} -m uvicorn marketplace.asgi:application --host 127.0.0.1"
-    " --port {port} --workers 2 --no-access-log --lifespan off --log-level warning",
-}
+# Figure names keep saying which interface each server speaks.
+LABELS = {"gunicorn": "gunicorn_wsgi", "uvicorn": "uvicorn_asgi"}
 PATHS = {"minimal_json": "/healthz", "rendered_page": "/accounts/login/"}
 
 
@@ -41,30 +26,12 @@ def main() -> None:
     env.update({"DEBUG": "false", "SECRET_KEY": "bench-" + "k" * 60, "LOG_LEVEL": "WARNING"})
     env.setdefault("REDIS_DATABASE_BASE", "28")
     figures: dict[str, dict[str, float]] = {}
-    for server, command in SERVERS.items():
-        port = free_port()
-        process = subprocess.Popen(
-            command.format(python=sys.executable, port=port).split(),
-            cwd=ROOT,
-            env=env,
-            start_new_session=True,
-        )
-        try:
-            wait_for_http(f"http://127.0.0.1:{port}/healthz")
+    for kind, label in LABELS.items():
+        with http_server(kind, env) as base:
             for name, path in PATHS.items():
-                http_load(f"http://127.0.0.1:{port}{path}", duration=1.0)  # warm up
-                runs = [
-                    http_load(f"http://127.0.0.1:{port}{path}", duration=duration)
-                    for _ in range(rounds)
-                ]
-                figures[f"{server}.{name}"] = {
-                    "rps": median(run["rps"] for run in runs),
-                    "p95_ms": median(run["p95_ms"] for run in runs),
-                    "errors": sum(run["errors"] for run in runs),
-                }
-        finally:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=30)
+                http_load(f"{base}{path}", duration=1.0)  # warm up
+                runs = [http_load(f"{base}{path}", duration=duration) for _ in range(rounds)]
+                figures[f"{label}.{name}"] = summarise(runs)
     baseline = figures["gunicorn_wsgi.minimal_json"]["rps"]
     for values in figures.values():
         values["ratio_to_gunicorn_minimal"] = ratio(values["rps"], baseline)

@@ -131,6 +131,7 @@ class WorkerProcess:
         self.concurrency = concurrency
         self.hostname = f"{name}@{os.getpid()}"
         self.process: subprocess.Popen[bytes] | None = None
+        self.consuming = False
         self.log_path = settings.DATA_DIR / f"test-worker-{name}.log"
 
     def start(self, timeout: float = 60) -> None:
@@ -151,6 +152,7 @@ class WorkerProcess:
                 raise RuntimeError(f"worker exited: {self.log_path.read_text()[-3000:]}")
             if current_app.control.ping(destination=[self.hostname], timeout=0.5):
                 WorkerProcess.running.add(self)
+                self.consuming = True
                 return
         raise RuntimeError(f"worker did not answer: {self.log_path.read_text()[-3000:]}")
 
@@ -158,21 +160,22 @@ class WorkerProcess:
     @contextlib.contextmanager
     def others_paused(cls, *keep: WorkerProcess) -> Iterator[None]:
         """Other running workers stop taking messages (e.g. the session's worker, which lacks a
-        test's settings) until the block ends."""
-        others = [worker.hostname for worker in cls.running if worker not in keep]
-        if others:
-            current_app.control.cancel_consumer("celery", destination=others, reply=True)
+        test's settings) until the block ends; those that were paused already stay paused."""
+        paused = [worker for worker in cls.running if worker not in keep and worker.consuming]
+        for worker in paused:
+            worker.consume(False)
         try:
             yield
         finally:
-            if others:
-                current_app.control.add_consumer("celery", destination=others, reply=True)
+            for worker in paused:
+                worker.consume(True)
 
     def consume(self, consuming: bool) -> None:
         """Start or stop taking messages from the queue (the process keeps running)."""
         control = current_app.control
         change = control.add_consumer if consuming else control.cancel_consumer
         change("celery", destination=[self.hostname], reply=True)
+        self.consuming = consuming
 
     def wait_idle(self, timeout: float = 30) -> None:
         """Until the queue is empty and the worker runs nothing: a test's database flush must

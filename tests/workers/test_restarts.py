@@ -14,18 +14,16 @@ Both are delivered exactly once and accepted, and the ledger reconciles.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
+from tests import own_marketplace
 from tests.conftest import ROOT
-from tests.foundation.test_run_command import _free_port, _get
 
 pytestmark = pytest.mark.worker
 
@@ -104,43 +102,14 @@ def _wait_for_state(env: dict[str, str], ids: list[int], states: list[str]) -> d
 def test_work_resumes_after_redis_and_postgres_restarts() -> None:
     from marketplace import embedded
 
-    data_dir = Path("/tmp") / f"mkt-restart-{os.getpid()}"
-    shutil.rmtree(data_dir, ignore_errors=True)
-    port = _free_port()
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in {"DATABASE_URL", "REDIS_URL", "REDIS_DATABASE_BASE", "EMBEDDING_BACKEND"}
-    }
-    env.update(
-        {
-            "DATA_DIR": str(data_dir),
-            "DEBUG": "true",
-            "PORT": str(port),
-            "WS_PORT": str(_free_port()),
-            # A queued message lost with Redis is sent again within seconds.
-            "WORKERS_QUEUE_LEASE_SECONDS": "3",
-            "WORKERS_REAPER_INTERVAL_SECONDS": "1",
-        }
+    # A queued message lost with Redis is sent again within seconds.
+    data_dir, port, env = own_marketplace.environment(
+        "restart", WORKERS_QUEUE_LEASE_SECONDS="3", WORKERS_REAPER_INTERVAL_SECONDS="1"
     )
     log = open(f"{data_dir}.log", "w")  # noqa: SIM115 - kept for a failure's diagnosis
-    up = subprocess.Popen(
-        [sys.executable, "manage.py", "up", "--web-workers", "1", "--worker-concurrency", "1"],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    up = own_marketplace.start(env, log)
     try:
-        deadline = time.monotonic() + 150
-        while time.monotonic() < deadline:
-            try:
-                if _get(f"http://127.0.0.1:{port}/readyz")[0] == 200:
-                    break
-            except OSError:
-                pass
-            time.sleep(0.5)
-        else:
+        if own_marketplace.wait_ready(port, up) is None:
             pytest.fail("the marketplace never became ready")
 
         first = json.loads(

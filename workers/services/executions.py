@@ -106,6 +106,12 @@ def worker_name() -> str:
 # --- queueing ---------------------------------------------------------------------------------
 
 
+# Sending a message after a commit: a few quick retries, then give up on a broker that is down
+# (the work is in the database already; see the callers for who sends it again).
+BROKER_RETRY_POLICY = {"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5}
+BROKER_ERRORS = (OSError, KombuOperationalError, RedisError)
+
+
 def execution_enqueue(*, execution_id: int, agent: Agent, countdown: float = 0) -> None:
     """Send the message that runs the execution (call it after the commit). By task name, so
     this module need not import the Celery entry points that call it."""
@@ -117,9 +123,9 @@ def execution_enqueue(*, execution_id: int, agent: Agent, countdown: float = 0) 
             countdown=countdown or None,
             soft_time_limit=soft,
             time_limit=hard,
-            retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
+            retry_policy=BROKER_RETRY_POLICY,
         )
-    except (OSError, KombuOperationalError, RedisError):
+    except BROKER_ERRORS:
         # The broker is down (a Redis restart). The award is committed and the execution is
         # queued in the database with a lease: the reaper sends it again once the broker is
         # back (invariant 7), so the caller's committed work must not turn into an error.

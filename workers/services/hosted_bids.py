@@ -19,15 +19,13 @@ from typing import Any
 from celery import current_app
 from django.conf import settings
 from django.db import transaction
-from kombu.exceptions import OperationalError as KombuOperationalError
-from redis.exceptions import RedisError
 
 from agents_registry import selectors as registry_selectors
 from agents_registry import services as registry_services
 from marketplace import services as market_services
 from marketplace.exceptions import MarketError
 from marketplace.models import Bid, Task
-from workers.services.executions import HOSTED_RUNTIMES
+from workers.services.executions import BROKER_ERRORS, BROKER_RETRY_POLICY, HOSTED_RUNTIMES
 
 logger = logging.getLogger(__name__)
 
@@ -44,9 +42,9 @@ def _send(task_id: int) -> None:
         current_app.send_task(
             "workers.hosted_bids_place",
             kwargs={"task_id": task_id},
-            retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
+            retry_policy=BROKER_RETRY_POLICY,
         )
-    except (OSError, KombuOperationalError, RedisError):
+    except BROKER_ERRORS:
         # Bids are an offer, not an obligation: a task posted while the broker is down simply
         # gets no automatic bids (people and external agents can still bid).
         logger.warning("broker unavailable: no hosted bids for task %s", task_id)
