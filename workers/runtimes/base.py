@@ -61,8 +61,9 @@ class RunContext:
     spent: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
-    # Writes events that ``record`` held back (see workers.services.traces.BufferedTrace).
-    flush_trace: Callable[[], None] = lambda: None
+    # The events ``record`` held back, for the worker to write with the attempt's outcome (see
+    # workers.services.traces.BufferedTrace); empty when ``record`` writes them as they happen.
+    take_held_events: Callable[[], list[dict[str, Any]]] = list
 
     def charge(self, *, cost: int, input_tokens: int = 0, output_tokens: int = 0) -> None:
         """Meter usage; refuses, before counting it, a cost that would pass the budget."""

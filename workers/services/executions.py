@@ -23,8 +23,7 @@ from typing import Any
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, transaction
-from django.db.models import F, Q
-from django.db.models.functions import Coalesce
+from django.db.models import Q
 from django.utils import timezone
 from kombu.exceptions import OperationalError as KombuOperationalError
 from redis.exceptions import RedisError
@@ -33,6 +32,7 @@ from agents_registry.models import Agent, Participant, SkillVersion
 from marketplace import selectors as market_selectors
 from marketplace import services as market_services
 from marketplace.exceptions import MarketError
+from marketplace.models import Task
 from workers.celery import app as celery_app
 from workers.exceptions import (
     BudgetExceeded,
@@ -47,7 +47,12 @@ from workers.models import Execution, TraceEvent
 from workers.runtimes import builtin, http, openai
 from workers.runtimes.base import RunContext, RunResult, TaskBrief
 from workers.services.secrets import api_key_stored, webhook_secrets_valid
-from workers.services.traces import BufferedTrace, trace_event_append, trace_recorder
+from workers.services.traces import (
+    BufferedTrace,
+    trace_event_append,
+    trace_events_write_locked,
+    trace_recorder,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -176,37 +181,80 @@ def execution_claim(*, execution_id: int, worker: str) -> Execution | None:
     """Take the execution for one attempt, or None when another worker has it or it is over.
 
     The conditional UPDATE is the whole mutual exclusion: of two deliveries of the same message,
-    one changes the row and the other changes nothing and stops.
+    one changes the row and the other changes nothing and stops. It matches ``attempts`` as read
+    just before, so the execution returned (that read, with its agent, given the claim's values)
+    is the row exactly as claimed, without reading it again.
     """
-    agent = Agent.objects.filter(executions__pk=execution_id).first()
-    if agent is None:
-        return None
+    execution = (
+        Execution.objects.select_related("agent__participant").filter(pk=execution_id).first()
+    )
+    if (
+        execution is None
+        or execution.status != Execution.Status.QUEUED
+        or execution.attempts >= execution.max_attempts
+    ):
+        return None  # a duplicate message, or nothing left to do: no write at all
     now = timezone.now()
     token = uuid.uuid4()
+    lease_expires_at = now + lease_for(execution.agent)
+    started_at = execution.started_at or now
     claimed = Execution.objects.filter(
-        pk=execution_id, status=Execution.Status.QUEUED, attempts__lt=F("max_attempts")
+        pk=execution_id, status=Execution.Status.QUEUED, attempts=execution.attempts
     ).update(
         status=Execution.Status.RUNNING,
-        attempts=F("attempts") + 1,
+        attempts=execution.attempts + 1,
         claim_token=token,
-        lease_expires_at=now + lease_for(agent),
+        lease_expires_at=lease_expires_at,
         worker=worker[:200],
-        started_at=Coalesce(F("started_at"), now),
+        started_at=started_at,
         last_attempt_at=now,
     )
     if not claimed:
         return None
-    execution = Execution.objects.select_related("agent__participant").get(pk=execution_id)
+    execution.status = Execution.Status.RUNNING
+    execution.attempts += 1
+    execution.claim_token = token
+    execution.lease_expires_at = lease_expires_at
+    execution.worker = worker[:200]
+    execution.started_at = started_at
+    execution.last_attempt_at = now
     execution_changed_on_commit(execution_id=execution_id, kind="running")
     return execution
 
 
-def _task_brief(execution: Execution) -> tuple[Any, TaskBrief]:
-    task = market_selectors.access_task(
+def _task_reference(execution: Execution) -> Task:
+    """The market's task by its key: the market's services lock and re-read the row themselves."""
+    return Task(pk=execution.task_ref)
+
+
+def _task_read(execution: Execution) -> Task:
+    return market_selectors.access_task(
         viewer=market_selectors.Viewer(participant=None, is_staff=True),
         task_id=execution.task_ref,
     )
-    brief = TaskBrief(
+
+
+def _task_started(execution: Execution) -> Task | None:
+    """In the claim's transaction: move the awarded task to in progress through the market and
+    return it as the market locked it. The claim commits with the start or not at all, so only a
+    first attempt finds the task awarded (or an attempt after one claimed by an older worker,
+    hence the read). None when the market refused (the poster cancelled meanwhile): the attempt
+    then reads the task as it is, and the market refuses the delivery, as before."""
+    try:
+        if execution.attempts > 1:
+            task = _task_read(execution)
+            if task.state != Task.State.AWARDED:
+                return task
+        return market_services.task_start(
+            task=_task_reference(execution), actor=execution.agent.participant
+        )
+    except MarketError as refusal:
+        logger.info("execution %s did not start its task: %s", execution.pk, refusal)
+        return None
+
+
+def _task_brief(execution: Execution, task: Task) -> TaskBrief:
+    return TaskBrief(
         task_id=task.pk,
         title=task.title,
         description=task.description,
@@ -214,17 +262,6 @@ def _task_brief(execution: Execution) -> tuple[Any, TaskBrief]:
         checks=task.checks or {},
         budget=execution.budget,
     )
-    return task, brief
-
-
-def _start_task_if_awarded(execution: Execution, task: Any) -> None:
-    """Move the task to in progress on the first attempt; later attempts find it there."""
-    if task.state == "awarded":
-        try:
-            market_services.task_start(task=task, actor=execution.agent.participant)
-        except MarketError:
-            # Another delivery of this message started it between our read and our call.
-            logger.info("task %s was already started", task.pk)
 
 
 def _callback_urls(execution: Execution) -> dict[str, str]:
@@ -246,17 +283,17 @@ def _context_for(execution: Execution, brief: TaskBrief) -> RunContext:
             else ""
         )
         api_key = api_key or api_key_stored(agent=agent)
-    record, flush = trace_recorder(execution.pk), lambda: None
+    record, take_held_events = trace_recorder(execution.pk), list
     if agent.runtime == Agent.Runtime.BUILTIN:
         buffered = BufferedTrace(execution.pk)
-        record, flush = buffered.record, buffered.flush
+        record, take_held_events = buffered.record, buffered.take
     return RunContext(
         execution_id=execution.pk,
         attempt=execution.attempts,
         task=brief,
         agent_config=config,
         record=record,
-        flush_trace=flush,
+        take_held_events=take_held_events,
         time_limit_seconds=float(time_limits_for(agent)[0]),
         webhook_secrets=tuple(webhook_secrets_valid(agent=agent))
         if agent.runtime == Agent.Runtime.HTTP
@@ -267,19 +304,21 @@ def _context_for(execution: Execution, brief: TaskBrief) -> RunContext:
 
 
 def execution_run(*, execution_id: int, worker: str = "") -> str:
-    """One attempt: claim, run the agent's runtime, then complete or fail. Idempotent: a second
-    delivery of the same message returns ``"skipped"`` and changes nothing."""
-    execution = execution_claim(execution_id=execution_id, worker=worker or worker_name())
-    if execution is None:
-        return "skipped"
+    """One attempt: claim it and start the task (one transaction), run the agent's runtime
+    outside any transaction, then complete or fail (a second one). Idempotent: a second delivery
+    of the same message returns ``"skipped"`` and changes nothing."""
+    with transaction.atomic():
+        execution = execution_claim(execution_id=execution_id, worker=worker or worker_name())
+        if execution is None:
+            return "skipped"
+        task = _task_started(execution)
     token = execution.claim_token
     started = time.monotonic()
     context: RunContext | None = None
     error: RuntimeFailure
     try:
-        task, brief = _task_brief(execution)
-        _start_task_if_awarded(execution, task)
-        context = _context_for(execution, brief)
+        task = task or _task_read(execution)
+        context = _context_for(execution, _task_brief(execution, task))
         context.record(
             kind=TraceEvent.Kind.DECISION,
             name="attempt started",
@@ -308,23 +347,54 @@ def execution_run(*, execution_id: int, worker: str = "") -> str:
             context=context,
             elapsed_ms=elapsed_ms,
             task=task,
+            claimed=execution,
         )
     return execution_attempt_failed(
-        execution_id=execution.pk, token=token, error=error, context=context
+        execution_id=execution.pk, token=token, error=error, context=context, claimed=execution
     )
 
 
-def _locked(execution_id: int, token: uuid.UUID | None) -> Execution | None:
+def _locked(
+    execution_id: int, token: uuid.UUID | None, claimed: Execution | None = None
+) -> Execution | None:
     """The execution under FOR UPDATE when ``token`` still holds the claim, else None (the reaper
-    gave the attempt to someone else: this worker's result is stale and must have no effect)."""
-    execution = (
-        Execution.objects.select_for_update(of=("self",))
-        .select_related("agent__participant")
-        .get(pk=execution_id)
-    )
+    gave the attempt to someone else: this worker's result is stale and must have no effect).
+
+    With ``claimed`` (the execution as this worker's claim returned it), only what can have
+    changed since is read under the lock: the status, the claim and the trace's length (the agent
+    may have appended events through the API). While the claim holds, nothing else moves."""
+    if claimed is None:
+        execution = (
+            Execution.objects.select_for_update(of=("self",))
+            .select_related("agent__participant")
+            .get(pk=execution_id)
+        )
+    else:
+        execution = claimed
+        execution.status, execution.claim_token, execution.trace_length = (
+            Execution.objects.select_for_update()
+            .filter(pk=execution_id)
+            .values_list("status", "claim_token", "trace_length")
+            .get()
+        )
     if execution.status != Execution.Status.RUNNING or execution.claim_token != token:
         return None
     return execution
+
+
+def _attempt_counters(execution: Execution, context: RunContext | None, events: list) -> dict:
+    """What an attempt adds to the execution's row: its trace events (written now, in one
+    INSERT, under the caller's row lock) and its usage."""
+    counters: dict[str, int] = {
+        "trace_length": trace_events_write_locked(execution=execution, events=events)
+    }
+    if context is not None:
+        counters.update(
+            cost=context.spent,
+            input_tokens=context.input_tokens,
+            output_tokens=context.output_tokens,
+        )
+    return counters
 
 
 def execution_complete(
@@ -334,55 +404,58 @@ def execution_complete(
     result: RunResult,
     context: RunContext,
     elapsed_ms: int = 0,
-    task: Any = None,
+    task: Task | None = None,
+    claimed: Execution | None = None,
 ) -> str:
     """Deliver the result and close the execution, all in one transaction. ``task`` is the
-    market's task as read at the start of the attempt (the market re-locks it to deliver)."""
+    market's task as read at the start of the attempt (the market re-locks it to deliver);
+    ``claimed`` the execution as the claim returned it (see :func:`_locked`)."""
     with transaction.atomic():
-        execution = _locked(execution_id, token)
+        execution = _locked(execution_id, token, claimed)
         if execution is None:
             return "stale"
-        context.flush_trace()
+        events = context.take_held_events()
         now = timezone.now()
-        usage = {
-            "cost": context.spent,
-            "input_tokens": context.input_tokens,
-            "output_tokens": context.output_tokens,
-        }
         if result.accepted_for_later_delivery:
+            events.append(
+                {
+                    "kind": TraceEvent.Kind.DECISION,
+                    "name": "accepted; the agent will deliver through the API",
+                }
+            )
             Execution.objects.filter(pk=execution.pk).update(
                 status=Execution.Status.WAITING,
                 lease_expires_at=now + timedelta(seconds=settings.WORKERS_WAITING_LEASE_SECONDS),
-                **usage,
-            )
-            trace_event_append(
-                execution_id=execution.pk,
-                kind=TraceEvent.Kind.DECISION,
-                name="accepted; the agent will deliver through the API",
+                **_attempt_counters(execution, context, events),
             )
             execution_changed_on_commit(execution_id=execution.pk, kind="waiting", urgent=True)
             return "waiting"
-        if task is None:
-            task = market_selectors.access_task(
-                viewer=market_selectors.Viewer(participant=None, is_staff=True),
-                task_id=execution.task_ref,
-            )
         try:
-            with transaction.atomic():
-                delivery = market_services.delivery_submit(
-                    task=task,
-                    actor=execution.agent.participant,
-                    text=result.text,
-                    data=result.data,
-                    idempotency_key=execution.delivery_idempotency_key,
-                )
+            # delivery_submit's own atomic block is a savepoint here: a refusal rolls back what
+            # it wrote and leaves this transaction usable for the failure.
+            delivery = market_services.delivery_submit(
+                task=task or _task_reference(execution),
+                actor=execution.agent.participant,
+                text=result.text,
+                data=result.data,
+                idempotency_key=execution.delivery_idempotency_key,
+            )
         except MarketError as error:
             return _fail_locked(
                 execution,
                 RuntimeFailure(f"The market refused the delivery: {error}"),
                 return_task=False,
-                usage=usage,
+                counters=_attempt_counters(execution, context, events),
             )
+        events.append(
+            {
+                "kind": TraceEvent.Kind.MESSAGE,
+                "name": "delivered",
+                "outputs": {"delivery": delivery.pk, "text": result.text[:500]},
+                "cost": context.spent,
+                "duration_ms": elapsed_ms,
+            }
+        )
         Execution.objects.filter(pk=execution.pk).update(
             status=Execution.Status.SUCCEEDED,
             delivery_ref=delivery.pk,
@@ -390,15 +463,7 @@ def execution_complete(
             lease_expires_at=None,
             error_code="",
             error_message="",
-            **usage,
-        )
-        trace_event_append(
-            execution_id=execution.pk,
-            kind=TraceEvent.Kind.MESSAGE,
-            name="delivered",
-            outputs={"delivery": delivery.pk, "text": result.text[:500]},
-            cost=context.spent,
-            duration_ms=elapsed_ms,
+            **_attempt_counters(execution, context, events),
         )
         execution_changed_on_commit(execution_id=execution.pk, kind="succeeded", urgent=True)
         return "succeeded"
@@ -410,33 +475,29 @@ def execution_attempt_failed(
     token: uuid.UUID | None,
     error: RuntimeFailure,
     context: RunContext | None = None,
+    claimed: Execution | None = None,
 ) -> str:
     """Retry a transient failure with backoff while attempts remain; otherwise fail for good and
     return the task to the market."""
     with transaction.atomic():
-        execution = _locked(execution_id, token)
+        execution = _locked(execution_id, token, claimed)
         if execution is None:
             return "stale"
-        usage = {}
-        if context is not None:
-            context.flush_trace()
-            usage = {
-                "cost": context.spent,
-                "input_tokens": context.input_tokens,
-                "output_tokens": context.output_tokens,
+        events = context.take_held_events() if context is not None else []
+        events.append(
+            {
+                "kind": TraceEvent.Kind.ERROR,
+                "name": error.code,
+                "outputs": {"message": str(error), "transient": error.transient},
             }
-        trace_event_append(
-            execution_id=execution.pk,
-            kind=TraceEvent.Kind.ERROR,
-            name=error.code,
-            outputs={"message": str(error), "transient": error.transient},
         )
+        counters = _attempt_counters(execution, context, events)
         if error.transient and execution.attempts < execution.max_attempts:
-            return _retry_locked(execution, error, usage=usage)
-        return _fail_locked(execution, error, return_task=True, usage=usage)
+            return _retry_locked(execution, error, counters=counters)
+        return _fail_locked(execution, error, return_task=True, counters=counters)
 
 
-def _retry_locked(execution: Execution, error: RuntimeFailure, *, usage: dict[str, int]) -> str:
+def _retry_locked(execution: Execution, error: RuntimeFailure, *, counters: dict[str, int]) -> str:
     delay = retry_delay_seconds(execution.attempts)
     now = timezone.now()
     Execution.objects.filter(pk=execution.pk).update(
@@ -445,7 +506,7 @@ def _retry_locked(execution: Execution, error: RuntimeFailure, *, usage: dict[st
         lease_expires_at=now + timedelta(seconds=delay + settings.WORKERS_QUEUE_LEASE_SECONDS),
         error_code=error.code,
         error_message=str(error)[:2000],
-        **usage,
+        **counters,
     )
     _enqueue_on_commit(execution, countdown=delay)
     execution_changed_on_commit(execution_id=execution.pk, kind="retrying", urgent=True)
@@ -453,28 +514,25 @@ def _retry_locked(execution: Execution, error: RuntimeFailure, *, usage: dict[st
 
 
 def _fail_locked(
-    execution: Execution, error: RuntimeFailure, *, return_task: bool, usage: dict[str, int]
+    execution: Execution, error: RuntimeFailure, *, return_task: bool, counters: dict[str, int]
 ) -> str:
     """Fail visibly; with ``return_task`` the task goes back to the market (its abandonment
     records the agent's outcome). A market refusal to take it back is recorded, not raised: the
-    execution's failure must commit either way."""
+    execution's failure must commit either way. ``counters`` are the attempt's additions to the
+    row (see :func:`_attempt_counters`)."""
     message = str(error)[:2000]
     if return_task:
-        task = market_selectors.access_task(
-            viewer=market_selectors.Viewer(participant=None, is_staff=True),
-            task_id=execution.task_ref,
-        )
         try:
-            with transaction.atomic():
-                market_services.task_abandon(
-                    task=task,
-                    actor=execution.agent.participant,
-                    reason=f"Hosted execution #{execution.pk} failed: {message}"[:2000],
-                )
+            # task_abandon's atomic block is a savepoint here (see execution_complete).
+            market_services.task_abandon(
+                task=_task_reference(execution),
+                actor=execution.agent.participant,
+                reason=f"Hosted execution #{execution.pk} failed: {message}"[:2000],
+            )
         except MarketError as market_error:
             message += f" (the task could not be returned to the market: {market_error})"
     if isinstance(error, BudgetExceeded):
-        usage = {**usage, "cost": min(usage.get("cost", 0), execution.budget)}
+        counters = {**counters, "cost": min(counters.get("cost", 0), execution.budget)}
     Execution.objects.filter(pk=execution.pk).update(
         status=Execution.Status.FAILED,
         finished_at=timezone.now(),
@@ -482,7 +540,7 @@ def _fail_locked(
         claim_token=None,
         error_code=error.code,
         error_message=message,
-        **usage,
+        **counters,
     )
     execution_changed_on_commit(execution_id=execution.pk, kind="failed", urgent=True)
     return "failed"
@@ -539,7 +597,7 @@ def execution_reap(*, execution_id: int, now: Any = None) -> str:
             _enqueue_on_commit(execution)
             execution_changed_on_commit(execution_id=execution.pk, kind="requeued", urgent=True)
             return "requeued"
-        return _fail_locked(execution, lost, return_task=True, usage={})
+        return _fail_locked(execution, lost, return_task=True, counters={})
 
 
 def _reap_waiting(execution: Execution, now: Any) -> str:
@@ -561,7 +619,7 @@ def _reap_waiting(execution: Execution, now: Any) -> str:
         return "succeeded"
     if execution.lease_expires_at and execution.lease_expires_at <= now:
         late = DeliveryTimedOut("The agent accepted the task but did not deliver in time.")
-        return _fail_locked(execution, late, return_task=True, usage={})
+        return _fail_locked(execution, late, return_task=True, counters={})
     return "waiting"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime
 from functools import partial
 from typing import Any
@@ -31,6 +32,46 @@ def _clean_json(value: Any, *, field: str) -> Any:
     return value
 
 
+def _event_fields(
+    *,
+    kind: str,
+    name: str = "",
+    inputs: Any = None,
+    outputs: Any = None,
+    input_tokens: int = 0,
+    output_tokens: int = 0,
+    cost: int = 0,
+    started_at: datetime | None = None,
+    duration_ms: int = 0,
+    source: str = TraceEvent.Source.WORKER,
+) -> dict[str, Any]:
+    """One event's columns, checked: a known kind, non-negative integers, JSON of bounded size."""
+    if kind not in TraceEvent.Kind.values:
+        raise WorkersError(
+            f"Unknown event kind {kind!r}; use one of {', '.join(TraceEvent.Kind.values)}."
+        )
+    for field, value in (
+        ("input_tokens", input_tokens),
+        ("output_tokens", output_tokens),
+        ("cost", cost),
+        ("duration_ms", duration_ms),
+    ):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise WorkersError(f"{field} must be a non-negative integer.")
+    return {
+        "kind": kind,
+        "source": source,
+        "name": name[:200],
+        "inputs": _clean_json(inputs, field="inputs"),
+        "outputs": _clean_json(outputs, field="outputs"),
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "cost": cost,
+        "started_at": started_at or timezone.now(),
+        "duration_ms": duration_ms,
+    }
+
+
 def trace_event_append(
     *,
     execution_id: int,
@@ -52,20 +93,18 @@ def trace_event_append(
     the row lock of that UPDATE orders concurrent appends, so two appends never share a number and
     the trace has no gaps.
     """
-    if kind not in TraceEvent.Kind.values:
-        raise WorkersError(
-            f"Unknown event kind {kind!r}; use one of {', '.join(TraceEvent.Kind.values)}."
-        )
-    for field, value in (
-        ("input_tokens", input_tokens),
-        ("output_tokens", output_tokens),
-        ("cost", cost),
-        ("duration_ms", duration_ms),
-    ):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise WorkersError(f"{field} must be a non-negative integer.")
-    inputs = _clean_json(inputs, field="inputs")
-    outputs = _clean_json(outputs, field="outputs")
+    fields = _event_fields(
+        kind=kind,
+        name=name,
+        inputs=inputs,
+        outputs=outputs,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cost=cost,
+        started_at=started_at,
+        duration_ms=duration_ms,
+        source=source,
+    )
     active = list(Execution.ACTIVE_STATUSES) if require_active else None
     with transaction.atomic():
         with connection.cursor() as cursor:
@@ -91,22 +130,35 @@ def trace_event_append(
             )
         sequence, attempt = row
         event = TraceEvent.objects.create(
-            execution_id=execution_id,
-            sequence=sequence,
-            attempt=attempt,
-            kind=kind,
-            source=source,
-            name=name[:200],
-            inputs=inputs,
-            outputs=outputs,
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            cost=cost,
-            started_at=started_at or timezone.now(),
-            duration_ms=duration_ms,
+            execution_id=execution_id, sequence=sequence, attempt=attempt, **fields
         )
         execution_changed_on_commit(execution_id=execution_id, kind="event")
     return event
+
+
+def trace_events_write_locked(*, execution: Execution, events: Sequence[dict[str, Any]]) -> int:
+    """Append the worker's ``events`` (keyword arguments of :func:`trace_event_append`) in one
+    INSERT and return the trace's new length.
+
+    The caller holds the execution's row lock, has read ``trace_length`` and ``attempts`` under
+    it, and writes the returned length to ``trace_length`` in the same transaction: the lock
+    orders these events against appends through the API exactly as ``trace_event_append``'s
+    counter update does, so numbers stay unique and gapless. The caller's state change sends the
+    live hint. Events past ``MAX_TRACE_EVENTS`` are not written (the trace is full).
+    """
+    rows = [
+        TraceEvent(
+            execution_id=execution.pk,
+            sequence=execution.trace_length + offset,
+            attempt=execution.attempts,
+            **_event_fields(**event),
+        )
+        for offset, event in enumerate(events, start=1)
+        if execution.trace_length + offset <= MAX_TRACE_EVENTS
+    ]
+    if rows:
+        TraceEvent.objects.bulk_create(rows)
+    return execution.trace_length + len(rows)
 
 
 def trace_recorder(execution_id: int) -> Any:
@@ -115,12 +167,13 @@ def trace_recorder(execution_id: int) -> Any:
 
 
 class BufferedTrace:
-    """Holds a fast run's events and writes them in the transaction that ends the attempt.
+    """Holds a fast run's events until the transaction that ends the attempt writes them.
 
     A built-in agent finishes in milliseconds: nobody watches its progress live, and writing each
     event in a transaction of its own tripled the commits of an execution. Events keep their order
-    and their own start times; if the attempt turns out stale (another worker took it over), they
-    are dropped with the rest of its effects.
+    and their own start times, and are written in one INSERT with the attempt's outcome
+    (:func:`trace_events_write_locked`); if the attempt turns out stale (another worker took it
+    over), they are dropped with the rest of its effects.
     """
 
     def __init__(self, execution_id: int) -> None:
@@ -131,7 +184,7 @@ class BufferedTrace:
         event.setdefault("started_at", timezone.now())
         self.pending.append(event)
 
-    def flush(self) -> None:
+    def take(self) -> list[dict[str, Any]]:
+        """The events held so far, in order; the buffer is empty afterwards."""
         events, self.pending = self.pending, []
-        for event in events:
-            trace_event_append(execution_id=self.execution_id, **event)
+        return events
