@@ -218,6 +218,15 @@ class WorkerProcess:
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _fresh_cache() -> None:
+    """The test database starts afresh, and its ids with it: rate-limit counters (keyed by those
+    ids) left in the cache by an earlier run must not count against this one."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _no_lingering_connections(django_db_setup: None, django_db_blocker: object) -> Iterator[None]:
     """Before the test database is dropped, end the connections that threads of the tests (live
     servers, websocket consumers) left open, so the drop does not fail on "being accessed"."""

@@ -8,14 +8,12 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
 from rest_framework import exceptions
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import APIView
 
 from agents_registry.authentication import require_scope
@@ -23,33 +21,17 @@ from agents_registry.models import ApiKey
 from marketplace.exceptions import IdempotencyConflict
 from marketplace.models import IdempotentRequest
 from marketplace.selectors import Viewer, viewer_for_request
-
-
-class ParticipantWriteThrottle(SimpleRateThrottle):
-    """Writes per participant (agents share no Django user, so the user throttle cannot tell two
-    agents behind one address apart)."""
-
-    scope = "market_write"
-
-    def get_rate(self) -> str:
-        return settings.MARKET_WRITE_RATE
-
-    def get_cache_key(self, request: Request, view: APIView) -> str | None:
-        if request.method in ("GET", "HEAD", "OPTIONS"):
-            return None
-        viewer = getattr(view, "viewer", None)
-        if viewer is None or viewer.participant is None:
-            return None
-        return self.cache_format % {"scope": self.scope, "ident": viewer.participant.pk}
+from marketplace.throttling import ParticipantWriteThrottle
 
 
 class Pagination(LimitOffsetPagination):
-    """``count`` is exact up to 10,000 and stops there: counting 100,000 open tasks cost more
-    than the page itself (12 ms against 2 ms at the cap). Pages past it still work."""
+    """``count`` is exact up to 1,000 and stops there (as GitHub's search does): counting visits
+    every matching row, and at 100,000 open tasks even a count capped at 10,000 cost the
+    database 6 ms against 0.25 ms for the page itself. Pages past the cap still work."""
 
     default_limit = 20
     max_limit = 100
-    count_cap = 10_000
+    count_cap = 1_000
 
     def get_count(self, queryset: Any) -> int:
         if hasattr(queryset, "values"):

@@ -71,6 +71,19 @@ class TaskDetailOutput(TaskOutput):
         ]
 
 
+class TaskQuery(serializers.Serializer):
+    """The task list's query parameters."""
+
+    q = serializers.CharField(required=False, help_text="words in title or description")
+    state = serializers.ChoiceField(choices=Task.State.choices, default=Task.State.OPEN)
+    min_bounty = serializers.IntegerField(required=False, min_value=0)
+    max_bounty = serializers.IntegerField(required=False, min_value=0)
+    mine = serializers.ChoiceField(
+        choices=[("posted", "posted by me"), ("assigned", "assigned to me")], required=False
+    )
+    parent = serializers.IntegerField(required=False, min_value=1, help_text="a task's id")
+
+
 class TaskPostInput(serializers.Serializer):
     title = serializers.CharField(max_length=200)
     description = serializers.CharField(max_length=20_000)

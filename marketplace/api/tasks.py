@@ -3,43 +3,18 @@ task-level transitions (claim, start, abandon, cancel)."""
 
 from __future__ import annotations
 
-import django_filters
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from agents_registry.models import ApiKey, Participant
 from marketplace import selectors, services
+from marketplace.api import reads
 from marketplace.api import serializers as s
-from marketplace.api.common import MarketView, idempotent
+from marketplace.api.common import MarketView, Pagination, idempotent
+from marketplace.exceptions import NotFound
 from marketplace.models import Task
-
-
-class TaskFilter(django_filters.FilterSet):
-    q = django_filters.CharFilter(method="search", help_text="words in title or description")
-    state = django_filters.ChoiceFilter(choices=Task.State.choices)
-    min_bounty = django_filters.NumberFilter(field_name="bounty", lookup_expr="gte")
-    max_bounty = django_filters.NumberFilter(field_name="bounty", lookup_expr="lte")
-    mine = django_filters.ChoiceFilter(
-        choices=[("posted", "posted by me"), ("assigned", "assigned to me")], method="by_me"
-    )
-    parent = django_filters.NumberFilter(field_name="parent_id")
-
-    class Meta:
-        model = Task
-        fields = ["state", "parent"]
-
-    def search(self, queryset, name, value):
-        return queryset.filter(title__icontains=value) | queryset.filter(
-            description__icontains=value
-        )
-
-    def by_me(self, queryset, name, value):
-        participant = self.request.market_viewer.participant
-        if value == "posted":
-            return queryset.filter(poster=participant)
-        return queryset.filter(assignee=participant)
 
 
 class TaskListView(MarketView):
@@ -47,17 +22,30 @@ class TaskListView(MarketView):
 
     @extend_schema(
         responses=s.TaskOutput(many=True),
-        parameters=[OpenApiParameter(name, str) for name in TaskFilter.base_filters],
+        parameters=[s.TaskQuery],
     )
     def get(self, request: Request) -> Response:
-        request.market_viewer = self.viewer
-        data = request.query_params.copy()
-        data.setdefault("state", Task.State.OPEN)
-        queryset = selectors.tasks_feed(viewer=self.viewer, state=None)
-        filtered = TaskFilter(data, queryset=queryset, request=request)
-        if not filtered.is_valid():
-            raise exceptions.ValidationError(filtered.errors)
-        return self.paginate(filtered.qs, s.TaskOutput)
+        given = s.TaskQuery(data=request.query_params)
+        given.is_valid(raise_exception=True)
+        query = given.validated_data
+        own = self.participant.pk if self.participant else None
+        paginator = Pagination()
+        limit, offset = paginator.get_limit(request), paginator.get_offset(request)
+        paginator.count, results = reads.task_page(
+            viewer=self.viewer,
+            limit=limit,
+            offset=offset,
+            count_cap=paginator.count_cap,
+            state=query["state"],
+            search=query.get("q", ""),
+            min_bounty=query.get("min_bounty"),
+            max_bounty=query.get("max_bounty"),
+            posted_by=own if query.get("mine") == "posted" else None,
+            assigned_to=own if query.get("mine") == "assigned" else None,
+            parent=query.get("parent"),
+        )
+        paginator.limit, paginator.offset, paginator.request = limit, offset, request
+        return paginator.get_paginated_response(results)
 
     @extend_schema(request=s.TaskPostInput, responses={201: s.TaskOutput})
     def post(self, request: Request) -> Response:
@@ -98,8 +86,10 @@ class TasksForMeView(MarketView):
 class TaskDetailView(MarketView):
     @extend_schema(responses=s.TaskDetailOutput)
     def get(self, request: Request, task_id: int) -> Response:
-        task = selectors.access_task(viewer=self.viewer, task_id=task_id)
-        return Response(s.TaskDetailOutput(task).data)
+        task = reads.task_detail(viewer=self.viewer, task_id=task_id)
+        if task is None:
+            raise NotFound(f"Task {task_id} does not exist or is private.")
+        return Response(task)
 
 
 class SubtaskPostView(MarketView):

@@ -1,0 +1,111 @@
+"""The API's hand-written task reads (``marketplace/api/reads.py``) say what the serializers and
+the visibility rule of ``selectors`` say, for every kind of viewer."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+from django.contrib.auth.models import User
+
+from marketplace import selectors, services
+from marketplace.api import reads
+from marketplace.api import serializers as s
+from marketplace.models import Task
+from marketplace.selectors import Viewer
+from tests.conftest import participant_of
+from tests.marketplace.conftest import fund, make_agent, post
+
+
+@pytest.fixture
+def market(alice: User, bob: User, mallory: User, staff: User) -> dict:
+    alice_p, bob_p, mallory_p = (participant_of(user) for user in (alice, bob, mallory))
+    alice_agent = make_agent(alice, "Alice's poster bot").participant
+    worker = make_agent(bob, "Bob's worker").participant
+    bidder = make_agent(bob, "Bob's other agent").participant
+    mallory_agent = make_agent(mallory, "Mallory's agent").participant
+    fund(alice_agent, 5_000)
+    deadline = datetime.datetime(2031, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)  # whole seconds
+    parent = post(alice_p, bounty=3_000, title="A parent", deadline=deadline)
+    bid = services.bid_place(task=parent, bidder=worker, price=2_000, eta_hours=4, plan="Plan.")
+    services.bid_award(bid=bid, actor=alice_p)
+    services.task_start(task=parent, actor=worker)
+    first = post(worker, bounty=300, title="First step", parent=parent, checks={"regex": "x"})
+    post(worker, bounty=200, title="Second step", parent=parent, depends_on=[first])
+    open_task = post(alice_p, bounty=500, title="Open, with a bid", auto_award={"window_hours": 48})
+    services.bid_place(task=open_task, bidder=bidder, price=400, eta_hours=2, plan="Quick.")
+    post(alice_p, bounty=400, title="Private to Alice", visibility=Task.Visibility.PRIVATE)
+    post(alice_agent, bounty=100, title="Private to Alice's agent", visibility="private")
+    post(alice_p, bounty=100, title="A draft", draft=True)
+    post(mallory_p, bounty=100, title="Mallory's private", visibility="private")
+    viewers = {
+        "anonymous": Viewer(participant=None),
+        "staff": Viewer(participant=participant_of(staff), is_staff=True),
+        "alice": Viewer(participant=alice_p),
+        "alice's agent": Viewer(participant=alice_agent),
+        "bob": Viewer(participant=bob_p),
+        "bob's worker": Viewer(participant=worker),
+        "bob's other agent": Viewer(participant=bidder),
+        "mallory": Viewer(participant=mallory_p),
+        "mallory's agent": Viewer(participant=mallory_agent),
+    }
+    return {"viewers": viewers, "parent": parent}
+
+
+def _page(viewer: Viewer, **filters) -> list[dict]:
+    count, rows = reads.task_page(
+        viewer=viewer, limit=100, offset=0, count_cap=1_000, **{"state": "", **filters}
+    )
+    assert count == len(rows)
+    return rows
+
+
+def test_the_list_and_the_detail_match_the_serializers(market: dict) -> None:
+    staff = market["viewers"]["staff"]
+    expected = s.TaskOutput(selectors.tasks_feed(viewer=staff, state=None), many=True).data
+    assert _page(staff) == expected
+    assert any(row["active_bids"] for row in expected)
+    for task in selectors.tasks_feed(viewer=staff, state=None):
+        assert reads.task_detail(viewer=staff, task_id=task.pk) == s.TaskDetailOutput(task).data
+    parent = reads.task_detail(viewer=staff, task_id=market["parent"].pk)
+    assert parent["deadline"] == "2031-01-02T03:04:05Z"
+    assert [child["title"] for child in parent["children"]] == ["First step", "Second step"]
+
+
+def test_every_viewer_sees_what_the_selectors_allow(market: dict) -> None:
+    every_task = list(Task.objects.select_related("poster__agent", "assignee__agent"))
+    for name, viewer in market["viewers"].items():
+        visible = set(selectors.tasks_visible(viewer=viewer).values_list("pk", flat=True))
+        assert {row["id"] for row in _page(viewer)} == visible, name
+        for task in every_task:
+            shown = reads.task_detail(viewer=viewer, task_id=task.pk) is not None
+            assert shown == selectors.can_view_task(viewer, task), (name, task.title)
+    # The rule is not vacuous: some see private tasks, nobody else sees a draft.
+    assert len(_page(market["viewers"]["alice"])) > len(_page(market["viewers"]["mallory"]))
+    titles = {row["title"] for row in _page(market["viewers"]["bob's other agent"])}
+    assert "A draft" not in titles and "Private to Alice" not in titles
+
+
+def test_filters_narrow_the_page(market: dict) -> None:
+    alice = market["viewers"]["alice"]
+    own = alice.participant.pk
+    assert {row["title"] for row in _page(alice, search="STEP")} == {"First step", "Second step"}
+    assert _page(alice, search="100%") == []  # LIKE wildcards are literal
+    assert {row["bounty"] for row in _page(alice, min_bounty=400, max_bounty=500)} == {400, 500}
+    assert all(row["poster"]["id"] == own for row in _page(alice, posted_by=own))
+    assert {row["title"] for row in _page(alice, parent=market["parent"].pk)} == {
+        "First step",
+        "Second step",
+    }
+    assert [row["title"] for row in _page(alice, state="in_progress")] == ["A parent"]
+    count, rows = reads.task_page(viewer=alice, limit=2, offset=1, count_cap=3, state="")
+    assert count == 3 and len(rows) == 2
+
+
+def test_the_list_endpoint_validates_its_query(bob: User) -> None:
+    client = make_agent(bob, "Asker").client()
+    response = client.get("/api/v1/tasks/?state=nonsense&min_bounty=lots")
+    assert response.status_code == 400
+    body = response.json()
+    assert "state" in str(body) and "min_bounty" in str(body)
+    assert client.get("/api/v1/tasks/999999/").status_code == 404
