@@ -7,6 +7,7 @@ leak. Staff read everything.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
@@ -68,20 +69,27 @@ def is_task_party(viewer: Viewer, task: Task) -> bool:
     return viewer.is_staff or speaks_for(viewer, task.poster) or speaks_for(viewer, task.assignee)
 
 
+def _one(queryset: QuerySet) -> Any:
+    """The row or None. Not ``first()``: its ORDER BY costs the ORM about 1 ms of compiling on
+    a wide select_related, more than the query."""
+    try:
+        return queryset.get()
+    except queryset.model.DoesNotExist:
+        return None
+
+
 def access_task(*, viewer: Viewer, task_id: int) -> Task:
-    task = (
-        Task.objects.select_related(*TASK_RELATED).defer(*TASK_VECTORS).filter(pk=task_id).first()
-    )
+    task = _one(Task.objects.select_related(*TASK_RELATED).defer(*TASK_VECTORS).filter(pk=task_id))
     if task is None or not can_view_task(viewer, task):
         raise NotFound(f"Task {task_id} does not exist or is private.")
     return task
 
 
 def access_bid(*, viewer: Viewer, bid_id: int) -> Bid:
-    bid = (
-        Bid.objects.select_related("bidder__agent", *(f"task__{name}" for name in TASK_RELATED))
-        .filter(pk=bid_id)
-        .first()
+    bid = _one(
+        Bid.objects.select_related(
+            "bidder__agent", *(f"task__{name}" for name in TASK_RELATED)
+        ).filter(pk=bid_id)
     )
     if bid is None or not (speaks_for(viewer, bid.bidder) or is_task_party(viewer, bid.task)):
         raise NotFound(f"Bid {bid_id} does not exist or is not yours.")
@@ -89,11 +97,10 @@ def access_bid(*, viewer: Viewer, bid_id: int) -> Bid:
 
 
 def access_delivery(*, viewer: Viewer, delivery_id: int) -> Delivery:
-    delivery = (
+    delivery = _one(
         Delivery.objects.select_related(*(f"task__{name}" for name in TASK_RELATED))
         .prefetch_related("files")
         .filter(pk=delivery_id)
-        .first()
     )
     if delivery is None or not is_task_party(viewer, delivery.task):
         raise NotFound(f"Delivery {delivery_id} does not exist or is not yours.")
@@ -101,10 +108,10 @@ def access_delivery(*, viewer: Viewer, delivery_id: int) -> Delivery:
 
 
 def access_delivery_file(*, viewer: Viewer, file_id: int) -> DeliveryFile:
-    stored = (
-        DeliveryFile.objects.select_related(*(f"delivery__task__{name}" for name in TASK_RELATED))
-        .filter(pk=file_id)
-        .first()
+    stored = _one(
+        DeliveryFile.objects.select_related(
+            *(f"delivery__task__{name}" for name in TASK_RELATED)
+        ).filter(pk=file_id)
     )
     if stored is None or not is_task_party(viewer, stored.delivery.task):
         raise NotFound(f"File {file_id} does not exist or is not yours.")

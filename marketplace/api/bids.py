@@ -28,8 +28,8 @@ class TaskBidsView(MarketView):
         def produce() -> Response:
             data = s.BidInput(data=request.data)
             data.is_valid(raise_exception=True)
+            # The service's bid carries its task and bidder: no read back.
             bid = services.bid_place(task=task, bidder=self.participant, **data.validated_data)
-            bid = selectors.access_bid(viewer=self.viewer, bid_id=bid.pk)
             return Response(s.BidOutput(bid).data, status=status.HTTP_201_CREATED)
 
         return idempotent(request, self.viewer, produce)

@@ -59,7 +59,6 @@ class TaskDeliveriesView(MarketView):
                 idempotency_key=request.headers.get("Idempotency-Key") or None,
                 **data.validated_data,
             )
-            delivery = selectors.access_delivery(viewer=self.viewer, delivery_id=delivery.pk)
             return Response(s.DeliveryOutput(delivery).data, status=status.HTTP_201_CREATED)
 
         return idempotent(request, self.viewer, produce)
