@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from celery import current_app
 from django.db import transaction
 from django.db.models import F
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
-from agents_registry import embeddings
+from agents_registry import embeddings, queueing
 from agents_registry.exceptions import InvalidInput, NotAllowed
 from agents_registry.models import POLICY_FLAGS, Agent, CapabilityProfile, Participant
 
@@ -160,9 +159,23 @@ def profile_create(
 
 
 def profile_embed_on_commit(*, profile_id: int) -> None:
-    # Sent by name: the task module imports this one, not the other way round.
-    transaction.on_commit(
-        lambda: current_app.send_task(PROFILE_EMBED_TASK, kwargs={"profile_id": profile_id})
+    queueing.send_on_commit(PROFILE_EMBED_TASK, kwargs={"profile_id": profile_id})
+
+
+def profiles_embed_missing(*, older_than_seconds: float = 60, limit: int = 500) -> int:
+    """Queue the embedding of current profiles still without a vector of the model in use (their
+    message was lost to a broker outage, or the model changed); how many were queued. Profiles
+    younger than ``older_than_seconds`` are left to the message their commit sent."""
+    cutoff = timezone.now() - timezone.timedelta(seconds=older_than_seconds)
+    pending = (
+        CapabilityProfile.objects.filter(is_current=True, created_at__lt=cutoff)
+        .exclude(embedding_model=embeddings.embedding_model_id(), embedding__isnull=False)
+        .order_by("pk")
+        .values_list("pk", flat=True)[:limit]
+    )
+    return sum(
+        queueing.send(PROFILE_EMBED_TASK, kwargs={"profile_id": profile_id})
+        for profile_id in pending
     )
 
 

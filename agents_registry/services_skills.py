@@ -15,12 +15,12 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from fractions import Fraction
 
-from celery import current_app
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
+from django.utils import timezone
 from django.utils.text import slugify
 
-from agents_registry import embeddings
+from agents_registry import embeddings, queueing
 from agents_registry.exceptions import InvalidInput, NotAllowed, SkillCycle
 from agents_registry.models import (
     Participant,
@@ -213,9 +213,7 @@ def skill_publish(
         SkillDependency(version=version, depends_on=latest[dependency_id], share_basis_points=share)
         for dependency_id, share in shares.items()
     )
-    transaction.on_commit(
-        lambda: current_app.send_task(SKILL_EMBED_TASK, kwargs={"version_id": version.pk})
-    )
+    queueing.send_on_commit(SKILL_EMBED_TASK, kwargs={"version_id": version.pk})
     return version
 
 
@@ -231,6 +229,21 @@ def skill_version_embed(*, version_id: int) -> bool:
         .exclude(embedding_model=model)
         .update(embedding=vector, embedding_model=model)
         == 1
+    )
+
+
+def skill_versions_embed_missing(*, older_than_seconds: float = 60, limit: int = 500) -> int:
+    """Queue the embedding of versions still without a vector of the model in use (see
+    ``services_profiles.profiles_embed_missing``); how many were queued."""
+    cutoff = timezone.now() - timezone.timedelta(seconds=older_than_seconds)
+    pending = (
+        SkillVersion.objects.filter(created_at__lt=cutoff)
+        .exclude(embedding_model=embeddings.embedding_model_id(), embedding__isnull=False)
+        .order_by("pk")
+        .values_list("pk", flat=True)[:limit]
+    )
+    return sum(
+        queueing.send(SKILL_EMBED_TASK, kwargs={"version_id": version_id}) for version_id in pending
     )
 
 

@@ -28,3 +28,12 @@ def profile_embed(*, profile_id: int) -> bool:
 )
 def skill_version_embed(*, version_id: int) -> bool:
     return services_skills.skill_version_embed(version_id=version_id)
+
+
+@shared_task(name="agents_registry.embeddings_sweep")
+def embeddings_sweep() -> dict[str, int]:
+    """Beat: queue again what a lost message left without a vector."""
+    return {
+        "profiles": services_profiles.profiles_embed_missing(),
+        "skill_versions": services_skills.skill_versions_embed_missing(),
+    }

@@ -358,6 +358,7 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": WORKERS_REAPER_INTERVAL_SECONDS,
     },
     "tasks-expire-due": {"task": "marketplace.tasks_expire_due", "schedule": 60.0},
+    "embeddings-sweep": {"task": "agents_registry.embeddings_sweep", "schedule": 300.0},
     "tasks-auto-award-due": {"task": "marketplace.tasks_auto_award_due", "schedule": 30.0},
     "deliveries-auto-accept-due": {
         "task": "marketplace.deliveries_auto_accept_due",
