@@ -5,7 +5,8 @@ reload. So publishing must never slow down or fail the write that caused it. Sen
 ``async_to_sync(layer.group_send)`` from sync code costs a new event loop, a thread and a Redis
 connection each time (about 7 ms; six hints made a hosted execution 40 ms slower). Instead the
 caller puts the hint on an in-process queue (microseconds) and one daemon thread, which keeps its
-own event loop and so its channel layer's connection pool, sends whatever is queued in batches.
+own event loop and so its channel layer's connection pool, sends whatever is queued in batches,
+one hint per group and type of each batch (see :func:`coalesced`).
 
 The thread is started lazily, and again after a fork (Celery's prefork pool, gunicorn workers).
 """
@@ -96,11 +97,13 @@ def _run() -> None:
             except queue.Empty:
                 break
         stopping = _STOP in batch
-        batch = [hint for hint in batch if hint is not _STOP]
+        hints_to_send = coalesced([hint for hint in batch if hint is not _STOP])
         try:
-            loop.run_until_complete(_send_all(layer, batch))
+            loop.run_until_complete(_send_all(layer, hints_to_send))
         except Exception:  # a lost hint must not kill the publisher; pages refetch anyway
-            logger.warning("could not publish %d websocket hints", len(batch), exc_info=True)
+            logger.warning(
+                "could not publish %d websocket hints", len(hints_to_send), exc_info=True
+            )
         with _condition:
             _pending -= len(batch)
             _condition.notify_all()
@@ -110,6 +113,18 @@ def _run() -> None:
                 loop.run_until_complete(layer.close_pools())
             loop.close()
             return
+
+
+def coalesced(hints: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
+    """One hint per group, type and topic: the last queued. A hint only says "refetch", so the
+    last of several says it all (the page refetches once and sees the latest state). Under load
+    this drops most of them (a feed or a poster's notifications hear of many tasks at once), and
+    each costs the publisher two Redis round trips."""
+    latest = {
+        (group, message.get("type"), message.get("topic")): (group, message)
+        for group, message in hints
+    }
+    return list(latest.values())
 
 
 async def _send_all(layer: Any, batch: list[tuple[str, dict[str, Any]]]) -> None:
