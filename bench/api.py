@@ -17,6 +17,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -96,10 +97,15 @@ def post_load(port: int, keys: list[str], targets: list[list[int]], body_for, pa
                 headers={"Authorization": f"Api-Key {key}", "Content-Type": "application/json"},
             )
             response = connection.getresponse()
-            response.read()
+            body = response.read()
             if response.status >= 300:
                 with lock:
                     errors[0] += 1
+                    if errors[0] <= 3:  # say why, once or thrice
+                        print(
+                            f"{response.status} {path_for(task_id)}: {body[:300]!r}",
+                            file=sys.stderr,
+                        )
             local.append(time.perf_counter() - started)
         with lock:
             latencies.extend(local)

@@ -163,8 +163,8 @@ DATABASES["default"]["TEST"] = {
 }
 # Django turns psycopg's automatic prepared statements off (for transaction-pooling proxies, which
 # this deployment does not use). The ORM's cursors bind parameters on the client and are never
-# prepared; the few fixed hot statements that bind on the server (marketplace/api/reads.py) are
-# prepared after their first uses on each connection.
+# prepared; the few fixed hot statements that bind on the server are
+# prepared after their first uses on each connection (agents_registry/prepared.py).
 DATABASES["default"]["OPTIONS"].setdefault("prepare_threshold", 2)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

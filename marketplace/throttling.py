@@ -24,10 +24,23 @@ if TYPE_CHECKING:  # rest_framework.views imports this module through its settin
     from rest_framework.views import APIView
 
 
+# Count this request in its window (created to live two windows: current, then previous) and
+# read the previous window's count, atomically and in one round trip.
+_COUNT = """
+redis.call('SET', KEYS[1], 0, 'EX', ARGV[1], 'NX')
+return {redis.call('INCR', KEYS[1]), tonumber(redis.call('GET', KEYS[2]) or '0')}
+"""
+
+
 @functools.cache
 def _redis() -> redis.Redis:
     # The cache's Redis database, with a connection pool of this process.
     return redis.Redis.from_url(settings.CACHES["default"]["LOCATION"])
+
+
+@functools.cache
+def _count() -> Any:
+    return _redis().register_script(_COUNT)
 
 
 class SlidingWindowThrottle(throttling.SimpleRateThrottle):
@@ -45,18 +58,11 @@ class SlidingWindowThrottle(throttling.SimpleRateThrottle):
         window = self.duration
         number, into = divmod(now, window)
         current, previous = f"{key}:{int(number)}", f"{key}:{int(number) - 1}"
-        with _redis().pipeline(transaction=True) as pipe:
-            # The counter lives two windows: while it is current, then while it is previous.
-            pipe.set(current, 0, ex=2 * window, nx=True)
-            pipe.incr(current)
-            pipe.get(previous)
-            _, count, before = pipe.execute()
-        weight = 1 - into / window
-        estimate = int(before or 0) * weight + count
-        if estimate <= self.num_requests:
+        count, before = _count()(keys=[current, previous], args=[2 * window])
+        if before * (1 - into / window) + count <= self.num_requests:
             return True
         _redis().decr(current)
-        self.wait_seconds = self._wait(count - 1, int(before or 0), into, window)
+        self.wait_seconds = self._wait(count - 1, before, into, window)
         return False
 
     def _wait(self, count: int, before: int, into: float, window: int) -> float:
