@@ -9,7 +9,12 @@ execution's finish (each execution: claim, task start, runtime, trace events, de
 market, final state). Baseline, same broker and worker: N bare Celery tasks that only count
 themselves; ratio = our executions/s divided by bare tasks/s.
 
-    python bench/executions.py [--quick] [--rounds N]
+``--in-process`` measures instead what one execution costs, without a worker or a broker (the
+noise of a shared machine hides it in the throughput): executions run one after another in this
+process; reported are the SQL statements and the CPU milliseconds of this process (the hint
+publisher's thread included) and of its PostgreSQL backend per execution.
+
+    python bench/executions.py [--quick] [--rounds N] [--in-process] [--database NAME]
 """
 
 from __future__ import annotations
@@ -51,15 +56,20 @@ def wait(predicate, timeout: float = 300.0, interval: float = 0.005) -> None:
     raise RuntimeError("timed out waiting for the workers")
 
 
+def options(parser) -> None:
+    parser.add_argument("--in-process", action="store_true", help="the cost of one execution")
+    parser.add_argument("--database", default="bench_executions", help="created afresh")
+
+
 def main() -> None:
-    args = parse_args(__doc__.splitlines()[0])
+    args = parse_args(__doc__.splitlines()[0], options)
     os.environ.setdefault("REDIS_DATABASE_BASE", "24")
     os.environ["EMBEDDING_BACKEND"] = "hashing"
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "marketplace.settings")
     os.environ.setdefault("DEBUG", "true")
     from django.conf import settings
 
-    setup_django("bench_executions")
+    setup_django(args.database)
 
     from celery import current_app
     from django.contrib.auth.models import User
@@ -71,6 +81,13 @@ def main() -> None:
     from marketplace import services as market_services
     from workers.models import Execution
     from workers.tasks import noop_task
+
+    if args.in_process:
+        # No broker at all: a worker of another run on the same Redis must never take these
+        # messages (its database has other executions under the same ids).
+        from workers.celery import app as celery_app
+
+        celery_app.conf.broker_url = "memory://"
 
     quick = args.quick
     rounds = args.rounds or (1 if quick else 3)
@@ -103,6 +120,21 @@ def main() -> None:
             )
             for n in range(count)
         ]
+
+    def claimed_executions(count: int) -> list[int]:
+        agent = new_agent()
+        tasks = post(count)
+        with transaction.atomic():
+            for task in tasks:
+                market_services.task_claim(task=task, claimant=agent.participant)
+        return list(
+            Execution.objects.filter(agent=agent).order_by("pk").values_list("pk", flat=True)
+        )
+
+    if args.in_process:
+        figures = in_process(claimed_executions, count=100 if quick else 400)
+        emit("executions-in-process", figures, quick=quick)
+        return
 
     env = os.environ.copy()
     env.update({"DATABASE_URL": settings.DATABASE_URL, "REDIS_URL": settings.REDIS_URL})
@@ -164,6 +196,61 @@ def main() -> None:
         "worker": "1 Celery worker, prefork pool of 2 processes, Redis broker, prefetch 1",
     }
     emit("executions", figures, quick=quick)
+
+
+def _backend_cpu_seconds() -> float | None:
+    """CPU time of this connection's PostgreSQL backend, when the server runs on this machine."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def in_process(claimed_executions, *, count: int) -> dict:
+    """Run ``count`` claimed no-op executions one after another in this process."""
+    from django.db import connection, reset_queries
+    from django.test.utils import CaptureQueriesContext
+
+    from marketplace import live
+    from workers import services
+
+    def run(execution_ids: list[int]) -> None:
+        for execution_id in execution_ids:
+            outcome = services.execution_run(execution_id=execution_id, worker="bench:1")
+            assert outcome == "succeeded", outcome
+
+    run(claimed_executions(10))  # warm-up: imports, the connection, the hint publisher
+    sampled = 20
+    execution_ids = claimed_executions(sampled + count)
+    reset_queries()  # with DEBUG on, a full log (9,000 queries of set-up) would capture nothing
+    with CaptureQueriesContext(connection) as captured:
+        run(execution_ids[:sampled])
+    live.flush()
+    backend_before = _backend_cpu_seconds()
+    cpu_before, wall_before = time.process_time(), time.perf_counter()
+    run(execution_ids[sampled:])
+    live.flush()
+    cpu, wall = time.process_time() - cpu_before, time.perf_counter() - wall_before
+    backend_after = _backend_cpu_seconds()
+    backend = (
+        round((backend_after - backend_before) / count * 1000, 2)
+        if backend_before is not None and backend_after is not None
+        else None
+    )
+    return {
+        "executions": count,
+        "sql_statements_per_execution": round(len(captured.captured_queries) / sampled, 1),
+        "cpu_ms_per_execution": round(cpu / count * 1000, 2),
+        "postgresql_backend_cpu_ms_per_execution": backend,
+        "wall_ms_per_execution": round(wall / count * 1000, 2),
+    }
 
 
 if __name__ == "__main__":
