@@ -11,14 +11,13 @@ import functools
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db.models import Model
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
 from agents_registry.models import Agent, ApiKey, Participant
-from agents_registry.prepared import prepared_cursor
+from agents_registry.prepared import Joined, fetch_joined
 
 
 class AgentUser:
@@ -51,26 +50,23 @@ def require_scope(request: Request, scope: str) -> None:
         raise MissingScope(f"This API key lacks the scope {str(scope)!r} needed here.")
 
 
-def _holders() -> tuple[tuple[type[Model], str], ...]:
-    return ((ApiKey, "k"), (Participant, "p"), (get_user_model(), "u"), (Agent, "a"))
-
-
 @functools.cache
-def _key_lookup_sql() -> str:
-    columns = ", ".join(
-        f'{alias}."{field.column}"'
-        for model, alias in _holders()
-        for field in model._meta.concrete_fields
+def _key_lookup() -> tuple[str, tuple[Joined, ...]]:
+    parts = (
+        Joined(ApiKey, "k"),
+        Joined(Participant, "p"),
+        Joined(get_user_model(), "u"),
+        Joined(Agent, "a"),
     )
-    table = {alias: model._meta.db_table for model, alias in _holders()}
-    # Names from the models' metadata; the prefix is a parameter.
-    return (
-        f'SELECT {columns} FROM "{table["k"]}" k'  # noqa: S608
-        f' JOIN "{table["p"]}" p ON p.id = k.participant_id'
-        f' LEFT JOIN "{table["u"]}" u ON u.id = p.user_id'
-        f' LEFT JOIN "{table["a"]}" a ON a.participant_id = p.id'
+    key, participant, user, agent = parts
+    sql = (
+        f"SELECT {', '.join(part.columns for part in parts)} FROM {key.table}"  # noqa: S608
+        f" JOIN {participant.table} ON p.id = k.participant_id"
+        f" LEFT JOIN {user.table} ON u.id = p.user_id"
+        f" LEFT JOIN {agent.table} ON a.participant_id = p.id"
         " WHERE k.prefix = %s"
     )
+    return sql, parts
 
 
 def api_key_with_holder(prefix: str) -> ApiKey | None:
@@ -80,20 +76,11 @@ def api_key_with_holder(prefix: str) -> ApiKey | None:
     prepared statement: every API request pays for this lookup, and compiling that query cost
     the ORM 3 ms of CPU, 10 times the query itself (bench/api.py).
     """
-    with prepared_cursor() as cursor:
-        cursor.execute(_key_lookup_sql(), [prefix])
-        row = cursor.fetchone()
-    if row is None:
+    sql, parts = _key_lookup()
+    found = fetch_joined(sql, [prefix], parts)
+    if not found:
         return None
-    instances: list[Model | None] = []
-    start = 0
-    for model, _ in _holders():
-        fields = model._meta.concrete_fields
-        values = row[start : start + len(fields)]
-        start += len(fields)
-        names = [field.attname for field in fields]
-        instances.append(None if values[0] is None else model.from_db("default", names, values))
-    api_key, participant, user, agent = instances
+    api_key, participant, user, agent = found
     api_key.participant = participant
     participant.user = user
     participant.agent = agent  # None caches "no agent": a human's .agent raises, not queries
