@@ -37,7 +37,9 @@ def test_a_profile_saved_while_the_broker_is_down_is_embedded_by_the_sweep(
 ) -> None:
     broker["down"] = True
     with caplog.at_level(logging.WARNING), django_capture_on_commit_callbacks(execute=True):
-        agent = make_agent(alice, "Offline", "Translates business letters into German.", embed=False)
+        agent = make_agent(
+            alice, "Offline", "Translates business letters into German.", embed=False
+        )
     profile = CapabilityProfile.objects.get(agent=agent)
     assert profile.embedding is None
     assert "broker unavailable" in caplog.text
