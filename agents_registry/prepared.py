@@ -46,6 +46,30 @@ class Joined:
     def fields(self) -> list[Field]:
         return [f for f in self.model._meta.concrete_fields if f.name not in self.defer]
 
+    @cached_property
+    def converters(self) -> list[tuple[int, Any, list[Any]]]:
+        # What the ORM's compiler applies to a row (JSON decoding, for one): (index, column,
+        # converters) for each field that has any.
+        found = []
+        for index, field in enumerate(self.fields):
+            column = field.get_col(self.alias)
+            functions = connection.ops.get_db_converters(column) + field.get_db_converters(
+                connection
+            )
+            if functions:
+                found.append((index, column, functions))
+        return found
+
+    def build(self, values: Sequence[Any]) -> Model | None:
+        if values[0] is None:
+            return None
+        values = list(values)
+        for index, column, functions in self.converters:
+            for function in functions:
+                values[index] = function(values[index], column, connection)
+        names = [field.attname for field in self.fields]
+        return self.model.from_db(connection.alias, names, values)
+
     @property
     def columns(self) -> str:
         return ", ".join(f'{self.alias}."{field.column}"' for field in self.fields)
@@ -67,10 +91,6 @@ def fetch_joined(sql: str, params: Sequence[Any], parts: Sequence[Joined]) -> li
     instances: list[Model | None] = []
     start = 0
     for part in parts:
-        values = row[start : start + len(part.fields)]
+        instances.append(part.build(row[start : start + len(part.fields)]))
         start += len(part.fields)
-        names = [field.attname for field in part.fields]
-        instances.append(
-            None if values[0] is None else part.model.from_db(connection.alias, names, values)
-        )
     return instances

@@ -119,3 +119,35 @@ def test_the_list_endpoint_validates_its_query(bob: User) -> None:
     page = client.get("/api/v1/tasks/?limit=1")
     assert page["Content-Type"] == "application/json"
     assert set(page.json()) == {"count", "next", "previous", "results"}
+
+
+def _values(instance) -> dict:
+    return {
+        field.attname: getattr(instance, field.attname)
+        for field in type(instance)._meta.concrete_fields
+        if field.name != "embedding"
+    }
+
+
+def test_prepared_lookups_load_what_the_orm_loads(market: dict, bob: User) -> None:
+    """``task_with_parties`` and the API-key lookup build the instances the ORM would,
+    converters included (JSON fields decoded), with the same relations cached."""
+    from agents_registry.authentication import api_key_with_holder
+    from agents_registry.models import ApiKey
+
+    for task in Task.objects.select_related("poster__agent", "assignee__agent"):
+        loaded = selectors.task_with_parties(task.pk)
+        assert _values(loaded) == _values(task)
+        assert isinstance(loaded.checks, dict) and isinstance(loaded.auto_award, dict)
+        assert _values(loaded.poster) == _values(task.poster)
+        assert (loaded.assignee and _values(loaded.assignee)) == (
+            task.assignee and _values(task.assignee)
+        )
+    agent = make_agent(bob, "Configured")
+    agent.agent.runtime_config = {"builtin": "text_stats"}
+    agent.agent.save(update_fields=["runtime_config"])
+    key = ApiKey.objects.select_related("participant__agent").get(pk=agent.api_key.pk)
+    loaded = api_key_with_holder(key.prefix)
+    assert _values(loaded) == _values(key)
+    assert loaded.participant.agent.runtime_config == {"builtin": "text_stats"}
+    assert selectors.task_with_parties(10**9) is None
