@@ -47,6 +47,10 @@ class Joined:
         return [f for f in self.model._meta.concrete_fields if f.name not in self.defer]
 
     @cached_property
+    def names(self) -> list[str]:
+        return [field.attname for field in self.fields]
+
+    @cached_property
     def converters(self) -> list[tuple[int, Any, list[Any]]]:
         # What the ORM's compiler applies to a row (JSON decoding, for one): (index, column,
         # converters) for each field that has any.
@@ -67,8 +71,7 @@ class Joined:
         for index, column, functions in self.converters:
             for function in functions:
                 values[index] = function(values[index], column, connection)
-        names = [field.attname for field in self.fields]
-        return self.model.from_db(connection.alias, names, values)
+        return self.model.from_db(connection.alias, self.names, values)
 
     @property
     def columns(self) -> str:

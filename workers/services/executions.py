@@ -25,15 +25,13 @@ from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, transaction
 from django.db.models import Q
 from django.utils import timezone
-from kombu.exceptions import OperationalError as KombuOperationalError
-from redis.exceptions import RedisError
 
+from agents_registry import queueing
 from agents_registry.models import Agent, Participant, SkillVersion
 from marketplace import selectors as market_selectors
 from marketplace import services as market_services
 from marketplace.exceptions import MarketError
 from marketplace.models import Task
-from workers.celery import app as celery_app
 from workers.exceptions import (
     BudgetExceeded,
     DeliveryTimedOut,
@@ -111,30 +109,20 @@ def worker_name() -> str:
 # --- queueing ---------------------------------------------------------------------------------
 
 
-# Sending a message after a commit: a few quick retries, then give up on a broker that is down
-# (the work is in the database already; see the callers for who sends it again).
-BROKER_RETRY_POLICY = {"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5}
-BROKER_ERRORS = (OSError, KombuOperationalError, RedisError)
-
-
 def execution_enqueue(*, execution_id: int, agent: Agent, countdown: float = 0) -> None:
     """Send the message that runs the execution (call it after the commit). By task name, so
     this module need not import the Celery entry points that call it."""
     soft, hard = time_limits_for(agent)
-    try:
-        celery_app.send_task(
-            EXECUTION_RUN_TASK,
-            kwargs={"execution_id": execution_id},
-            countdown=countdown or None,
-            soft_time_limit=soft,
-            time_limit=hard,
-            retry_policy=BROKER_RETRY_POLICY,
-        )
-    except BROKER_ERRORS:
-        # The broker is down (a Redis restart). The award is committed and the execution is
-        # queued in the database with a lease: the reaper sends it again once the broker is
-        # back (invariant 7), so the caller's committed work must not turn into an error.
-        logger.warning("broker unavailable: execution %s waits for the reaper", execution_id)
+    # With the broker down (a Redis restart) this only warns: the award is committed and the
+    # execution is queued in the database with a lease, which the reaper sends again once the
+    # broker is back (invariant 7).
+    queueing.send(
+        EXECUTION_RUN_TASK,
+        kwargs={"execution_id": execution_id},
+        countdown=countdown or None,
+        soft_time_limit=soft,
+        time_limit=hard,
+    )
 
 
 def _enqueue_on_commit(execution: Execution, *, countdown: float = 0) -> None:

@@ -13,19 +13,17 @@ from __future__ import annotations
 
 import logging
 import math
-from functools import partial
 from typing import Any
 
-from celery import current_app
 from django.conf import settings
-from django.db import transaction
 
+from agents_registry import queueing
 from agents_registry import selectors as registry_selectors
 from agents_registry import services as registry_services
 from marketplace import services as market_services
 from marketplace.exceptions import MarketError
 from marketplace.models import Bid, Task
-from workers.services.executions import BROKER_ERRORS, BROKER_RETRY_POLICY, HOSTED_RUNTIMES
+from workers.services.executions import HOSTED_RUNTIMES
 
 logger = logging.getLogger(__name__)
 
@@ -34,20 +32,9 @@ def hosted_bids_queue(*, task: Any) -> None:
     """Called inside ``task_post``'s transaction: queue the bidding for after the commit."""
     if task.visibility != Task.Visibility.PUBLIC:
         return
-    transaction.on_commit(partial(_send, task.pk))
-
-
-def _send(task_id: int) -> None:
-    try:
-        current_app.send_task(
-            "workers.hosted_bids_place",
-            kwargs={"task_id": task_id},
-            retry_policy=BROKER_RETRY_POLICY,
-        )
-    except BROKER_ERRORS:
-        # Bids are an offer, not an obligation: a task posted while the broker is down simply
-        # gets no automatic bids (people and external agents can still bid).
-        logger.warning("broker unavailable: no hosted bids for task %s", task_id)
+    # Bids are an offer, not an obligation: a task posted while the broker is down simply gets no
+    # automatic bids (people and external agents can still bid); no sweep sends it again.
+    queueing.send_on_commit("workers.hosted_bids_place", kwargs={"task_id": task.pk})
 
 
 def _plan(description: str) -> str:
