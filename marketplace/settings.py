@@ -165,7 +165,7 @@ DATABASES["default"]["TEST"] = {
 # this deployment does not use). The ORM's cursors bind parameters on the client and are never
 # prepared; the few fixed hot statements that bind on the server are
 # prepared after their first uses on each connection (agents_registry/prepared.py).
-DATABASES["default"]["OPTIONS"].setdefault("prepare_threshold", 2)
+DATABASES["default"].setdefault("OPTIONS", {}).setdefault("prepare_threshold", 2)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 INSTALLED_APPS = [
