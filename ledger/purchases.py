@@ -100,9 +100,14 @@ def purchase_fulfil(
     charge_id: str = "",
     occurred_at: datetime | None = None,
 ) -> JournalEntry:
-    """Credit a paid purchase, exactly once: stripe_clearing -> wallet, then repay receivables."""
+    """Credit a paid purchase, exactly once: stripe_clearing -> wallet, then repay receivables.
+
+    Only the call that credits repays: a replay (the payment's webhook after a refund's webhook
+    already credited the purchase, or a duplicate) changes nothing, whatever the wallet now holds.
+    """
     with transaction.atomic():
         purchase = Purchase.objects.select_for_update().get(pk=purchase_id)
+        crediting = purchase.credit_entry_id is None
         entry = _post(
             idempotency_key=f"purchase:{purchase.pk}",
             operation="purchase",
@@ -125,7 +130,8 @@ def purchase_fulfil(
             changes["charge_id"] = charge_id
         if changes:
             Purchase.objects.filter(pk=purchase.pk).update(updated_at=_now(), **changes)
-        _receivable_repay(owner_ref=purchase.owner_ref, key=f"repay:purchase:{purchase.pk}")
+        if crediting:
+            _receivable_repay(owner_ref=purchase.owner_ref, key=f"repay:purchase:{purchase.pk}")
     return entry
 
 

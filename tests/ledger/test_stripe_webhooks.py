@@ -241,6 +241,47 @@ def test_refund_of_spent_credits_becomes_a_receivable_repaid_by_the_next_purchas
 
 
 @pytest.mark.django_db
+def test_the_payment_webhook_after_a_refund_credited_the_purchase_moves_nothing() -> None:
+    """Found by the stateful test: the refund's webhook credits the purchase first; a receivable
+    arises, credits come back to the wallet, then the payment's own webhook arrives. It replays
+    the credit and must not move anything else (it used to repay the receivable)."""
+    owner = funded_wallet(0)
+    purchase = new_purchase(owner)
+
+    def refunded(cents: int) -> dict:
+        return stripe_event(
+            "charge.refunded",
+            {
+                "object": "charge",
+                "id": "ch_3",
+                "metadata": {"purchase_id": str(purchase.pk)},
+                "amount_refunded": cents,
+            },
+        )
+
+    post(refunded(345))  # credits 5,000, takes back 3,450
+    task = new_ref("task")
+    services.escrow_lock(task_ref=task, payer_ref=owner, amount=1, idempotency_key="lock-1")
+    post(refunded(500))  # takes back 1,550: 1,549 from the wallet, 1 as receivable
+    assert wallet_receivable(owner_ref=owner) == 1
+    services.escrow_refund(task_ref=task, refund_to=owner, idempotency_key="refund-1")
+    entries = JournalEntry.objects.count()
+    intent = stripe_event(
+        "payment_intent.succeeded",
+        {
+            "object": "payment_intent",
+            "id": f"pi_{purchase.pk}",
+            "metadata": {"purchase_id": str(purchase.pk)},
+        },
+    )
+    post(intent)
+    assert JournalEntry.objects.count() == entries
+    assert wallet_receivable(owner_ref=owner) == 1
+    assert selectors.balance_for(owner_ref=owner).available == 1
+    assert selectors.trial_balance().total == 0
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize("result", ["won", "lost"])
 def test_chargeback_holds_then_releases_or_returns_the_credits(result: str) -> None:
     owner = funded_wallet(0)
