@@ -3,6 +3,11 @@ concurrent keep-alive clients against the real HTTP server and a database holdin
 tasks, each compared in the same run with the minimal JSON view (``/healthz``) on the same server.
 
     python bench/api.py [--quick] [--server gunicorn|uvicorn]   # quick: 10,000 tasks, 2 s each
+    python bench/api.py --in-process [--quick]   # CPU ms and SQL statements per request
+
+``--in-process`` runs no server and no load generator: each endpoint is called through Django's
+test client in this process, and reports this process's CPU time and the SQL statements per
+request beside the minimal view's (what the server itself spends, free of the machine's noise).
 
 The server is gunicorn (WSGI, 2 workers x 4 threads), which serves plain HTTP in ``make run`` and
 ``deploy/``; ``--server uvicorn`` measures the same views under the ASGI server (2 workers), which
@@ -121,21 +126,80 @@ def post_load(port: int, keys: list[str], targets: list[list[int]], body_for, pa
     }
 
 
-def main() -> None:
-    args = parse_args(
-        __doc__.splitlines()[0],
-        lambda parser: parser.add_argument(
-            "--server", choices=["gunicorn", "uvicorn"], default="gunicorn"
+def in_process(keys: list[str], bid_targets, deliver_targets, total: int, count: int) -> dict:
+    from django.db import connection
+    from django.test import Client
+
+    client = Client(HTTP_AUTHORIZATION=f"Api-Key {keys[0]}")
+    bids = iter([task for targets in bid_targets for task in targets])
+    delivers = iter(deliver_targets[0])
+    calls = {
+        "minimal_json": lambda: client.get("/healthz"),
+        "task_list": lambda: client.get("/api/v1/tasks/?limit=20"),
+        "task_detail": lambda: client.get(f"/api/v1/tasks/{total // 2}/"),
+        "bid": lambda: client.post(
+            f"/api/v1/tasks/{next(bids)}/bids/",
+            {"price": 50, "eta_hours": 2, "plan": "Read it, then summarise."},
+            content_type="application/json",
         ),
-    )
+        "deliver": lambda: client.post(
+            f"/api/v1/tasks/{next(delivers)}/deliveries/",
+            {"text": "Three bullets."},
+            content_type="application/json",
+        ),
+    }
+    figures = {}
+    for name, call in calls.items():
+        assert call().status_code < 300, name  # warm-up
+        statements: list[str] = []
+
+        def counted(execute, sql, params, many, context, statements=statements):
+            statements.append(sql)
+            return execute(sql, params, many, context)
+
+        with connection.execute_wrapper(counted):
+            assert call().status_code < 300, name
+        started = time.process_time()
+        for _ in range(count):
+            call()
+        figures[name] = {
+            "cpu_ms": round((time.process_time() - started) / count * 1000, 3),
+            "sql_statements": len(statements),
+        }
+    baseline = figures["minimal_json"]["cpu_ms"]
+    for values in figures.values():
+        values["ratio_to_minimal"] = ratio(baseline, values["cpu_ms"])
+    return figures
+
+
+def main() -> None:
+    def options(parser) -> None:
+        parser.add_argument("--server", choices=["gunicorn", "uvicorn"], default="gunicorn")
+        parser.add_argument(
+            "--in-process", action="store_true", help="CPU and SQL per request, no server"
+        )
+
+    args = parse_args(__doc__.splitlines()[0], options)
     total = 10_000 if args.quick else 100_000
     duration = 2.0 if args.quick else 5.0
     rounds = args.rounds or (1 if args.quick else 3)
     os.environ.setdefault("REDIS_DATABASE_BASE", "20")
+    if args.in_process:
+        # As the server runs: no query log, no debug pages, the bench's rate limits.
+        os.environ.update(
+            DEBUG="false",
+            SECRET_KEY="bench-" + "k" * 60,
+            ALLOWED_HOSTS="testserver",
+            EMBEDDING_BACKEND="hashing",
+            MARKET_WRITE_RATE="100000000/minute",
+        )
     setup_django("bench_api")
     from django.conf import settings
 
+    count = 100 if args.quick else 300  # requests per endpoint, in process
     clients, per_client = 20, (10 if args.quick else 40)
+    if args.in_process:
+        per_client, rounds = count + 2, 1
     keys, bid_targets, deliver_targets = seed(total, clients, per_client * rounds)
     from django.db import connection
 
@@ -143,6 +207,14 @@ def main() -> None:
         # Fresh statistics, as autovacuum would have them: the planner must know the table holds
         # 100k rows to walk the (state, created_at) index instead of sorting every open task.
         cursor.execute("ANALYZE")
+    if args.in_process:
+        figures = in_process(keys, bid_targets, deliver_targets, total, count)
+        emit(
+            "api-in-process",
+            {"tasks": total, "requests": count, "endpoints": figures},
+            quick=args.quick,
+        )
+        return
     env = os.environ.copy()
     env.update(
         {
