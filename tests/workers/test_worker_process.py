@@ -26,11 +26,18 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def worker_env(monkeypatch: pytest.MonkeyPatch, httpserver: HTTPServer) -> Iterator[HTTPServer]:
+def worker_env(
+    monkeypatch: pytest.MonkeyPatch, httpserver: HTTPServer, settings
+) -> Iterator[HTTPServer]:
     # The worker subprocess inherits these: fast embeddings, a one-second lease margin so a
-    # killed attempt is recovered within seconds, and the loopback agent allowed.
+    # killed attempt is recovered within seconds, and the loopback agent allowed. A worker killed
+    # after taking a message but before its claim committed leaves the execution queued with an
+    # unacknowledged message: the reaper sends it again when the queue lease ends (5 minutes by
+    # default; seconds here, in this process, which awards and reaps, and in the worker's).
     monkeypatch.setenv("EMBEDDING_BACKEND", "hashing")
     monkeypatch.setenv("WORKERS_LEASE_MARGIN_SECONDS", "1")
+    monkeypatch.setenv("WORKERS_QUEUE_LEASE_SECONDS", "5")
+    settings.WORKERS_QUEUE_LEASE_SECONDS = 5
     monkeypatch.setenv("WORKERS_RETRY_BACKOFF_SECONDS", "0.2")
     monkeypatch.setenv("OUTBOUND_HTTP_ALLOWED_HOSTS", f"127.0.0.1:{httpserver.port}")
     # Only this test's workers, started with these settings, may take its messages.
@@ -155,7 +162,13 @@ def test_sigkill_during_executions_loses_nothing_and_delivers_each_once(
                 task_ref__in=ids, status__in=Execution.ACTIVE_STATUSES
             ).exists()
 
-        wait_until(all_final, timeout=90, interval=0.5)
+        try:
+            wait_until(all_final, timeout=90, interval=0.5)
+        except AssertionError:
+            left = Execution.objects.filter(task_ref__in=ids).values_list(
+                "status", "attempts", "lease_expires_at"
+            )
+            raise AssertionError(f"executions not final after 90 s: {list(left)}") from None
     finally:
         process.stop()
 
