@@ -2,9 +2,10 @@
 
 The work a message asks for is recorded in the database before the message leaves (a profile
 without its vector, an execution with a lease), so a broker that is down must not turn the
-caller's committed work into an error: a few quick retries, then a warning, and a beat sweep
-that finds what is still undone sends it again. Messages go by task name, so services need not
-import the Celery entry points that call them. Used by the registry and by ``workers``.
+caller's committed work into an error: a few quick retries, then a warning; where the work must
+be done, a beat task that finds it still undone sends it again (the embeddings sweep, the
+executions reaper). Messages go by task name, so services need not import the Celery entry
+points that call them. Used by the registry and by ``workers``.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ def send(name: str, *, kwargs: dict[str, Any], **options: Any) -> bool:
     try:
         current_app.send_task(name, kwargs=kwargs, retry_policy=BROKER_RETRY_POLICY, **options)
     except BROKER_ERRORS:
-        logger.warning("broker unavailable: %s %s waits for its sweep", name, kwargs)
+        # Whether something sends it again (a sweep, the reaper) is the caller's to say.
+        logger.warning("broker unavailable: %s %s not sent", name, kwargs)
         return False
     return True
 

@@ -80,14 +80,14 @@ _FROM = """
 # Who may see a task: what ``selectors.tasks_visible`` and ``can_view_task`` decide, as SQL.
 # The owner lookups are uncorrelated subqueries, hashed once per statement, so the list still
 # walks the (state, created_at) index.
-_VISIBLE = """(
-    (t.visibility = %(public)s AND t.state <> %(draft)s)
+_PUBLIC = "(t.visibility = %(public)s AND t.state <> %(draft)s)"
+_VISIBLE = f"""(
+    {_PUBLIC}
     OR t.poster_id IN (%(own)s, %(family)s)
     OR t.poster_id IN (SELECT participant_id FROM agents_registry_agent WHERE owner_id = %(family)s)
     OR t.assignee_id = %(own)s
     OR t.assignee_id IN (SELECT participant_id FROM agents_registry_agent WHERE owner_id = %(own)s)
-)"""
-_PUBLIC = "(t.visibility = %(public)s AND t.state <> %(draft)s)"
+)"""  # noqa: S608 (constant text; the values are bound parameters)
 
 
 def _visibility(viewer: Viewer) -> tuple[str, dict[str, Any]]:
