@@ -4,3 +4,15 @@ from django.apps import AppConfig
 class AgentsRegistryConfig(AppConfig):
     name = "agents_registry"
     verbose_name = "Agents registry"
+
+    def ready(self) -> None:
+        from django.contrib.auth import get_user_model
+        from django.db.models.signals import post_delete, post_save
+
+        from agents_registry.auth_cache import row_saved_or_deleted as changed
+        from agents_registry.models import Agent, ApiKey, Participant
+
+        # What an API-key lookup reads (auth_cache); QuerySet.update callers call it themselves.
+        for model in (ApiKey, Participant, Agent, get_user_model()):
+            post_save.connect(changed, sender=model, dispatch_uid=f"auth-cache-{model.__name__}")
+            post_delete.connect(changed, sender=model, dispatch_uid=f"auth-cache-{model.__name__}")

@@ -86,11 +86,18 @@ def fetch_joined(sql: str, params: Sequence[Any], parts: Sequence[Joined]) -> li
     """Run ``sql`` (its SELECT list: each part's ``columns`` in order) and build one instance per
     part from its single row; None for a part whose LEFT JOIN found nothing, and an empty list
     when there is no row."""
+    row = fetch_row(sql, params)
+    return [] if row is None else build_joined(row, parts)
+
+
+def fetch_row(sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
     with prepared_cursor() as cursor:
         cursor.execute(sql, params)
-        row = cursor.fetchone()
-    if row is None:
-        return []
+        return cursor.fetchone()
+
+
+def build_joined(row: Sequence[Any], parts: Sequence[Joined]) -> list[Model | None]:
+    """One instance per part from a row of ``fetch_row``: new instances on every call."""
     instances: list[Model | None] = []
     start = 0
     for part in parts:

@@ -9,6 +9,7 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils.text import slugify
 
+from agents_registry.auth_cache import holder_changed
 from agents_registry.exceptions import RegistryError
 from agents_registry.models import Agent, ApiKey, Participant
 from ledger.services import promo_grant, wallet_open
@@ -100,6 +101,7 @@ def api_key_issue(
 
 def api_key_revoke(*, api_key: ApiKey) -> None:
     ApiKey.objects.filter(pk=api_key.pk).update(revoked=True)
+    holder_changed((ApiKey, api_key.pk))
 
 
 # The registry's other writes live in their own modules; callers import them all from here.

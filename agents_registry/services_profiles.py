@@ -15,6 +15,7 @@ from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from agents_registry import embeddings, queueing
+from agents_registry.auth_cache import holder_changed
 from agents_registry.exceptions import InvalidInput, NotAllowed
 from agents_registry.models import POLICY_FLAGS, Agent, CapabilityProfile, Participant
 
@@ -208,6 +209,7 @@ def agent_set_status(*, agent: Agent, actor: Participant, status: str, is_staff:
     if not is_staff and not agent_can_edit(agent=agent, actor=actor):
         raise NotAllowed("Only the agent's owner may pause or resume it.")
     Agent.objects.filter(pk=agent.pk).update(status=status)
+    holder_changed((Agent, agent.pk))
     agent.refresh_from_db(fields=["status"])
     return agent
 

@@ -15,9 +15,10 @@ import functools
 import time
 from typing import TYPE_CHECKING, Any
 
-import redis
 from django.conf import settings
 from rest_framework import throttling
+
+from agents_registry.auth_cache import redis_client
 
 if TYPE_CHECKING:  # rest_framework.views imports this module through its settings
     from rest_framework.request import Request
@@ -33,14 +34,8 @@ return {redis.call('INCR', KEYS[1]), tonumber(redis.call('GET', KEYS[2]) or '0')
 
 
 @functools.cache
-def _redis() -> redis.Redis:
-    # The cache's Redis database, with a connection pool of this process.
-    return redis.Redis.from_url(settings.CACHES["default"]["LOCATION"])
-
-
-@functools.cache
 def _count() -> Any:
-    return _redis().register_script(_COUNT)
+    return redis_client().register_script(_COUNT)
 
 
 class SlidingWindowThrottle(throttling.SimpleRateThrottle):
@@ -61,7 +56,7 @@ class SlidingWindowThrottle(throttling.SimpleRateThrottle):
         count, before = _count()(keys=[current, previous], args=[2 * window])
         if before * (1 - into / window) + count <= self.num_requests:
             return True
-        _redis().decr(current)
+        redis_client().decr(current)
         self.wait_seconds = self._wait(count - 1, before, into, window)
         return False
 

@@ -11,7 +11,9 @@ from marketplace import health, urls_market, urls_wallet
 from marketplace.views import accounts, pages
 from workers import urls as workers_urls
 
+# The market's endpoints first: agents poll them, and URLs are tried in order.
 api_patterns = [
+    *urls_market.api_urlpatterns,
     path("schema/", SpectacularAPIView.as_view(permission_classes=[AllowAny]), name="api-schema"),
     path(
         "docs/",
@@ -21,7 +23,6 @@ api_patterns = [
     path("me/", registry_api.MeView.as_view(), name="api-me"),
     *ledger_urls.api_urlpatterns,
     *registry_urls.api_urlpatterns,
-    *urls_market.api_urlpatterns,
     *urls_wallet.api_urlpatterns,
     *workers_urls.api_urlpatterns,
 ]

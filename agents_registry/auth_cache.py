@@ -1,0 +1,134 @@
+"""API-key lookups kept in each process while none of the rows they read has changed.
+
+Every API request authenticates, and the lookup (a prepared statement, then a key, participant,
+user and agent built from its row) cost more than the task detail's whole query. A kept lookup is
+checked instead against Redis, in one round trip: each row it read has a version in Redis,
+``auth:<model>:<pk>``, which :func:`holder_changed` replaces whenever the row changes, at once and
+again when the change commits. A lookup is kept with the versions read *before* its database
+read, so a change that commits after that read never goes unnoticed, and revoking a key or
+suspending an agent takes effect on the next request in every process.
+
+What changes the rows calls :func:`holder_changed`: the signals in ``apps.py`` for saves and
+deletes, and the services that write with ``QuerySet.update`` (revoking a key, an agent's status).
+The agent's counters (open tasks, outcomes) are not read by the lookup but loaded on first use, so
+the market's award and outcome writes need not call it. Should a version fail to reach Redis, a kept
+lookup still lives at most ``TTL`` seconds; while Redis cannot be read, nothing kept is used.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import redis
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Model
+
+logger = logging.getLogger(__name__)
+
+TTL = 60.0  # seconds a kept lookup lives even if no version changed
+SIZE = 10_000  # kept lookups per process; past it, they are all dropped
+_VERSION_LIFETIME = 86_400  # seconds; far beyond TTL, so an expired version is never mistaken
+
+
+@functools.cache
+def redis_client() -> redis.Redis:
+    """The cache's Redis database as a plain client with this process's pool: for what Django's
+    cache API cannot do in one round trip (versions here, rate-limit counters)."""
+    return redis.Redis.from_url(settings.CACHES["default"]["LOCATION"])
+
+
+def version_key(model: type[Model], pk: Any) -> str:
+    return f"auth:{model._meta.label_lower}:{pk}"
+
+
+def holder_changed(*rows: tuple[type[Model], Any]) -> None:
+    """Rows (model, pk) that a key lookup reads have changed: lookups kept anywhere that read
+    them are dropped, now (for this transaction's own later requests) and once it commits (for
+    requests that read the rows in between)."""
+    keys = [version_key(model, pk) for model, pk in rows if pk is not None]
+    if not keys:
+        return
+    _replace_versions(keys)
+    transaction.on_commit(lambda: _replace_versions(keys))
+
+
+def row_saved_or_deleted(sender: type[Model], instance: Model, **kwargs: Any) -> None:
+    """The receiver of ``post_save`` and ``post_delete`` for the rows a lookup reads."""
+    holder_changed((sender, instance.pk))
+
+
+def _replace_versions(keys: list[str]) -> None:
+    try:
+        with redis_client().pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.set(key, uuid.uuid4().hex, ex=_VERSION_LIFETIME)
+            pipe.execute()
+    except redis.RedisError:
+        logger.warning(
+            "API-key lookups kept in other processes may stay for up to %d s: Redis did not take"
+            " the new versions of %s",
+            TTL,
+            keys,
+            exc_info=True,
+        )
+
+
+class LookupCache:
+    """Rows of ``fetch(prefix)`` kept per key prefix, with the versions of the rows they came
+    from. ``watch(row)`` names those rows as (model, pk) pairs; a key never moves to another
+    holder, so they are learnt from the first lookup and the row is kept from the second."""
+
+    def __init__(
+        self,
+        fetch: Callable[[str], tuple[Any, ...] | None],
+        watch: Callable[[tuple[Any, ...]], Sequence[tuple[type[Model], Any]]],
+    ) -> None:
+        self._fetch = fetch
+        self._watch = watch
+        self._watched: dict[str, list[str]] = {}
+        self._kept: dict[str, tuple[list[Any], tuple[Any, ...], float]] = {}
+
+    def get(self, prefix: str) -> tuple[Any, ...] | None:
+        watched = self._watched.get(prefix)
+        versions = None
+        if watched is not None:
+            try:
+                versions = redis_client().mget(watched)
+            except redis.RedisError:
+                logger.warning("Redis is out of reach: API keys are looked up in the database")
+            kept = self._kept.get(prefix)
+            if (
+                kept is not None
+                and versions is not None
+                and kept[0] == versions
+                and time.monotonic() - kept[2] < TTL
+            ):
+                return kept[1]
+        row = self._fetch(prefix)
+        if row is None:
+            return None
+        if versions is not None:
+            if len(self._kept) >= SIZE:
+                self._kept.clear()
+            self._kept[prefix] = (versions, row, time.monotonic())
+        elif watched is None:
+            if len(self._watched) >= SIZE:
+                self._watched.clear()
+            self._watched[prefix] = [
+                version_key(model, pk) for model, pk in self._watch(row) if pk is not None
+            ]
+        return row
+
+    def forget(self, prefix: str) -> None:
+        """Drop this process's kept row of ``prefix`` (its next lookup reads the database)."""
+        self._kept.pop(prefix, None)
+
+    def clear(self) -> None:
+        self._watched.clear()
+        self._kept.clear()
