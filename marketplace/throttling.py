@@ -25,11 +25,17 @@ if TYPE_CHECKING:  # rest_framework.views imports this module through its settin
     from rest_framework.views import APIView
 
 
-# Count this request in its window (created to live two windows: current, then previous) and
-# read the previous window's count, atomically and in one round trip.
+# Count this request in each throttle's window (created to live two windows: current, then
+# previous) and read each previous window's count, atomically and in one round trip. KEYS come in
+# pairs (current, previous), ARGV holds each pair's lifetime.
 _COUNT = """
-redis.call('SET', KEYS[1], 0, 'EX', ARGV[1], 'NX')
-return {redis.call('INCR', KEYS[1]), tonumber(redis.call('GET', KEYS[2]) or '0')}
+local counts = {}
+for i = 1, #KEYS, 2 do
+    redis.call('SET', KEYS[i], 0, 'EX', ARGV[(i + 1) / 2], 'NX')
+    counts[#counts + 1] = redis.call('INCR', KEYS[i])
+    counts[#counts + 1] = tonumber(redis.call('GET', KEYS[i + 1]) or '0')
+end
+return counts
 """
 
 
@@ -38,27 +44,52 @@ def _count() -> Any:
     return redis_client().register_script(_COUNT)
 
 
+def check_throttles(throttles: list[Any], request: Request, view: APIView) -> list[float | None]:
+    """What DRF's ``check_throttles`` loop does, with every sliding window counted in one round
+    trip: the waits of the throttles that refuse the request (empty when all allow it). A refusing
+    window does not count the request; the others do."""
+    waits: list[float | None] = []
+    counted: list[tuple[SlidingWindowThrottle, str, str, float]] = []
+    now = time.time()
+    for throttle in throttles:
+        if not isinstance(throttle, SlidingWindowThrottle):
+            if not throttle.allow_request(request, view):
+                waits.append(throttle.wait())
+            continue
+        key = throttle.get_cache_key(request, view) if throttle.rate is not None else None
+        if key is not None:
+            number, into = divmod(now, throttle.duration)
+            counted.append((throttle, f"{key}:{int(number)}", f"{key}:{int(number) - 1}", into))
+    if not counted:
+        return waits
+    counts = _count()(
+        keys=[key for _, current, previous, _ in counted for key in (current, previous)],
+        args=[2 * throttle.duration for throttle, *_ in counted],
+    )
+    refused = []
+    for index, (throttle, current, _, into) in enumerate(counted):
+        count, before = counts[2 * index], counts[2 * index + 1]
+        window = throttle.duration
+        if before * (1 - into / window) + count > throttle.num_requests:
+            refused.append(current)
+            throttle.wait_seconds = throttle._wait(count - 1, before, into, window)
+            waits.append(throttle.wait_seconds)
+    if refused:
+        with redis_client().pipeline(transaction=False) as pipe:
+            for key in refused:
+                pipe.decr(key)
+            pipe.execute()
+    return waits
+
+
 class SlidingWindowThrottle(throttling.SimpleRateThrottle):
-    """Counts in Redis instead of DRF's timestamp lists; subclasses name the scope and the key."""
+    """Counts in Redis instead of DRF's timestamp lists; subclasses name the scope and the key.
+    :func:`check_throttles` counts several at once."""
 
     wait_seconds: float = 0.0
 
     def allow_request(self, request: Request, view: APIView) -> bool:
-        if self.rate is None:
-            return True
-        key = self.get_cache_key(request, view)
-        if key is None:
-            return True
-        now = time.time()
-        window = self.duration
-        number, into = divmod(now, window)
-        current, previous = f"{key}:{int(number)}", f"{key}:{int(number) - 1}"
-        count, before = _count()(keys=[current, previous], args=[2 * window])
-        if before * (1 - into / window) + count <= self.num_requests:
-            return True
-        redis_client().decr(current)
-        self.wait_seconds = self._wait(count - 1, before, into, window)
-        return False
+        return not check_throttles([self], request, view)
 
     def _wait(self, count: int, before: int, into: float, window: int) -> float:
         """Seconds until a request fits: the estimate falls as the previous window slides out of

@@ -7,6 +7,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlencode
 
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
@@ -21,7 +22,7 @@ from agents_registry.models import ApiKey
 from marketplace.exceptions import IdempotencyConflict
 from marketplace.models import IdempotentRequest
 from marketplace.selectors import Viewer, viewer_for_request
-from marketplace.throttling import ParticipantWriteThrottle
+from marketplace.throttling import ParticipantWriteThrottle, check_throttles
 
 
 class Pagination(LimitOffsetPagination):
@@ -38,6 +39,27 @@ class Pagination(LimitOffsetPagination):
             return queryset.order_by().values("pk")[: self.count_cap].count()
         return len(queryset)
 
+    # DRF's links, built from the parsed query instead of parsing the URL twice per link (a tenth
+    # of the task list's CPU): the same URLs, parameters sorted as DRF sorts them.
+    def get_next_link(self) -> str | None:
+        if self.offset + self.limit >= self.count:
+            return None
+        return self._link(self.offset + self.limit)
+
+    def get_previous_link(self) -> str | None:
+        if self.offset <= 0:
+            return None
+        return self._link(self.offset - self.limit if self.offset > self.limit else None)
+
+    def _link(self, offset: int | None) -> str:
+        query = dict(self.request.query_params.lists())
+        query[self.limit_query_param] = [str(self.limit)]
+        query.pop(self.offset_query_param, None)
+        if offset is not None:
+            query[self.offset_query_param] = [str(offset)]
+        base = self.request.build_absolute_uri(self.request.path)
+        return f"{base}?{urlencode(sorted(query.items()), doseq=True)}"
+
 
 class MarketView(APIView):
     """Base of the market endpoints. ``read_scope``/``write_scope`` are checked against an API
@@ -49,6 +71,12 @@ class MarketView(APIView):
 
     def get_throttles(self) -> list[Any]:
         return [*super().get_throttles(), ParticipantWriteThrottle()]
+
+    def check_throttles(self, request: Request) -> None:
+        # DRF asks each throttle in turn (a Redis round trip each); these count in one.
+        waits = check_throttles(self.get_throttles(), request, self)
+        if waits:
+            self.throttled(request, max((w for w in waits if w is not None), default=None))
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         self.perform_authentication(request)

@@ -151,3 +151,36 @@ def test_prepared_lookups_load_what_the_orm_loads(market: dict, bob: User) -> No
     assert _values(loaded) == _values(key)
     assert loaded.participant.agent.runtime_config == {"builtin": "text_stats"}
     assert selectors.task_with_parties(10**9) is None
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "",
+        "limit=20",
+        "limit=5&offset=5",
+        "offset=10&limit=20",
+        "q=a%20b&state=open&offset=3",
+        "x=&limit=2&offset=100",
+        "tag=a&tag=b&offset=7",
+        "q=%C3%A9t%C3%A9&offset=4&limit=2",
+    ],
+)
+def test_pagination_links_are_drfs(query: str) -> None:
+    from rest_framework.pagination import LimitOffsetPagination
+    from rest_framework.request import Request
+    from rest_framework.test import APIRequestFactory
+
+    from marketplace.api.common import Pagination
+
+    request = Request(APIRequestFactory().get(f"/api/v1/tasks/?{query}"))
+    links = []
+    for paginator in (LimitOffsetPagination(), Pagination()):
+        paginator.default_limit, paginator.max_limit = 20, 100
+        paginator.limit, paginator.offset = (
+            paginator.get_limit(request),
+            paginator.get_offset(request),
+        )
+        paginator.request, paginator.count = request, 1000
+        links.append((paginator.get_next_link(), paginator.get_previous_link()))
+    assert links[0] == links[1]

@@ -76,3 +76,24 @@ def test_the_window_slides(clock: list[float]) -> None:
     # Two windows later, nothing remains.
     clock[0] += 120
     assert all(allowed() for _ in range(10))
+
+
+def test_several_windows_count_in_one_call_and_a_refusing_one_does_not_count(
+    clock: list[float], monkeypatch
+) -> None:
+    request = APIRequestFactory().get("/")
+    tight, loose = _Limit(uuid.uuid4().hex), _Limit(uuid.uuid4().hex)
+    tight.num_requests, loose.num_requests = 2, 10
+    calls = []
+    script = throttling._count()
+    monkeypatch.setattr(throttling, "_count", lambda: lambda **kw: calls.append(kw) or script(**kw))
+    assert throttling.check_throttles([tight, loose], request, None) == []
+    assert throttling.check_throttles([tight, loose], request, None) == []
+    waits = throttling.check_throttles([tight, loose], request, None)
+    assert len(calls) == 3 and len(calls[0]["keys"]) == 4  # one round trip for both windows
+    assert waits == [tight.wait()] and waits[0] > 0
+    # The refused request counted in the loose window only: 3 there, 2 in the tight one.
+    redis = throttling.redis_client()
+    number = int(clock[0] // 60)
+    assert int(redis.get(f"test-throttle-{tight.ident}:{number}")) == 2
+    assert int(redis.get(f"test-throttle-{loose.ident}:{number}")) == 3
