@@ -11,14 +11,13 @@ is not counted, so a client that waits as told gets through.
 
 from __future__ import annotations
 
-import functools
 import time
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from rest_framework import throttling
 
-from agents_registry.auth_cache import redis_client
+from agents_registry.auth_cache import RedisScript, redis_client
 
 if TYPE_CHECKING:  # rest_framework.views imports this module through its settings
     from rest_framework.request import Request
@@ -39,9 +38,7 @@ return counts
 """
 
 
-@functools.cache
-def _count() -> Any:
-    return redis_client().register_script(_COUNT)
+_count = RedisScript(_COUNT)
 
 
 def check_throttles(throttles: list[Any], request: Request, view: APIView) -> list[float | None]:
@@ -62,7 +59,7 @@ def check_throttles(throttles: list[Any], request: Request, view: APIView) -> li
             counted.append((throttle, f"{key}:{int(number)}", f"{key}:{int(number) - 1}", into))
     if not counted:
         return waits
-    counts = _count()(
+    counts = _count(
         keys=[key for _, current, previous, _ in counted for key in (current, previous)],
         args=[2 * throttle.duration for throttle, *_ in counted],
     )

@@ -226,6 +226,16 @@ def _fresh_cache() -> None:
     cache.clear()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_reads() -> None:
+    """The API's kept answers (marketplace/read_cache.py) live in Redis across tests while each
+    test's database changes are rolled back: a new read version puts earlier answers out of
+    reach."""
+    from marketplace.read_cache import new_version
+
+    new_version()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _no_lingering_connections(django_db_setup: None, django_db_blocker: object) -> Iterator[None]:
     """Before the test database is dropped, end the connections that threads of the tests (live

@@ -6,7 +6,8 @@ serializer fields, against 0.3 ms for the database work; even plain dicts from r
 for a page of 20. Here each response body is one prepared statement whose JSON PostgreSQL writes
 in the shapes the serializers describe (``TaskOutput``, ``TaskDetailOutput``, still the OpenAPI
 schema). ``tests/marketplace/test_reads.py`` checks both against the serializers, and the
-visibility rule against ``selectors.tasks_visible`` for every kind of viewer.
+visibility rule against ``selectors.tasks_visible`` for every kind of viewer. Answers are kept in
+Redis between changes to the market (``marketplace/read_cache.py``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 from agents_registry.prepared import prepared_cursor
 from marketplace.models import Bid, Task
+from marketplace.read_cache import kept
 from marketplace.selectors import Viewer
 
 
@@ -90,6 +92,15 @@ _VISIBLE = f"""(
 )"""  # noqa: S608 (constant text; the values are bound parameters)
 
 
+def _viewer_key(viewer: Viewer) -> str:
+    """Who asks, as far as the visibility rule can tell viewers apart."""
+    if viewer.is_staff:
+        return "staff"
+    if viewer.participant is None:
+        return "anonymous"
+    return f"{viewer.participant.pk}/{viewer.family_id}"
+
+
 def _visibility(viewer: Viewer) -> tuple[str, dict[str, Any]]:
     params: dict[str, Any] = {
         "public": Task.Visibility.PUBLIC,
@@ -141,20 +152,26 @@ def task_page(
             params[name] = value
     condition = " AND ".join(where)
     params.update(limit=limit, offset=offset, cap=count_cap)
-    with prepared_cursor() as cursor:
-        cursor.execute(
-            f"""SELECT
-                (SELECT count(*) FROM (SELECT FROM marketplace_task t WHERE {condition}
-                    LIMIT %(cap)s) capped),
-                (SELECT coalesce(json_agg(page.task ORDER BY page.created_at DESC, page.id DESC),
-                                 '[]')::text
-                 FROM (SELECT {_TASK_JSON} AS task, t.created_at, t.id {_FROM}
-                       WHERE {condition} ORDER BY t.created_at DESC, t.id DESC
-                       LIMIT %(limit)s OFFSET %(offset)s) page)""",  # noqa: S608
-            params,
-        )
-        total, page = cursor.fetchone()
-    return total, page
+
+    def compute() -> str:
+        with prepared_cursor() as cursor:
+            cursor.execute(
+                f"""SELECT
+                    (SELECT count(*) FROM (SELECT FROM marketplace_task t WHERE {condition}
+                        LIMIT %(cap)s) capped),
+                    (SELECT coalesce(json_agg(page.task ORDER BY page.created_at DESC,
+                                              page.id DESC), '[]')::text
+                     FROM (SELECT {_TASK_JSON} AS task, t.created_at, t.id {_FROM}
+                           WHERE {condition} ORDER BY t.created_at DESC, t.id DESC
+                           LIMIT %(limit)s OFFSET %(offset)s) page)""",  # noqa: S608
+                params,
+            )
+            total, page = cursor.fetchone()
+        return f"{total} {page}"
+
+    key = f"list {_viewer_key(viewer)} {condition} {sorted(params.items())!r}"
+    total, page = kept(key, compute).split(" ", 1)
+    return int(total), page
 
 
 def task_detail(*, viewer: Viewer, task_id: int) -> str | None:
@@ -162,10 +179,14 @@ def task_detail(*, viewer: Viewer, task_id: int) -> str | None:
     exist or ``viewer`` may not see it: one statement."""
     visible, params = _visibility(viewer)
     params["task"] = task_id
-    with prepared_cursor() as cursor:
-        cursor.execute(
-            f"SELECT {_DETAIL_JSON}::text {_FROM} WHERE t.id = %(task)s AND {visible}",
-            params,
-        )
-        row = cursor.fetchone()
-    return None if row is None else row[0]
+
+    def compute() -> str | None:
+        with prepared_cursor() as cursor:
+            cursor.execute(
+                f"SELECT {_DETAIL_JSON}::text {_FROM} WHERE t.id = %(task)s AND {visible}",
+                params,
+            )
+            row = cursor.fetchone()
+        return None if row is None else row[0]
+
+    return kept(f"detail {_viewer_key(viewer)} {task_id}", compute)

@@ -25,6 +25,7 @@ from marketplace.exceptions import (
     NotFound,
 )
 from marketplace.models import Bid, Task
+from marketplace.read_cache import market_changed
 from marketplace.selectors import Viewer, can_view_task
 from marketplace.services import validation
 from marketplace.services.common import (
@@ -155,6 +156,7 @@ def task_claim(*, task: Task, claimant: Participant) -> Task:
         Bid.objects.filter(task=task, bidder=claimant, status=Bid.Status.ACTIVE).update(
             status=Bid.Status.WITHDRAWN
         )
+        market_changed()
         bid = Bid.objects.create(
             task=task,
             bidder=claimant,
@@ -171,6 +173,7 @@ def _award(*, task: Task, bid: Bid, actor: Participant | None, how: str) -> None
         status=Bid.Status.LOST
     )
     Bid.objects.filter(pk=bid.pk).update(status=Bid.Status.AWARDED)
+    market_changed()
     bid.status = Bid.Status.AWARDED
     task.state = Task.State.AWARDED
     task.assignee = bid.bidder

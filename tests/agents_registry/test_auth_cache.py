@@ -92,8 +92,12 @@ def test_lookups_go_to_the_database_while_redis_is_out_of_reach(bob: User, monke
     agent = make_agent(bob, f"Offline {uuid.uuid4().hex[:6]}")
     client = agent.client()
     _kept(client)
-    unreachable = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
-    monkeypatch.setattr(auth_cache, "redis_client", lambda: unreachable)
+
+    def unreachable(*args, **kwargs):
+        raise redis.ConnectionError("Error 111 connecting to Redis: Connection refused.")
+
+    monkeypatch.setattr(auth_cache, "redis_command", unreachable)
+    monkeypatch.setattr(auth_cache, "replace_versions", lambda keys: None)
     # Not the kept row: the database says the key is revoked (the change's own versions could
     # not be written either).
     ApiKey.objects.filter(pk=agent.api_key.pk).update(revoked=True)
@@ -110,3 +114,15 @@ def test_a_kept_lookup_lives_at_most_the_ttl(bob: User, monkeypatch) -> None:
     now = auth_cache.time.monotonic()
     monkeypatch.setattr(auth_cache.time, "monotonic", lambda: now + auth_cache.TTL + 1)
     assert _queries(client) == 1
+
+
+def test_a_commands_connection_that_broke_is_replaced(db: None) -> None:
+    auth_cache.redis_command("SET", "test:own-connection", "1")
+    own = auth_cache._own.connection
+    auth_cache.redis_client().client_kill_filter(_id=auth_cache.redis_command("CLIENT", "ID"))
+    assert auth_cache.redis_command("GET", "test:own-connection") == b"1"
+    assert auth_cache._own.connection is not own
+    script = auth_cache.RedisScript("return ARGV[1] .. redis.call('GET', KEYS[1])")
+    auth_cache.redis_client().script_flush()
+    assert script(["test:own-connection"], ["x"]) == b"x1"  # loaded again when Redis lost it
+    assert script(["test:own-connection"], ["y"]) == b"y1"

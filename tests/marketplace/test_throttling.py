@@ -85,8 +85,8 @@ def test_several_windows_count_in_one_call_and_a_refusing_one_does_not_count(
     tight, loose = _Limit(uuid.uuid4().hex), _Limit(uuid.uuid4().hex)
     tight.num_requests, loose.num_requests = 2, 10
     calls = []
-    script = throttling._count()
-    monkeypatch.setattr(throttling, "_count", lambda: lambda **kw: calls.append(kw) or script(**kw))
+    script = throttling._count
+    monkeypatch.setattr(throttling, "_count", lambda **kw: calls.append(kw) or script(**kw))
     assert throttling.check_throttles([tight, loose], request, None) == []
     assert throttling.check_throttles([tight, loose], request, None) == []
     waits = throttling.check_throttles([tight, loose], request, None)

@@ -1,0 +1,126 @@
+"""The API's task list and detail kept in Redis (``marketplace/read_cache.py``): answered without
+the database while nothing changed, new after every committed change (through the API, a service
+or a plain save), one answer per kind of viewer, and never older than a change that commits while
+an answer is computed."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import redis
+from django.contrib.auth.models import User
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+from rest_framework.test import APIClient
+
+from marketplace import read_cache
+from marketplace.models import Task
+from tests.conftest import participant_of
+from tests.marketplace.conftest import fund, make_agent, post
+
+
+def _get(client: APIClient, path: str) -> tuple[dict, int]:
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(path)
+        assert response.status_code == 200, response.content
+    return response.json(), len(queries)
+
+
+def _titles(body: dict) -> list[str]:
+    return [task["title"] for task in body["results"]]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_answers_are_kept_until_a_change_commits(alice: User, bob: User) -> None:
+    poster = participant_of(alice)
+    fund(poster, 5_000)
+    task = post(poster, bounty=500, title="Summarise")
+    agent = make_agent(bob, f"Poller {uuid.uuid4().hex[:6]}")
+    client = agent.client()
+    for _ in range(3):  # the key's lookup is kept from its second request (auth_cache)
+        client.get("/api/v1/me/")
+    listed, _ = _get(client, "/api/v1/tasks/")
+    again, queries = _get(client, "/api/v1/tasks/")
+    assert again == listed and queries == 0
+    detail, _ = _get(client, f"/api/v1/tasks/{task.pk}/")
+    assert _get(client, f"/api/v1/tasks/{task.pk}/") == (detail, 0)
+    assert detail["active_bids"] == 0
+
+    # A bid through the API commits: both answers are new.
+    body = {"price": 400, "eta_hours": 2, "plan": "Read, then summarise."}
+    assert client.post(f"/api/v1/tasks/{task.pk}/bids/", body, format="json").status_code == 201
+    assert _get(client, f"/api/v1/tasks/{task.pk}/")[0]["active_bids"] == 1
+    assert _get(client, "/api/v1/tasks/")[0]["results"][0]["active_bids"] == 1
+
+    # A plain save of a participant shown in them (the admin's way).
+    poster.display_name = "Alice the poster"
+    poster.save(update_fields=["display_name"])
+    assert _get(client, "/api/v1/tasks/")[0]["results"][0]["poster"]["display_name"] == (
+        "Alice the poster"
+    )
+    # Cancelling (a service: the task, its bids and the ledger in one transaction).
+    from marketplace import services
+
+    services.task_cancel(task=Task.objects.get(pk=task.pk), actor=poster)
+    assert _get(client, "/api/v1/tasks/")[0]["count"] == 0
+    assert _get(client, f"/api/v1/tasks/{task.pk}/")[0]["state"] == "cancelled"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_each_kind_of_viewer_has_its_own_answer(
+    alice: User, bob: User, mallory: User, staff: User, client_for
+) -> None:
+    owner = make_agent(alice, f"Owner {uuid.uuid4().hex[:6]}")
+    fund(owner.participant, 1_000)
+    post(owner.participant, bounty=100, title="Public")
+    post(owner.participant, bounty=100, title="Private", visibility=Task.Visibility.PRIVATE)
+    other = make_agent(bob, f"Other {uuid.uuid4().hex[:6]}").client()
+    mine = owner.client()
+    assert sorted(_titles(_get(mine, "/api/v1/tasks/")[0])) == ["Private", "Public"]
+    assert _titles(_get(other, "/api/v1/tasks/")[0]) == ["Public"]
+    assert _titles(_get(client_for(mallory), "/api/v1/tasks/")[0]) == ["Public"]
+    assert sorted(_titles(_get(client_for(staff), "/api/v1/tasks/")[0])) == ["Private", "Public"]
+    assert sorted(_titles(_get(client_for(alice), "/api/v1/tasks/")[0])) == ["Private", "Public"]
+    assert sorted(_titles(_get(mine, "/api/v1/tasks/")[0])) == ["Private", "Public"]
+    assert _titles(_get(other, "/api/v1/tasks/")[0]) == ["Public"]
+
+
+def test_a_change_that_commits_while_an_answer_is_computed_is_noticed(db: None) -> None:
+    """The version is read before the database: a change committed during the computation
+    replaces it afterwards, so the answer kept under the old version is never served again."""
+    computed = []
+
+    def compute() -> str:
+        computed.append(1)
+        if len(computed) == 1:
+            read_cache.new_version()  # what the change's commit does
+        return f"answer {len(computed)}"
+
+    key = f"test {uuid.uuid4().hex}"
+    assert read_cache.kept(key, compute) == "answer 1"
+    assert read_cache.kept(key, compute) == "answer 2"  # not the answer kept under the old version
+    assert read_cache.kept(key, compute) == "answer 2"  # kept from here on
+    assert read_cache.kept(f"{key} not found", lambda: None) is None
+    assert read_cache.kept(f"{key} not found", lambda: "found") is None  # "none" is kept too
+
+
+def test_a_transaction_that_changed_the_market_reads_around_the_cache(alice: User) -> None:
+    key = f"test {uuid.uuid4().hex}"
+    assert read_cache.kept(key, lambda: "before") == "before"
+    with transaction.atomic():
+        post(participant_of(alice), bounty=100, title="Uncommitted")  # its own writes are not kept
+        assert read_cache.kept(key, lambda: "inside") == "inside"
+        assert read_cache.kept(f"{key} new", lambda: "inside") == "inside"
+        assert read_cache.kept(f"{key} new", lambda: "again") == "again"
+
+
+def test_answers_come_from_the_database_while_redis_is_out_of_reach(db: None, monkeypatch) -> None:
+    def unreachable(*args, **kwargs):
+        raise redis.ConnectionError("Error 111 connecting to Redis: Connection refused.")
+
+    monkeypatch.setattr(read_cache, "_read", unreachable)
+    monkeypatch.setattr(read_cache, "redis_command", unreachable)
+    answers = iter(["first", "second"])
+    assert read_cache.kept("test offline", lambda: next(answers)) == "first"
+    assert read_cache.kept("test offline", lambda: next(answers)) == "second"
