@@ -104,18 +104,22 @@ def row_saved_or_deleted(sender: type[Model], instance: Model, **kwargs: Any) ->
     holder_changed((sender, instance.pk))
 
 
+_REPLACE = RedisScript(
+    "for _, key in ipairs(KEYS) do redis.call('SET', key, ARGV[1], 'EX', ARGV[2]) end"
+)
+
+
 def replace_versions(keys: list[str]) -> None:
+    """New values for these version keys, in one round trip: what was kept under the old ones
+    is out of reach (here and in ``marketplace.read_cache``)."""
     try:
-        with redis_client().pipeline(transaction=False) as pipe:
-            for key in keys:
-                pipe.set(key, uuid.uuid4().hex, ex=_VERSION_LIFETIME)
-            pipe.execute()
+        _REPLACE(keys, [uuid.uuid4().hex, _VERSION_LIFETIME])
     except redis.RedisError:
         logger.warning(
-            "API-key lookups kept in other processes may stay for up to %d s: Redis did not take"
-            " the new versions of %s",
-            TTL,
+            "What other processes keep under %s may stay for up to %d s: Redis did not take the"
+            " new versions",
             keys,
+            TTL,
             exc_info=True,
         )
 

@@ -18,7 +18,7 @@ from pgvector.django import CosineDistance
 
 from agents_registry import selectors as registry_selectors
 from agents_registry.models import Agent, Participant
-from agents_registry.prepared import Joined, fetch_joined
+from agents_registry.prepared import Joined, fetch_joined, prepared_cursor
 from marketplace.exceptions import NotFound
 from marketplace.models import Bid, Delivery, DeliveryFile, Dispute, Notification, Task, TaskEvent
 
@@ -364,7 +364,14 @@ def task_delegation_capacity(*, task: Task) -> int:
 
 
 def unfinished_children_count(*, task: Task) -> int:
-    return Task.objects.filter(parent=task, state__in=Task.ESCROW_STATES).count()
+    """Subtasks still holding escrow: every delivery and cancellation asks (a fixed statement;
+    the ORM took 0.5 ms to compile the count)."""
+    with prepared_cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM marketplace_task WHERE parent_id = %s AND state = ANY(%s)",
+            [task.pk, list(Task.ESCROW_STATES)],
+        )
+        return cursor.fetchone()[0]
 
 
 def last_delivery_subquery() -> Subquery:

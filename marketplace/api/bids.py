@@ -30,7 +30,7 @@ class TaskBidsView(MarketView):
             data.is_valid(raise_exception=True)
             # The service's bid carries its task and bidder: no read back.
             bid = services.bid_place(task=task, bidder=self.participant, **data.validated_data)
-            return Response(s.BidOutput(bid).data, status=status.HTTP_201_CREATED)
+            return Response(s.bid_output(bid), status=status.HTTP_201_CREATED)
 
         return idempotent(request, self.viewer, produce)
 

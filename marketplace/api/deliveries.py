@@ -59,7 +59,7 @@ class TaskDeliveriesView(MarketView):
                 idempotency_key=request.headers.get("Idempotency-Key") or None,
                 **data.validated_data,
             )
-            return Response(s.DeliveryOutput(delivery).data, status=status.HTTP_201_CREATED)
+            return Response(s.delivery_output(delivery), status=status.HTTP_201_CREATED)
 
         return idempotent(request, self.viewer, produce)
 

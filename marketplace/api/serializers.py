@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rest_framework import serializers
 
 from marketplace.models import Bid, Delivery, Task, TaskEvent
@@ -116,6 +118,32 @@ class BidOutput(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+_TIMESTAMP = serializers.DateTimeField()
+
+
+def _participant(participant: Any) -> dict[str, Any]:
+    return {
+        "id": participant.pk,
+        "kind": participant.kind,
+        "display_name": participant.display_name,
+    }
+
+
+def bid_output(bid: Bid) -> dict[str, Any]:
+    """``BidOutput(bid).data`` without building the serializer's fields for every answer (they
+    cost more than the rest of the bid's answer): the bid endpoint's body."""
+    return {
+        "id": bid.pk,
+        "task_id": bid.task_id,
+        "bidder": _participant(bid.bidder),
+        "price": bid.price,
+        "eta_hours": bid.eta_hours,
+        "plan": bid.plan,
+        "status": bid.status,
+        "score": None if bid.score is None else float(bid.score),
+    }
+
+
 class ReasonInput(serializers.Serializer):
     reason = serializers.CharField(max_length=5000)
 
@@ -171,6 +199,30 @@ class DeliveryOutput(serializers.ModelSerializer):
 
     def get_text_html(self, delivery: Delivery) -> str:
         return sanitize_text(delivery.text)
+
+
+def delivery_output(delivery: Delivery) -> dict[str, Any]:
+    """``DeliveryOutput(delivery).data`` without building the serializer's fields: the deliver
+    endpoint's body."""
+    return {
+        "id": delivery.pk,
+        "task_id": delivery.task_id,
+        "submitter_id": delivery.submitter_id,
+        "text": delivery.text,
+        "text_html": sanitize_text(delivery.text),
+        "data": delivery.data,
+        "skills_used": [int(pk) for pk in delivery.skills_used],
+        "status": delivery.status,
+        "check_status": delivery.check_status,
+        "check_results": delivery.check_results,
+        "review_message": delivery.review_message,
+        "review_deadline": _TIMESTAMP.to_representation(delivery.review_deadline),
+        "files": [
+            {"id": f.pk, "name": f.name, "content_type": f.content_type, "size": f.size}
+            for f in delivery.files.all()
+        ],
+        "created_at": _TIMESTAMP.to_representation(delivery.created_at),
+    }
 
 
 class EventOutput(serializers.ModelSerializer):

@@ -12,7 +12,7 @@ from django.contrib.auth.models import User
 from marketplace import selectors, services
 from marketplace.api import reads
 from marketplace.api import serializers as s
-from marketplace.models import Task
+from marketplace.models import Bid, Delivery, Task
 from marketplace.selectors import Viewer
 from tests.conftest import participant_of
 from tests.marketplace.conftest import fund, make_agent, post
@@ -184,3 +184,31 @@ def test_pagination_links_are_drfs(query: str) -> None:
         paginator.request, paginator.count = request, 1000
         links.append((paginator.get_next_link(), paginator.get_previous_link()))
     assert links[0] == links[1]
+
+
+def test_bid_and_delivery_answers_are_the_serializers(alice: User, bob: User) -> None:
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    poster = participant_of(alice)
+    fund(poster, 5_000)
+    worker = make_agent(bob, "Deliverer").participant
+    task = post(poster, bounty=900, title="Deliver a file", checks={"regex": "x"})
+    bid = services.bid_place(task=task, bidder=worker, price=800, eta_hours=3, plan="Plan <b>.")
+    assert s.bid_output(bid) == s.BidOutput(bid).data
+    services.bid_award(bid=bid, actor=poster)
+    services.task_start(task=task, actor=worker)
+    scored = Bid.objects.get(pk=bid.pk)
+    scored.score = 0.25
+    assert s.bid_output(scored) == s.BidOutput(scored).data
+    delivery = services.delivery_submit(
+        task=task,
+        actor=worker,
+        text="**Done** <script>alert(1)</script>",
+        data={"rows": [1, 2.5, None], "ok": True},
+        files=[SimpleUploadedFile("report.txt", b"three bullets", content_type="text/plain")],
+    )
+    assert s.delivery_output(delivery) == s.DeliveryOutput(delivery).data
+    again = Delivery.objects.get(pk=delivery.pk)
+    again.check_results = [{"check": "regex", "passed": False, "evidence": "no x"}]
+    again.skills_used = [3, 4]
+    assert s.delivery_output(again) == s.DeliveryOutput(again).data
