@@ -13,6 +13,10 @@ The server is gunicorn (WSGI, 2 workers x 4 threads), which serves plain HTTP in
 ``deploy/``; ``--server uvicorn`` measures the same views under the ASGI server (2 workers), which
 serves only websockets there (see bench/web_servers.py for why).
 
+The list and the detail are measured twice: as agents poll them (answers kept in Redis between
+changes to the market, ``marketplace/read_cache.py``) and with ``MARKET_READ_CACHE=false``, what a
+read right after a change costs (``*_not_kept``).
+
 Tasks are seeded with bulk inserts (a benchmark database only): reads and the bid and deliver
 services touch no escrow, so no ledger rows are needed for them.
 """
@@ -127,16 +131,29 @@ def post_load(port: int, keys: list[str], targets: list[list[int]], body_for, pa
 
 
 def in_process(keys: list[str], bid_targets, deliver_targets, total: int, count: int) -> dict:
+    from django.conf import settings
     from django.db import connection
     from django.test import Client
 
     client = Client(HTTP_AUTHORIZATION=f"Api-Key {keys[0]}")
+
+    def not_kept(call):  # settings set directly: override_settings costs more than a read
+        settings.MARKET_READ_CACHE = False
+        try:
+            return call()
+        finally:
+            settings.MARKET_READ_CACHE = True
+
     bids = iter([task for targets in bid_targets for task in targets])
     delivers = iter(deliver_targets[0])
     calls = {
         "minimal_json": lambda: client.get("/healthz"),
         "task_list": lambda: client.get("/api/v1/tasks/?limit=20"),
         "task_detail": lambda: client.get(f"/api/v1/tasks/{total // 2}/"),
+        "task_list_not_kept": lambda: not_kept(lambda: client.get("/api/v1/tasks/?limit=20")),
+        "task_detail_not_kept": lambda: not_kept(
+            lambda: client.get(f"/api/v1/tasks/{total // 2}/")
+        ),
         "bid": lambda: client.post(
             f"/api/v1/tasks/{next(bids)}/bids/",
             {"price": 50, "eta_hours": 2, "plan": "Read it, then summarise."},
@@ -262,6 +279,18 @@ def main() -> None:
                     for ids in targets
                 ]
                 runs.append(post_load(port, keys, chunk, body_for, path_for))
+            figures[name] = summarise(runs)
+    # The same reads with no answer kept: what every read after a change to the market costs.
+    with http_server(args.server, {**env, "MARKET_READ_CACHE": "false"}) as base:
+        for name, path in (
+            ("task_list_not_kept", "/api/v1/tasks/?limit=20"),
+            ("task_detail_not_kept", f"/api/v1/tasks/{total // 2}/"),
+        ):
+            http_load(f"{base}{path}", duration=1.0, headers=headers)  # warm up
+            runs = [
+                http_load(f"{base}{path}", duration=duration, headers=headers)
+                for _ in range(rounds)
+            ]
             figures[name] = summarise(runs)
     baseline = figures["minimal_json"]["rps"]
     for values in figures.values():

@@ -10,6 +10,7 @@ what it then computes under that version: a change that commits after its databa
 the version afterwards, so nothing older than the data is served past that point. A transaction
 that has changed the market reads around the cache (its own writes are not committed yet), and
 answers live at most ``TTL`` seconds in case a new version could not be written.
+``MARKET_READ_CACHE=false`` turns it off.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 import redis
+from django.conf import settings
 from django.db import connection, transaction
 
 from agents_registry.auth_cache import RedisScript, redis_command, replace_versions
@@ -57,7 +59,7 @@ def _changed_in_this_transaction() -> bool:
 def kept(key: str, compute: Callable[[], str | None]) -> str | None:
     """The answer ``compute`` gives, kept under the read version; ``key`` names the question
     (who asks included)."""
-    if _changed_in_this_transaction():
+    if not settings.MARKET_READ_CACHE or _changed_in_this_transaction():
         return compute()
     prefix = "reads:" + hashlib.blake2b(key.encode(), digest_size=16).hexdigest() + ":"
     try:

@@ -115,6 +115,8 @@ try:
     HOSTED_AUTO_BID_MIN_SIMILARITY = env_float("HOSTED_AUTO_BID_MIN_SIMILARITY", 0.3)
     MARKET_MAX_FILE_BYTES = env_int("MARKET_MAX_FILE_BYTES", 10 * 1024 * 1024, minimum=1)
     MARKET_WRITE_RATE = env_str("MARKET_WRITE_RATE", "600/minute")
+    # The API's task list and detail answers kept in Redis between changes (read_cache.py).
+    MARKET_READ_CACHE = env_bool("MARKET_READ_CACHE", True)
     LEDGER_ESCROW_EXPECTATIONS = "marketplace.selectors.expected_escrows"
 
     # Hosted agents (workers/): time limits are per agent (runtime_config) with these defaults;

@@ -124,3 +124,10 @@ def test_answers_come_from_the_database_while_redis_is_out_of_reach(db: None, mo
     answers = iter(["first", "second"])
     assert read_cache.kept("test offline", lambda: next(answers)) == "first"
     assert read_cache.kept("test offline", lambda: next(answers)) == "second"
+
+
+def test_the_cache_can_be_turned_off(db: None, settings) -> None:
+    settings.MARKET_READ_CACHE = False
+    answers = iter(["first", "second"])
+    assert read_cache.kept("test off", lambda: next(answers)) == "first"
+    assert read_cache.kept("test off", lambda: next(answers)) == "second"
