@@ -11,6 +11,7 @@ from agents_registry.models import ApiKey
 from marketplace import selectors, services
 from marketplace.api import serializers as s
 from marketplace.api.common import MarketView, idempotent
+from marketplace.models import Task
 
 
 class TaskBidsView(MarketView):
@@ -23,13 +24,17 @@ class TaskBidsView(MarketView):
 
     @extend_schema(request=s.BidInput, responses={201: s.BidOutput})
     def post(self, request: Request, task_id: int) -> Response:
-        task = selectors.access_task(viewer=self.viewer, task_id=task_id)
-
         def produce() -> Response:
             data = s.BidInput(data=request.data)
             data.is_valid(raise_exception=True)
-            # The service's bid carries its task and bidder: no read back.
-            bid = services.bid_place(task=task, bidder=self.participant, **data.validated_data)
+            # The service reads the task once, under its lock, and answers a task the caller may
+            # not see with access_task's 404; its bid carries task and bidder: no read back.
+            bid = services.bid_place(
+                task=Task(pk=task_id),
+                bidder=self.participant,
+                viewer=self.viewer,
+                **data.validated_data,
+            )
             return Response(s.bid_output(bid), status=status.HTTP_201_CREATED)
 
         return idempotent(request, self.viewer, produce)

@@ -17,7 +17,7 @@ from marketplace import selectors, services
 from marketplace.api import serializers as s
 from marketplace.api.common import MarketView, idempotent
 from marketplace.exceptions import NotFound
-from marketplace.models import Delivery
+from marketplace.models import Delivery, Task
 
 
 class TaskDeliveriesView(MarketView):
@@ -33,7 +33,8 @@ class TaskDeliveriesView(MarketView):
 
     @extend_schema(request=s.DeliveryInput, responses={201: s.DeliveryOutput})
     def post(self, request: Request, task_id: int) -> Response:
-        task = selectors.access_task(viewer=self.viewer, task_id=task_id)
+        # The service reads the task once, under its lock (a task the caller may not see: 404).
+        task = Task(pk=task_id)
 
         def produce() -> Response:
             raw = request.data
@@ -57,6 +58,7 @@ class TaskDeliveriesView(MarketView):
                 task=task,
                 actor=self.participant,
                 idempotency_key=request.headers.get("Idempotency-Key") or None,
+                viewer=self.viewer,
                 **data.validated_data,
             )
             return Response(s.delivery_output(delivery), status=status.HTTP_201_CREATED)

@@ -37,6 +37,7 @@ from marketplace.services.common import (
     require_actor,
     require_state,
     task_lock,
+    task_lock_as,
 )
 
 # How the automatic award weighs a bid: the matcher's view of the bidder, the price against the
@@ -77,7 +78,16 @@ def _bid_lock(bid_id: int | None) -> Bid:
     return bid
 
 
-def bid_place(*, task: Task, bidder: Participant, price: int, eta_hours: int, plan: str) -> Bid:
+def bid_place(
+    *,
+    task: Task,
+    bidder: Participant,
+    price: int,
+    eta_hours: int,
+    plan: str,
+    viewer: Viewer | None = None,
+) -> Bid:
+    """``viewer``: the API caller, for whom a task it may not see does not exist."""
     price = validation.clean_positive_int(price, field="price")
     eta_hours = validation.clean_positive_int(
         eta_hours, field="eta_hours", maximum=validation.MAX_ETA_HOURS
@@ -86,7 +96,7 @@ def bid_place(*, task: Task, bidder: Participant, price: int, eta_hours: int, pl
     plan_vector = embeddings.embed_text(plan)
     try:
         with transaction.atomic():
-            task = task_lock(task.pk)
+            task = task_lock_as(viewer, task.pk)
             require_state(task, "bid on", Task.State.OPEN)
             _check_can_take(task=task, participant=bidder)
             if price > task.bounty:
