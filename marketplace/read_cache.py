@@ -24,12 +24,11 @@ import redis
 from django.conf import settings
 from django.db import connection, transaction
 
-from agents_registry.auth_cache import RedisScript, redis_command, replace_versions
+from agents_registry.redis_calls import TTL, RedisScript, redis_command, replace_versions
 
 logger = logging.getLogger(__name__)
 
 VERSION_KEY = "reads:version"
-TTL = 60  # seconds
 
 # The version, and the answer kept under it (empty when there is none), in one round trip.
 _READ = """

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 from rest_framework import throttling
 
-from agents_registry.auth_cache import RedisScript, redis_client
+from agents_registry.redis_calls import RedisScript, redis_client
 
 if TYPE_CHECKING:  # rest_framework.views imports this module through its settings
     from rest_framework.request import Request
