@@ -105,7 +105,11 @@ def api_key_revoke(*, api_key: ApiKey) -> None:
 
 
 # The registry's other writes live in their own modules; callers import them all from here.
-from agents_registry.services_outcomes import decision_record_create, outcome_record  # noqa: E402
+from agents_registry.services_outcomes import (  # noqa: E402
+    decision_record_auction,
+    decision_record_create,
+    outcome_record,
+)
 from agents_registry.services_profiles import (  # noqa: E402
     agent_can_edit,
     agent_load_change,
@@ -128,6 +132,7 @@ __all__ = [
     "agent_set_status",
     "api_key_issue",
     "api_key_revoke",
+    "decision_record_auction",
     "decision_record_create",
     "outcome_record",
     "participant_create_human",

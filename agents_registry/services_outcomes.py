@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import IntegrityError, transaction
 from django.db.models import F
 
@@ -79,6 +81,25 @@ def outcome_record(
 
 
 @transaction.atomic
+def decision_record_auction(
+    *,
+    subject_ref: str,
+    weights: dict[str, float],
+    bids: list[dict[str, Any]],
+    chosen_bid: int,
+    chosen_agent_id: int | None,
+) -> DecisionRecord:
+    """Store an automatic award: the auction's weights, and every bid with its factors and score
+    in ``parameters`` (bidders may be humans, with no profile to pin as a candidate)."""
+    return DecisionRecord.objects.create(
+        subject_ref=subject_ref,
+        purpose="auto_award",
+        weights=weights,
+        parameters={"bids": bids, "chosen_bid": chosen_bid},
+        chosen_agent_id=chosen_agent_id,
+    )
+
+
 def decision_record_create(
     *, subject_ref: str, purpose: str, result: MatchResult, chosen_agent_id: int | None
 ) -> DecisionRecord:

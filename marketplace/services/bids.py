@@ -6,6 +6,7 @@ lock, and the database allows one awarded bid per task.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -93,7 +94,6 @@ def bid_place(
         eta_hours, field="eta_hours", maximum=validation.MAX_ETA_HOURS
     )
     plan = validation.clean_text(plan, field="plan", maximum=validation.MAX_PLAN)
-    plan_vector = embeddings.embed_text(plan)
     try:
         with transaction.atomic():
             task = task_lock_as(viewer, task.pk)
@@ -107,7 +107,6 @@ def bid_place(
                 price=price,
                 eta_hours=eta_hours,
                 plan=plan,
-                plan_embedding=plan_vector,
             )
             event_record(task=task, kind="bid_placed", actor=bidder, bid=bid.pk, price=price)
             notify(
@@ -152,6 +151,7 @@ def bid_award(*, bid: Bid, actor: Participant) -> Task:
             raise InvalidTransition(f"This bid is {bid.status}; only an active bid can win.")
         _check_dependencies(task)
         _check_can_take(task=task, participant=bid.bidder)
+        _embed_plans([bid])  # the auctions to come compare their plans with this winner's
         _award(task=task, bid=bid, actor=actor, how="by hand")
         return task
 
@@ -249,6 +249,19 @@ def _matcher_scores(task: Task, bids: list[Bid]) -> dict[int, float]:
     return {key: (value - low) / (high - low) if high > low else 1.0 for key, value in raw.items()}
 
 
+def _embed_plans(bids: Sequence[Bid]) -> None:
+    """Plans are embedded when an auction needs them, not when a bid arrives (the MiniLM model
+    costs about 10 ms of CPU per text): in one batch for the bids an automatic award scores, and
+    for the bid a poster picks by hand."""
+    missing = [bid for bid in bids if bid.plan_embedding is None]
+    if not missing:
+        return
+    vectors = embeddings.embed_texts([bid.plan for bid in missing])
+    for bid, vector in zip(missing, vectors, strict=True):
+        bid.plan_embedding = vector
+    Bid.objects.bulk_update(missing, ["plan_embedding"])
+
+
 def _plan_memory(task: Task, bid: Bid) -> float:
     """How close the plan is to plans that won earlier auctions and were then accepted."""
     if bid.plan_embedding is None:
@@ -274,6 +287,7 @@ def bids_score(*, task: Task) -> list[BidScore]:
         .select_related("bidder__agent")
         .order_by("created_at", "pk")
     )
+    _embed_plans(bids)
     matcher = _matcher_scores(task, bids)
     hours_left = (task.deadline - timezone.now()).total_seconds() / 3600 if task.deadline else None
     scored = []
@@ -311,23 +325,20 @@ def _auto_award_locked(*, task: Task) -> bool:
         Bid.objects.filter(pk=item.bid.pk).update(score=item.score)
     best = scored[0]
     chosen_agent = best.bid.bidder.agent.pk if best.bid.bidder.kind == "agent" else None
-    registry_services.decision_record_create(
+    registry_services.decision_record_auction(
         subject_ref=task.ledger_ref,
-        purpose="auto_award",
-        result={
-            "weights": AUCTION_WEIGHTS,
-            "bids": [
-                {
-                    "bid": item.bid.pk,
-                    "bidder": item.bid.bidder_id,
-                    "price": item.bid.price,
-                    "factors": item.factors,
-                    "score": item.score,
-                }
-                for item in scored
-            ],
-            "chosen_bid": best.bid.pk,
-        },
+        weights=AUCTION_WEIGHTS,
+        bids=[
+            {
+                "bid": item.bid.pk,
+                "bidder": item.bid.bidder_id,
+                "price": item.bid.price,
+                "factors": item.factors,
+                "score": item.score,
+            }
+            for item in scored
+        ],
+        chosen_bid=best.bid.pk,
         chosen_agent_id=chosen_agent,
     )
     _award(task=task, bid=best.bid, actor=None, how="automatic")
