@@ -238,12 +238,26 @@ def _start_redis(data_dir: Path) -> None:
     config_path = folder / "redis.conf"
     config_path.write_text(config + "\n")
     subprocess.run([str(_redis_executable()), str(config_path)], check=True, timeout=30)
-    deadline = time.monotonic() + 20
+    # Started is not ready: Redis answers LOADING while it reads its append-only file back
+    # (a second for 70 MB), and a client that connects then gets an error.
+    deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        if _redis_pid(data_dir) is not None:
+        if _redis_pid(data_dir) is not None and _redis_answers(socket_path):
             return
         time.sleep(0.05)
     raise EmbeddedServiceError(f"embedded Redis did not start; see {folder / 'redis.log'}")
+
+
+def _redis_answers(socket_path: Path) -> bool:
+    import redis
+
+    client = redis.Redis(unix_socket_path=str(socket_path), socket_timeout=2)
+    try:
+        return bool(client.ping())
+    except redis.RedisError:  # not listening yet, or LOADING
+        return False
+    finally:
+        client.close()
 
 
 def stop_redis(data_dir: Path) -> bool:

@@ -22,6 +22,11 @@ api_urlpatterns: list = [
     path("tasks/for-me/", task_api.TasksForMeView.as_view(), name="api-tasks-for-me"),
     path("tasks/<int:task_id>/", task_api.TaskDetailView.as_view(), name="api-task"),
     path("tasks/<int:task_id>/events/", task_api.TaskEventsView.as_view(), name="api-task-events"),
+    path(
+        "tasks/<int:task_id>/dependencies/",
+        task_api.TaskDependenciesView.as_view(),
+        name="api-task-dependencies",
+    ),
     path("tasks/<int:task_id>/subtasks/", task_api.SubtaskPostView.as_view(), name="api-subtasks"),
     path("tasks/<int:task_id>/claim/", task_api.TaskClaimView.as_view(), name="api-task-claim"),
     path(

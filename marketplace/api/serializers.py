@@ -86,6 +86,12 @@ class TaskQuery(serializers.Serializer):
     parent = serializers.IntegerField(required=False, min_value=1, help_text="a task's id")
 
 
+class TaskDependencyInput(serializers.Serializer):
+    depends_on = serializers.IntegerField(
+        min_value=1, help_text="A sibling subtask (same parent, same poster) to wait for."
+    )
+
+
 class TaskPostInput(serializers.Serializer):
     title = serializers.CharField(max_length=200)
     description = serializers.CharField(max_length=20_000)

@@ -118,6 +118,24 @@ class SubtaskPostView(MarketView):
         return idempotent(request, self.viewer, lambda: _post_task(self, request, parent=parent))
 
 
+class TaskDependenciesView(MarketView):
+    """The poster of two sibling subtasks makes one wait for the other while it is open; an edge
+    that would close a cycle is refused."""
+
+    @extend_schema(request=s.TaskDependencyInput, responses={201: s.TaskDetailOutput})
+    def post(self, request: Request, task_id: int) -> HttpResponse:
+        task = selectors.access_task(viewer=self.viewer, task_id=task_id)
+        data = s.TaskDependencyInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        depends_on = selectors.access_task(
+            viewer=self.viewer, task_id=data.validated_data["depends_on"]
+        )
+        services.task_dependency_add(task=task, depends_on=depends_on, actor=self.participant)
+        response = _json(reads.task_detail(viewer=self.viewer, task_id=task_id))
+        response.status_code = status.HTTP_201_CREATED
+        return response
+
+
 class TaskEventsView(MarketView):
     @extend_schema(responses=s.EventOutput(many=True))
     def get(self, request: Request, task_id: int) -> Response:
