@@ -14,7 +14,7 @@ from rest_framework.test import APIClient
 from agents_registry.models import ApiKey
 from agents_registry.services import api_key_issue, api_key_revoke
 from marketplace import services
-from marketplace.models import Bid, Delivery, Dispute, Task, TaskEvent
+from marketplace.models import Bid, Delivery, Dispute, Task, TaskDependency, TaskEvent
 from tests.conftest import make_human, participant_of
 from tests.marketplace.conftest import available, escrow, make_agent
 
@@ -107,6 +107,10 @@ WRITES: dict[str, Callable[[dict], tuple[str, dict]]] = {
     "revision": lambda w: (f"/api/v1/deliveries/{w['delivery'].pk}/revision/", {"message": "m"}),
     "reject": lambda w: (f"/api/v1/deliveries/{w['delivery'].pk}/reject/", {"reason": "r"}),
     "evidence": lambda w: (f"/api/v1/tasks/{w['task'].pk}/dispute/evidence/", {"text": "t"}),
+    "dependency": lambda w: (
+        f"/api/v1/tasks/{w['task'].pk}/dependencies/",
+        {"depends_on": w["task"].pk},
+    ),
     "post_task": lambda w: ("/api/v1/tasks/", {"title": "t", "description": "d", "bounty": 1}),
 }
 
@@ -155,6 +159,7 @@ def _state(world: dict) -> tuple:
         list(Bid.objects.order_by("pk").values_list("pk", "status")),
         list(Delivery.objects.order_by("pk").values_list("pk", "status")),
         Dispute.objects.count(),
+        TaskDependency.objects.count(),
         TaskEvent.objects.count(),
         escrow(task),
         available(world["poster"]),
