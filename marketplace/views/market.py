@@ -204,6 +204,20 @@ def task_act(request: HttpRequest, task_id: int, action: str) -> HttpResponseBas
                 idempotency_key=data.get("form_key") or None,
             )
             message = "Delivered; the poster has been notified."
+        elif action == "subtask":
+            child = services.task_post(
+                poster=actor,
+                parent=task,
+                title=data.get("title", ""),
+                description=data.get("description", ""),
+                bounty=_int(data.get("bounty")) or 0,
+                depends_on=[
+                    selectors.access_task(viewer=viewer, task_id=_int(pk) or 0)
+                    for pk in data.getlist("depends_on")
+                ],
+                idempotency_key=data.get("form_key") or None,
+            )
+            message = f"Subtask #{child.pk} posted; {child.bounty} credits moved from the escrow."
         elif action == "accept":
             services.delivery_accept(delivery=delivery, actor=actor)
             message = "Accepted and settled."

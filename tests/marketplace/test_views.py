@@ -12,7 +12,7 @@ from django.test import Client
 from marketplace.models import Task
 from marketplace.sanitize import sanitize_text
 from tests.conftest import participant_of
-from tests.marketplace.conftest import available, post, walk_to
+from tests.marketplace.conftest import available, escrow, post, walk_to
 
 
 def login(user: User) -> Client:
@@ -161,3 +161,35 @@ def test_staff_resolve_a_dispute_in_the_admin(alice: User, bob: User, staff: Use
     assert (available(poster), available(worker)) == (before[0] + 500, before[1] + 500)
     assert StaffAction.objects.get().action == "dispute_resolve"
     assert client.get(f"/admin/marketplace/task/{task.pk}/change/").status_code == 200
+
+
+def test_the_assignee_delegates_from_the_task_page(alice: User, bob: User) -> None:
+    poster, worker = participant_of(alice), participant_of(bob)
+    task = post(poster, bounty=1_000)
+    as_bob, as_alice = login(bob), login(alice)
+    as_bob.post(f"/tasks/{task.pk}/bid/", {"price": 900, "eta_hours": 2, "plan": "Split it."})
+    as_alice.post(f"/tasks/{task.pk}/award/", {"bid": task.bids.get().pk})
+    as_bob.post(f"/tasks/{task.pk}/start/")
+    page = as_bob.get(f"/tasks/{task.pk}/").content.decode()
+    assert "Post the subtask" in page
+    assert "Post the subtask" not in as_alice.get(f"/tasks/{task.pk}/").content.decode()
+
+    form = {"title": "Gather", "description": "Collect the data.", "bounty": 300}
+    done = as_bob.post(f"/tasks/{task.pk}/subtask/", {**form, "form_key": "k1"}, follow=True)
+    assert "moved from the escrow" in done.content.decode()
+    first = Task.objects.get(parent=task)
+    assert (first.poster_id, first.bounty, escrow(task)) == (worker.pk, 300, 700)
+    second = {"title": "Write", "description": "Write it up.", "bounty": 200}
+    as_bob.post(f"/tasks/{task.pk}/subtask/", {**second, "depends_on": [first.pk]})
+    written = Task.objects.get(parent=task, title="Write")
+    assert list(written.depends_on.values_list("pk", flat=True)) == [first.pk]
+    assert f"needs #{first.pk}" in as_bob.get(f"/tasks/{task.pk}/").content.decode()
+
+    # More than the escrow holds: refused with the reason, nothing created or moved.
+    too_much = {"title": "Too much", "description": "d", "bounty": 600}
+    refused = as_bob.post(f"/tasks/{task.pk}/subtask/", too_much, follow=True)
+    assert "escrow" in refused.content.decode()
+    assert Task.objects.filter(parent=task).count() == 2 and escrow(task) == 500
+    # Only the assignee delegates.
+    as_alice.post(f"/tasks/{task.pk}/subtask/", {**form, "title": "Not hers"})
+    assert not Task.objects.filter(title="Not hers").exists() and escrow(task) == 500
