@@ -18,8 +18,18 @@ from typing import Any
 
 import psycopg
 from django.db import connection
-from django.db.backends.utils import CursorWrapper
+from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 from django.db.models import Field, Model
+
+
+class _LoggedAsWritten(CursorDebugWrapper):
+    """Django logs the text psycopg says it sent, and psycopg keeps none for a statement it has
+    prepared (the query log showed None): log the statement as written, with its parameters."""
+
+    @contextlib.contextmanager
+    def debug_sql(self, sql=None, params=None, use_last_executed_query=False, many=False):
+        with super().debug_sql(sql, params, use_last_executed_query=False, many=many):
+            yield
 
 
 @contextlib.contextmanager
@@ -28,7 +38,7 @@ def prepared_cursor() -> Iterator[CursorWrapper]:
     raw = psycopg.Cursor(connection.connection)
     with contextlib.closing(raw):
         if connection.queries_logged:
-            yield connection.make_debug_cursor(raw)
+            yield _LoggedAsWritten(raw, connection)
         else:
             yield connection.make_cursor(raw)
 

@@ -6,6 +6,8 @@ logged-in user into a ledger reference and calls the ledger's selectors and serv
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
@@ -91,14 +93,22 @@ def wallet_buy(request: HttpRequest) -> HttpResponse:
     owner_ref = participant_for_request(request).ledger_ref
     wallet_url = request.build_absolute_uri(reverse("wallet"))
     success = request.build_absolute_uri(reverse("wallet-buy-success"))
-    try:
-        url = checkout_start(
+    return _to_stripe(
+        request,
+        lambda: checkout_start(
             owner_ref=owner_ref,
             pack_code=request.POST.get("pack", ""),
             success_url=success + "?session_id={CHECKOUT_SESSION_ID}",
             cancel_url=wallet_url + "?cancelled=1",
             email=getattr(request.user, "email", "") or "",
-        )
+        ),
+    )
+
+
+def _to_stripe(request: HttpRequest, start: Callable[[], str]) -> HttpResponse:
+    """Redirect to the Stripe page ``start`` opens; back to the wallet with the reason if not."""
+    try:
+        url = start()
     except PaymentsNotConfigured:
         messages.warning(request, "Payments are not configured on this site.")
         return redirect("wallet")
@@ -141,22 +151,17 @@ def wallet_auto_topup(request: HttpRequest) -> HttpResponse:
         return redirect("wallet")
     threshold = request.POST.get("threshold", "")
     wallet_url = request.build_absolute_uri(reverse("wallet"))
-    try:
-        url = auto_topup_setup_start(
+    return _to_stripe(
+        request,
+        lambda: auto_topup_setup_start(
             owner_ref=agent_ref,
             payer_ref=participant.ledger_ref,
             threshold_credits=int(threshold) if threshold.isdigit() else 0,
             pack_code=request.POST.get("pack", ""),
             success_url=wallet_url + "?card=saved",
             cancel_url=wallet_url + "?cancelled=1",
-        )
-    except PaymentsNotConfigured:
-        messages.warning(request, "Payments are not configured on this site.")
-        return redirect("wallet")
-    except LedgerError as error:
-        messages.error(request, str(error))
-        return redirect("wallet")
-    return redirect(url)
+        ),
+    )
 
 
 # --- REST API: an agent (or a person's key) reads its own wallet ----------------------------------

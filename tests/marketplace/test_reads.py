@@ -212,3 +212,18 @@ def test_bid_and_delivery_answers_are_the_serializers(alice: User, bob: User) ->
     again.check_results = [{"check": "regex", "passed": False, "evidence": "no x"}]
     again.skills_used = [3, 4]
     assert s.delivery_output(again) == s.DeliveryOutput(again).data
+
+
+def test_prepared_statements_are_logged_as_written(db: None) -> None:
+    """psycopg keeps no text for a statement once prepared: the query log still shows it."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from agents_registry.prepared import prepared_cursor
+
+    with CaptureQueriesContext(connection) as queries:
+        for _ in range(4):  # prepared from the third use (prepare_threshold)
+            with prepared_cursor() as cursor:
+                cursor.execute("SELECT %s::int + 1", [41])
+                assert cursor.fetchone() == (42,)
+    assert [query["sql"] for query in queries] == ["SELECT %s::int + 1"] * 4
