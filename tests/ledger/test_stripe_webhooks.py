@@ -62,6 +62,17 @@ def completed(purchase: Purchase, *, paid: bool = True) -> dict:
     )
 
 
+def intent_succeeded(purchase: Purchase) -> dict:
+    return stripe_event(
+        "payment_intent.succeeded",
+        {
+            "object": "payment_intent",
+            "id": f"pi_{purchase.pk}",
+            "metadata": {"purchase_id": str(purchase.pk)},
+        },
+    )
+
+
 def purchase_entries(purchase: Purchase) -> int:
     return JournalEntry.objects.filter(idempotency_key=f"purchase:{purchase.pk}").count()
 
@@ -192,14 +203,7 @@ def test_out_of_order_events_still_have_one_effect_each() -> None:
     assert post(refund).json()["outcome"] == "refund booked: 2500 credits"
     assert selectors.balance_for(owner_ref=owner).available == 2_500
     # Then the payment's own events: already fulfilled, nothing more.
-    intent = stripe_event(
-        "payment_intent.succeeded",
-        {
-            "object": "payment_intent",
-            "id": f"pi_{purchase.pk}",
-            "metadata": {"purchase_id": str(purchase.pk)},
-        },
-    )
+    intent = intent_succeeded(purchase)
     post(intent)
     post(completed(purchase))
     assert selectors.balance_for(owner_ref=owner).available == 2_500
@@ -266,14 +270,7 @@ def test_the_payment_webhook_after_a_refund_credited_the_purchase_moves_nothing(
     assert wallet_receivable(owner_ref=owner) == 1
     services.escrow_refund(task_ref=task, refund_to=owner, idempotency_key="refund-1")
     entries = JournalEntry.objects.count()
-    intent = stripe_event(
-        "payment_intent.succeeded",
-        {
-            "object": "payment_intent",
-            "id": f"pi_{purchase.pk}",
-            "metadata": {"purchase_id": str(purchase.pk)},
-        },
-    )
+    intent = intent_succeeded(purchase)
     post(intent)
     assert JournalEntry.objects.count() == entries
     assert wallet_receivable(owner_ref=owner) == 1
