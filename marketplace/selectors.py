@@ -294,6 +294,24 @@ def deliveries_for_task(*, viewer: Viewer, task: Task) -> QuerySet[Delivery]:
     return Delivery.objects.filter(task=task).prefetch_related("files").order_by("-created_at")
 
 
+@functools.cache
+def _delivery_by_key_sql() -> tuple[str, Joined]:
+    delivery = Joined(Delivery, "d")
+    sql = (
+        f"SELECT {delivery.columns} FROM {delivery.table}"  # noqa: S608
+        " WHERE d.task_id = %s AND d.submitter_id = %s AND d.idempotency_key = %s"
+    )
+    return sql, delivery
+
+
+def delivery_by_key(*, task_id: int, submitter_id: int, idempotency_key: str) -> Delivery | None:
+    """The delivery an idempotency key already made (at most one: a unique constraint), from a
+    prepared statement: every hosted delivery asks before it writes."""
+    sql, delivery = _delivery_by_key_sql()
+    found = fetch_joined(sql, [task_id, submitter_id, idempotency_key], [delivery])
+    return found[0] if found else None
+
+
 def deliveries_of(*, participant: Participant) -> QuerySet[Delivery]:
     return (
         Delivery.objects.filter(Q(submitter=participant) | Q(task__poster=participant))

@@ -4,17 +4,23 @@ award hook."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from functools import cache
 from typing import Any
 
 from django.conf import settings
+from django.db import connection
+from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from agents_registry import services as registry_services
 from agents_registry.models import Participant
+from agents_registry.prepared import prepared_cursor
 from marketplace import selectors
 from marketplace.exceptions import InvalidTransition, NotAllowed, NotFound
 from marketplace.live import publish_on_commit
 from marketplace.models import Notification, Task, TaskEvent
+from marketplace.read_cache import market_changed
 
 logger = logging.getLogger(__name__)
 
@@ -84,9 +90,66 @@ def notify(*, recipient: Participant | None, task: Task, message: str) -> None:
     if recipient is None:
         return
     Notification.objects.create(recipient=recipient, task=task, message=message[:300])
-    user_id = recipient.user_id
-    if user_id:
-        publish_on_commit(f"user.{user_id}", {"type": "notify", "topic": "task"})
+    _notified_on_commit(recipient)
+
+
+def _notified_on_commit(recipient: Participant) -> None:
+    if recipient.user_id:
+        publish_on_commit(f"user.{recipient.user_id}", {"type": "notify", "topic": "task"})
+
+
+def task_moved(
+    task: Task,
+    *,
+    kind: str,
+    actor: Participant | None = None,
+    notice: tuple[Participant | None, str] | None = None,
+    fields: Sequence[str] = ("state",),
+    **data: Any,
+) -> None:
+    """The write of a transition that changed only ``fields`` of the locked ``task``: the row
+    (``updated_at`` included), its timeline event and, with ``notice`` (recipient, message), the
+    recipient's notification, in one prepared statement instead of three compiled by the ORM
+    (what ``task.save(update_fields=...)``, :func:`event_record` and :func:`notify` write, with
+    the same live hints and read-cache change). The hot transitions use it: an execution makes
+    two of them, and each saves two round trips and about a millisecond of the ORM's CPU."""
+    now = timezone.now()
+    task.updated_at = now
+    recipient, message = notice if notice is not None else (None, "")
+    columns = (*fields, "updated_at")
+    params = [
+        field.get_db_prep_save(getattr(task, field.attname), connection)
+        for field in map(Task._meta.get_field, columns)
+    ]
+    params.append(task.pk)
+    if recipient is not None:
+        params += [recipient.pk, task.pk, message[:300], now]
+    event_data = TaskEvent._meta.get_field("data").get_db_prep_save(data, connection)
+    params += [task.pk, kind, actor.pk if actor else None, event_data, now]
+    with prepared_cursor() as cursor:
+        cursor.execute(_task_moved_sql(columns, recipient is not None), params)
+    market_changed()
+    broadcast_task_changed_on_commit(task_id=task.pk, kind=kind)
+    if recipient is not None:
+        _notified_on_commit(recipient)
+
+
+@cache
+def _task_moved_sql(columns: tuple[str, ...], notifies: bool) -> str:
+    # Names come from the models, never from input; every value is a bound parameter.
+    assignments = ", ".join(f'"{Task._meta.get_field(name).column}" = %s' for name in columns)
+    task, event, notification = (model._meta.db_table for model in (Task, TaskEvent, Notification))
+    notice = (
+        f"notice AS (INSERT INTO {notification} (recipient_id, task_id, message, created_at) "  # noqa: S608
+        "VALUES (%s, %s, %s, %s)), "
+        if notifies
+        else ""
+    )
+    return (
+        f"WITH moved AS (UPDATE {task} SET {assignments} WHERE id = %s), {notice}"  # noqa: S608
+        f"event AS (INSERT INTO {event} (task_id, kind, actor_id, data, created_at) "
+        "VALUES (%s, %s, %s, %s, %s)) SELECT 1"
+    )
 
 
 def broadcast_task_changed_on_commit(*, task_id: int, kind: str) -> None:

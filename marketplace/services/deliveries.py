@@ -40,6 +40,7 @@ from marketplace.services.common import (
     require_state,
     task_lock,
     task_lock_as,
+    task_moved,
 )
 from marketplace.services.outcomes import outcome_record_for
 
@@ -110,9 +111,9 @@ def delivery_submit(
         idempotency_key = validation.clean_text(
             idempotency_key, field="idempotency_key", maximum=120
         )
-        existing = Delivery.objects.filter(
-            task_id=task.pk, submitter=actor, idempotency_key=idempotency_key
-        ).first()
+        existing = selectors.delivery_by_key(
+            task_id=task.pk, submitter_id=actor.pk, idempotency_key=idempotency_key
+        )
         if existing is not None:
             return _replayed(existing, text=text, data=data)
     try:
@@ -154,12 +155,12 @@ def delivery_submit(
             files._result_cache, files._prefetch_done = stored_files, True
             delivery._prefetched_objects_cache = {"files": files}
             task.state = Task.State.DELIVERED
-            task.save(update_fields=["state", "updated_at"])
-            event_record(task=task, kind="delivered", actor=actor, delivery=delivery.pk)
-            notify(
-                recipient=task.poster,
-                task=task,
-                message=f"“{task.title}” was delivered; please review it.",
+            task_moved(
+                task,
+                kind="delivered",
+                actor=actor,
+                notice=(task.poster, f"“{task.title}” was delivered; please review it."),
+                delivery=delivery.pk,
             )
             if task.checks:
                 # Sent by name: marketplace.tasks imports these services, not the other way.
@@ -172,9 +173,9 @@ def delivery_submit(
     except IntegrityError:
         if idempotency_key is None:
             raise
-        existing = Delivery.objects.filter(
-            task_id=task.pk, submitter=actor, idempotency_key=idempotency_key
-        ).first()
+        existing = selectors.delivery_by_key(
+            task_id=task.pk, submitter_id=actor.pk, idempotency_key=idempotency_key
+        )
         if existing is None:
             raise
         return _replayed(existing, text=text, data=data)

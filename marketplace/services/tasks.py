@@ -34,6 +34,7 @@ from marketplace.services.common import (
     require_actor,
     require_state,
     task_lock,
+    task_moved,
 )
 from marketplace.services.outcomes import outcome_record_for
 
@@ -260,9 +261,12 @@ def task_start(*, task: Task, actor: Participant) -> Task:
         require_actor(actor, task.assignee_id, "start this task", "assignee")
         require_state(task, "start", Task.State.AWARDED, Task.State.REVISION_REQUESTED)
         task.state = Task.State.IN_PROGRESS
-        task.save(update_fields=["state", "updated_at"])
-        event_record(task=task, kind="started", actor=actor)
-        notify(recipient=task.poster, task=task, message=f"Work started on “{task.title}”.")
+        task_moved(
+            task,
+            kind="started",
+            actor=actor,
+            notice=(task.poster, f"Work started on “{task.title}”."),
+        )
         return task
 
 
@@ -376,10 +380,13 @@ def _close_with_refund(*, task: Task, state: str, actor: Participant | None) -> 
     market_changed()
     task.state = state
     task.spent = task.bounty - refund
-    task.save(update_fields=["state", "spent", "updated_at"])
-    event_record(task=task, kind=state, actor=actor, refunded=refund)
-    notify(
-        recipient=task.poster, task=task, message=f"“{task.title}” was {state}; {refund} refunded."
+    task_moved(
+        task,
+        kind=state,
+        actor=actor,
+        notice=(task.poster, f"“{task.title}” was {state}; {refund} refunded."),
+        fields=("state", "spent"),
+        refunded=refund,
     )
     if was_awarded:
         notify(recipient=task.assignee, task=task, message=f"“{task.title}” was {state}.")

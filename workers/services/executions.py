@@ -28,6 +28,7 @@ from django.utils import timezone
 
 from agents_registry import queueing
 from agents_registry.models import Agent, Participant, SkillVersion
+from agents_registry.prepared import fetch_row, update_row
 from marketplace import selectors as market_selectors
 from marketplace import services as market_services
 from marketplace.exceptions import MarketError
@@ -44,6 +45,7 @@ from workers.live import execution_changed_on_commit
 from workers.models import Execution, TraceEvent
 from workers.runtimes import builtin, http, openai
 from workers.runtimes.base import RunContext, RunResult, TaskBrief
+from workers.selectors import execution_with_agent
 from workers.services.secrets import api_key_stored, webhook_secrets_valid
 from workers.services.traces import (
     BufferedTrace,
@@ -173,9 +175,7 @@ def execution_claim(*, execution_id: int, worker: str) -> Execution | None:
     just before, so the execution returned (that read, with its agent, given the claim's values)
     is the row exactly as claimed, without reading it again.
     """
-    execution = (
-        Execution.objects.select_related("agent__participant").filter(pk=execution_id).first()
-    )
+    execution = execution_with_agent(execution_id)
     if (
         execution is None
         or execution.status != Execution.Status.QUEUED
@@ -186,16 +186,19 @@ def execution_claim(*, execution_id: int, worker: str) -> Execution | None:
     token = uuid.uuid4()
     lease_expires_at = now + lease_for(execution.agent)
     started_at = execution.started_at or now
-    claimed = Execution.objects.filter(
-        pk=execution_id, status=Execution.Status.QUEUED, attempts=execution.attempts
-    ).update(
-        status=Execution.Status.RUNNING,
-        attempts=execution.attempts + 1,
-        claim_token=token,
-        lease_expires_at=lease_expires_at,
-        worker=worker[:200],
-        started_at=started_at,
-        last_attempt_at=now,
+    claimed = update_row(
+        Execution,
+        execution_id,
+        {
+            "status": Execution.Status.RUNNING,
+            "attempts": execution.attempts + 1,
+            "claim_token": token,
+            "lease_expires_at": lease_expires_at,
+            "worker": worker[:200],
+            "started_at": started_at,
+            "last_attempt_at": now,
+        },
+        where={"status": Execution.Status.QUEUED, "attempts": execution.attempts},
     )
     if not claimed:
         return None
@@ -359,11 +362,10 @@ def _locked(
         )
     else:
         execution = claimed
-        execution.status, execution.claim_token, execution.trace_length = (
-            Execution.objects.select_for_update()
-            .filter(pk=execution_id)
-            .values_list("status", "claim_token", "trace_length")
-            .get()
+        execution.status, execution.claim_token, execution.trace_length = fetch_row(
+            "SELECT status, claim_token, trace_length FROM workers_execution"
+            " WHERE id = %s FOR UPDATE",
+            [execution_id],
         )
     if execution.status != Execution.Status.RUNNING or execution.claim_token != token:
         return None
@@ -444,14 +446,18 @@ def execution_complete(
                 "duration_ms": elapsed_ms,
             }
         )
-        Execution.objects.filter(pk=execution.pk).update(
-            status=Execution.Status.SUCCEEDED,
-            delivery_ref=delivery.pk,
-            finished_at=now,
-            lease_expires_at=None,
-            error_code="",
-            error_message="",
-            **_attempt_counters(execution, context, events),
+        update_row(
+            Execution,
+            execution.pk,
+            {
+                "status": Execution.Status.SUCCEEDED,
+                "delivery_ref": delivery.pk,
+                "finished_at": now,
+                "lease_expires_at": None,
+                "error_code": "",
+                "error_message": "",
+                **_attempt_counters(execution, context, events),
+            },
         )
         execution_changed_on_commit(execution_id=execution.pk, kind="succeeded", urgent=True)
         return "succeeded"
