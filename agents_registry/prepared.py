@@ -152,3 +152,33 @@ def _update_sql(model: type[Model], changes: tuple[str, ...], where: tuple[str, 
         f"UPDATE {connection.ops.quote_name(model._meta.db_table)} SET {assignments}"  # noqa: S608
         f" WHERE {connection.ops.quote_name(model._meta.pk.column)} = %s{conditions}"
     )
+
+
+def insert_rows(model: type[Model], rows: Sequence[Model]) -> None:
+    """``model.objects.bulk_create(rows)`` as one prepared statement whatever the number of rows
+    (the columns go as arrays through ``unnest``; the ORM compiles a new statement per call).
+    Primary keys are not read back and no signals are sent, as with ``bulk_create``."""
+    if not rows:
+        return
+    fields = _insert_fields(model)
+    params = [
+        [field.get_db_prep_save(field.pre_save(row, add=True), connection) for row in rows]
+        for field in fields
+    ]
+    with prepared_cursor() as cursor:
+        cursor.execute(_insert_sql(model), params)
+
+
+@functools.cache
+def _insert_fields(model: type[Model]) -> list[Field]:
+    return [field for field in model._meta.concrete_fields if not field.primary_key]
+
+
+@functools.cache
+def _insert_sql(model: type[Model]) -> str:
+    # Names and types come from the model, never from input; every value is a bound parameter.
+    fields = _insert_fields(model)
+    columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
+    arrays = ", ".join(f"%s::{field.db_type(connection)}[]" for field in fields)
+    table = connection.ops.quote_name(model._meta.db_table)
+    return f"INSERT INTO {table} ({columns}) SELECT * FROM unnest({arrays})"  # noqa: S608

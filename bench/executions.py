@@ -137,7 +137,15 @@ def main() -> None:
         return
 
     env = os.environ.copy()
-    env.update({"DATABASE_URL": settings.DATABASE_URL, "REDIS_URL": settings.REDIS_URL})
+    # The worker runs as in production: no query log.
+    env.update(
+        {
+            "DEBUG": "false",
+            "SECRET_KEY": "bench-" + "k" * 60,
+            "DATABASE_URL": settings.DATABASE_URL,
+            "REDIS_URL": settings.REDIS_URL,
+        }
+    )
     current_app.control.purge()
     worker = start_worker(env)
     try:

@@ -214,6 +214,58 @@ def test_bid_and_delivery_answers_are_the_serializers(alice: User, bob: User) ->
     assert s.delivery_output(again) == s.DeliveryOutput(again).data
 
 
+def test_prepared_writes_write_what_the_orm_writes(market: dict) -> None:
+    """``insert_rows`` and ``update_row`` write what ``bulk_create`` and ``QuerySet.update`` do
+    (JSON, NULLs, ``auto_now_add``); a row that no longer matches ``where`` is left alone; the
+    delivery lookup by idempotency key loads what the ORM loads."""
+    from agents_registry.prepared import insert_rows, update_row
+    from marketplace.models import TaskEvent
+
+    task = Task.objects.get(title="A parent")
+    actor = task.poster
+
+    def rows() -> list[TaskEvent]:
+        return [
+            TaskEvent(task=task, kind="note", actor=actor, data={"list": [1, "two"], "n": None}),
+            TaskEvent(task=task, kind="note", actor=None, data={}),
+        ]
+
+    def written(kind: str) -> list[dict]:
+        events = TaskEvent.objects.filter(task=task, kind=kind).order_by("pk")
+        return [
+            {k: v for k, v in _values(event).items() if k not in ("id", "created_at", "kind")}
+            for event in events
+        ]
+
+    TaskEvent.objects.bulk_create(rows())
+    TaskEvent.objects.filter(kind="note").update(kind="by the ORM")
+    insert_rows(TaskEvent, rows())
+    assert written("note") == written("by the ORM")
+    assert TaskEvent.objects.filter(kind="note", created_at__isnull=True).count() == 0
+    insert_rows(TaskEvent, [])
+
+    assert update_row(Task, task.pk, {"title": "Renamed"}, where={"state": "draft"}) == 0
+    assert Task.objects.get(pk=task.pk).title == "A parent"
+    assert update_row(Task, task.pk, {"title": "Renamed", "deadline": None}) == 1
+    assert Task.objects.values_list("title", "deadline").get(pk=task.pk) == ("Renamed", None)
+    with pytest.raises(ValueError, match="None in where"):
+        update_row(Task, task.pk, {"title": "x"}, where={"deadline": None})
+
+    for child in Task.objects.filter(parent=task):
+        services.task_cancel(task=child, actor=task.assignee)
+    delivered = services.delivery_submit(
+        task=task, actor=task.assignee, text="Done.", data={"n": 1}, idempotency_key="key-1"
+    )
+    loaded = selectors.delivery_by_key(
+        task_id=task.pk, submitter_id=task.assignee_id, idempotency_key="key-1"
+    )
+    assert _values(loaded) == _values(Delivery.objects.get(pk=delivered.pk))
+    assert (
+        selectors.delivery_by_key(task_id=task.pk, submitter_id=actor.pk, idempotency_key="no")
+        is None
+    )
+
+
 def test_prepared_statements_are_logged_as_written(db: None) -> None:
     """psycopg keeps no text for a statement once prepared: the query log still shows it."""
     from django.db import connection

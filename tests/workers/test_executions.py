@@ -41,6 +41,25 @@ def test_an_award_to_a_builtin_agent_creates_one_queued_execution(
     assert execution.lease_expires_at > timezone.now() + timedelta(seconds=290)
 
 
+def test_the_claim_loads_the_execution_as_the_orm_does(poster: Participant, bob: User) -> None:
+    """``execution_with_agent`` (a prepared statement) builds what
+    ``select_related("agent__participant")`` builds."""
+    from workers.selectors import execution_with_agent
+
+    def values(instance: object) -> dict:
+        return {f.attname: getattr(instance, f.attname) for f in instance._meta.concrete_fields}
+
+    agent = hosted_agent(bob, "Stats", builtin="text-stats", max_attempts=2)
+    execution = Execution.objects.get(task_ref=claimed_by(poster, agent).pk)
+    expected = Execution.objects.select_related("agent__participant").get(pk=execution.pk)
+    loaded = execution_with_agent(execution.pk)
+    assert values(loaded) == values(expected)
+    assert values(loaded.agent) == values(expected.agent)
+    assert loaded.agent.runtime_config == {"builtin": "text-stats", "max_attempts": 2}
+    assert values(loaded.agent.participant) == values(expected.agent.participant)
+    assert execution_with_agent(10**9) is None
+
+
 def test_an_award_to_an_external_agent_or_a_human_creates_none(
     poster: Participant, bob: User
 ) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
+from agents_registry.prepared import insert_rows
 from workers.exceptions import ExecutionFinished, ExecutionNotFound, WorkersError
 from workers.live import execution_changed_on_commit
 from workers.models import Execution, TraceEvent
@@ -156,8 +157,7 @@ def trace_events_write_locked(*, execution: Execution, events: Sequence[dict[str
         for offset, event in enumerate(events, start=1)
         if execution.trace_length + offset <= MAX_TRACE_EVENTS
     ]
-    if rows:
-        TraceEvent.objects.bulk_create(rows)
+    insert_rows(TraceEvent, rows)
     return execution.trace_length + len(rows)
 
 
