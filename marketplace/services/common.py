@@ -9,13 +9,12 @@ from functools import cache
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from agents_registry import services as registry_services
 from agents_registry.models import Participant
-from agents_registry.prepared import prepared_cursor
+from agents_registry.prepared import database, prepared_cursor
 from marketplace import selectors
 from marketplace.exceptions import InvalidTransition, NotAllowed, NotFound
 from marketplace.live import publish_on_commit
@@ -117,14 +116,15 @@ def task_moved(
     task.updated_at = now
     recipient, message = notice if notice is not None else (None, "")
     columns = (*fields, "updated_at")
+    db = database()
     params = [
-        field.get_db_prep_save(getattr(task, field.attname), connection)
+        field.get_db_prep_save(getattr(task, field.attname), db)
         for field in map(Task._meta.get_field, columns)
     ]
     params.append(task.pk)
     if recipient is not None:
         params += [recipient.pk, task.pk, message[:300], now]
-    event_data = TaskEvent._meta.get_field("data").get_db_prep_save(data, connection)
+    event_data = TaskEvent._meta.get_field("data").get_db_prep_save(data, db)
     params += [task.pk, kind, actor.pk if actor else None, event_data, now]
     with prepared_cursor() as cursor:
         cursor.execute(_task_moved_sql(columns, recipient is not None), params)

@@ -20,6 +20,7 @@ from jsonschema.validators import validator_for
 
 from agents_registry import services as registry_services
 from agents_registry.models import Participant
+from agents_registry.prepared import insert_rows
 from ledger import selectors as ledger_selectors
 from ledger import services as ledger_services
 from marketplace import selectors
@@ -125,7 +126,7 @@ def delivery_submit(
                 raise ChildrenOpen(
                     "Subtasks of this task are still open: wait for them or cancel them first."
                 )
-            delivery = Delivery.objects.create(
+            delivery = Delivery(
                 task=task,
                 submitter=actor,
                 text=text,
@@ -137,6 +138,7 @@ def delivery_submit(
                 review_deadline=timezone.now() + timedelta(hours=settings.REVIEW_WINDOW_HOURS),
                 idempotency_key=idempotency_key,
             )
+            insert_rows(Delivery, [delivery])
             stored_files = []
             for upload, name, content_type in cleaned_files:
                 stored = DeliveryFile(
