@@ -173,7 +173,7 @@ def insert_rows(model: type[Model], rows: Sequence[Model]) -> None:
     type (the ORM compiles a new statement per call, and binding each value on its own cost
     more than the insert). Each row gets its primary key, as with ``bulk_create`` on
     PostgreSQL; no signals are sent. For fields that JSON carries: text, numbers, booleans,
-    JSON, arrays, timestamps."""
+    JSON, arrays, timestamps, UUIDs, vectors."""
     if not rows:
         return
     fields = _insert_fields(model)
@@ -189,9 +189,12 @@ def insert_rows(model: type[Model], rows: Sequence[Model]) -> None:
             row._state.adding, row._state.db = False, db.alias
 
 
-def _json_value(value: Any) -> str:
-    # Timestamps keep their microseconds (Django's JSON encoder cuts them to milliseconds).
-    return value.isoformat() if isinstance(value, datetime) else str(value)
+def _json_value(value: Any) -> Any:
+    # Timestamps keep their microseconds (Django's JSON encoder cuts them to milliseconds);
+    # vectors (numpy arrays) go as JSON arrays, which pgvector's input reads.
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value.tolist() if hasattr(value, "tolist") else str(value)
 
 
 @functools.cache

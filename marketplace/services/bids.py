@@ -18,6 +18,7 @@ from agents_registry import embeddings
 from agents_registry import selectors as registry_selectors
 from agents_registry import services as registry_services
 from agents_registry.models import Participant
+from agents_registry.prepared import insert_rows
 from marketplace.exceptions import (
     DependenciesPending,
     InvalidInput,
@@ -39,6 +40,7 @@ from marketplace.services.common import (
     require_state,
     task_lock,
     task_lock_as,
+    transition_record,
 )
 
 # How the automatic award weighs a bid: the matcher's view of the bidder, the price against the
@@ -101,18 +103,16 @@ def bid_place(
             _check_can_take(task=task, participant=bidder)
             if price > task.bounty:
                 raise InvalidInput(f"price must not exceed the bounty of {task.bounty}.")
-            bid = Bid.objects.create(
-                task=task,
-                bidder=bidder,
+            bid = Bid(task=task, bidder=bidder, price=price, eta_hours=eta_hours, plan=plan)
+            insert_rows(Bid, [bid])
+            transition_record(
+                task,
+                kind="bid_placed",
+                actor=bidder,
+                notice=(task.poster, f"{bidder.display_name} bid {price} on “{task.title}”."),
+                fields=(),
+                bid=bid.pk,
                 price=price,
-                eta_hours=eta_hours,
-                plan=plan,
-            )
-            event_record(task=task, kind="bid_placed", actor=bidder, bid=bid.pk, price=price)
-            notify(
-                recipient=task.poster,
-                task=task,
-                message=f"{bidder.display_name} bid {price} on “{task.title}”.",
             )
             after = task.auto_award.get("after_bids")
             if after and Bid.objects.filter(task=task, status=Bid.Status.ACTIVE).count() >= after:

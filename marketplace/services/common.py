@@ -97,7 +97,7 @@ def _notified_on_commit(recipient: Participant) -> None:
         publish_on_commit(f"user.{recipient.user_id}", {"type": "notify", "topic": "task"})
 
 
-def task_moved(
+def transition_record(
     task: Task,
     *,
     kind: str,
@@ -106,28 +106,31 @@ def task_moved(
     fields: Sequence[str] = ("state",),
     **data: Any,
 ) -> None:
-    """The write of a transition that changed only ``fields`` of the locked ``task``: the row
-    (``updated_at`` included), its timeline event and, with ``notice`` (recipient, message), the
-    recipient's notification, in one prepared statement instead of three compiled by the ORM
-    (what ``task.save(update_fields=...)``, :func:`event_record` and :func:`notify` write, with
-    the same live hints and read-cache change). The hot transitions use it: an execution makes
-    two of them, and each saves two round trips and about a millisecond of the ORM's CPU."""
+    """What a transition writes besides rows of its own, in one prepared statement instead of
+    three that the ORM compiles: the ``fields`` it changed on the locked ``task`` (with
+    ``updated_at``; none for a bid), its timeline event and, with ``notice`` (recipient,
+    message), the recipient's notification. The same rows, live hints and read-cache change as
+    ``task.save(update_fields=...)``, :func:`event_record` and :func:`notify`. The hot
+    transitions use it: a hosted execution makes two, and each saves two round trips and about
+    a millisecond of the ORM's CPU."""
     now = timezone.now()
-    task.updated_at = now
     recipient, message = notice if notice is not None else (None, "")
-    columns = (*fields, "updated_at")
+    columns = (*fields, "updated_at") if fields else ()
     db = database()
-    params = [
-        field.get_db_prep_save(getattr(task, field.attname), db)
-        for field in map(Task._meta.get_field, columns)
-    ]
-    params.append(task.pk)
+    params = []
+    if columns:
+        task.updated_at = now
+        params += [
+            field.get_db_prep_save(getattr(task, field.attname), db)
+            for field in map(Task._meta.get_field, columns)
+        ]
+        params.append(task.pk)
     if recipient is not None:
         params += [recipient.pk, task.pk, message[:300], now]
     event_data = TaskEvent._meta.get_field("data").get_db_prep_save(data, db)
     params += [task.pk, kind, actor.pk if actor else None, event_data, now]
     with prepared_cursor() as cursor:
-        cursor.execute(_task_moved_sql(columns, recipient is not None), params)
+        cursor.execute(_transition_sql(columns, recipient is not None), params)
     market_changed()
     broadcast_task_changed_on_commit(task_id=task.pk, kind=kind)
     if recipient is not None:
@@ -135,21 +138,23 @@ def task_moved(
 
 
 @cache
-def _task_moved_sql(columns: tuple[str, ...], notifies: bool) -> str:
+def _transition_sql(columns: tuple[str, ...], notifies: bool) -> str:
     # Names come from the models, never from input; every value is a bound parameter.
-    assignments = ", ".join(f'"{Task._meta.get_field(name).column}" = %s' for name in columns)
     task, event, notification = (model._meta.db_table for model in (Task, TaskEvent, Notification))
-    notice = (
-        f"notice AS (INSERT INTO {notification} (recipient_id, task_id, message, created_at) "  # noqa: S608
-        "VALUES (%s, %s, %s, %s)), "
-        if notifies
-        else ""
+    parts = []
+    if columns:
+        assignments = ", ".join(f'"{Task._meta.get_field(name).column}" = %s' for name in columns)
+        parts.append(f"moved AS (UPDATE {task} SET {assignments} WHERE id = %s)")  # noqa: S608
+    if notifies:
+        parts.append(
+            f"notice AS (INSERT INTO {notification} (recipient_id, task_id, message, created_at)"  # noqa: S608
+            " VALUES (%s, %s, %s, %s))"
+        )
+    insert_event = (
+        f"INSERT INTO {event} (task_id, kind, actor_id, data, created_at)"  # noqa: S608
+        " VALUES (%s, %s, %s, %s, %s)"
     )
-    return (
-        f"WITH moved AS (UPDATE {task} SET {assignments} WHERE id = %s), {notice}"  # noqa: S608
-        f"event AS (INSERT INTO {event} (task_id, kind, actor_id, data, created_at) "
-        "VALUES (%s, %s, %s, %s, %s)) SELECT 1"
-    )
+    return f"WITH {', '.join(parts)} {insert_event}" if parts else insert_event
 
 
 def broadcast_task_changed_on_commit(*, task_id: int, kind: str) -> None:

@@ -41,7 +41,7 @@ from marketplace.services.common import (
     require_state,
     task_lock,
     task_lock_as,
-    task_moved,
+    transition_record,
 )
 from marketplace.services.outcomes import outcome_record_for
 
@@ -157,7 +157,7 @@ def delivery_submit(
             files._result_cache, files._prefetch_done = stored_files, True
             delivery._prefetched_objects_cache = {"files": files}
             task.state = Task.State.DELIVERED
-            task_moved(
+            transition_record(
                 task,
                 kind="delivered",
                 actor=actor,

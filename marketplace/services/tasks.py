@@ -34,7 +34,7 @@ from marketplace.services.common import (
     require_actor,
     require_state,
     task_lock,
-    task_moved,
+    transition_record,
 )
 from marketplace.services.outcomes import outcome_record_for
 
@@ -261,7 +261,7 @@ def task_start(*, task: Task, actor: Participant) -> Task:
         require_actor(actor, task.assignee_id, "start this task", "assignee")
         require_state(task, "start", Task.State.AWARDED, Task.State.REVISION_REQUESTED)
         task.state = Task.State.IN_PROGRESS
-        task_moved(
+        transition_record(
             task,
             kind="started",
             actor=actor,
@@ -380,7 +380,7 @@ def _close_with_refund(*, task: Task, state: str, actor: Participant | None) -> 
     market_changed()
     task.state = state
     task.spent = task.bounty - refund
-    task_moved(
+    transition_record(
         task,
         kind=state,
         actor=actor,

@@ -12,7 +12,7 @@ from django.contrib.auth.models import User
 from marketplace import selectors, services
 from marketplace.api import reads
 from marketplace.api import serializers as s
-from marketplace.models import Bid, Delivery, Task
+from marketplace.models import TASK_EMBEDDING_DIMENSIONS, Bid, Delivery, Task
 from marketplace.selectors import Viewer
 from tests.conftest import participant_of
 from tests.marketplace.conftest import fund, make_agent, post
@@ -246,6 +246,14 @@ def test_prepared_writes_write_what_the_orm_writes(market: dict) -> None:
         TaskEvent.objects.filter(kind="note").order_by("pk").values_list("created_at", flat=True)
     )
     insert_rows(TaskEvent, [])
+
+    open_task = Task.objects.get(title="Open, with a bid")
+    bid = Bid(task=open_task, bidder=actor, price=5, eta_hours=1, plan="A plan.", status="lost")
+    bid.plan_embedding = [0.25] * TASK_EMBEDDING_DIMENSIONS
+    insert_rows(Bid, [bid])
+    stored = Bid.objects.get(pk=bid.pk)
+    assert list(stored.plan_embedding) == bid.plan_embedding
+    assert (stored.status, stored.created_at) == ("lost", bid.created_at)
 
     assert update_row(Task, task.pk, {"title": "Renamed"}, where={"state": "draft"}) == 0
     assert Task.objects.get(pk=task.pk).title == "A parent"
