@@ -392,14 +392,14 @@ def revision_request(*, delivery: Delivery, actor: Participant, message: str) ->
             review_message=message,
             reviewed_at=timezone.now(),
         )
-        task.state = Task.State.REVISION_REQUESTED
-        task.save(update_fields=["state", "updated_at"])
         outcome_record_for(task=task, outcome="revised")
-        event_record(task=task, kind="revision_requested", actor=actor, message=message)
-        notify(
-            recipient=task.assignee,
-            task=task,
-            message=f"A revision of “{task.title}” was requested: {message}",
+        task.state = Task.State.REVISION_REQUESTED
+        transition_record(
+            task,
+            kind="revision_requested",
+            actor=actor,
+            notice=(task.assignee, f"A revision of “{task.title}” was requested: {message}"),
+            message=message,
         )
         return task
 

@@ -204,8 +204,7 @@ def task_publish(*, task: Task, actor: Participant) -> Task:
                 )
         _fund(task=task, poster=actor)
         task.state = Task.State.OPEN
-        task.save(update_fields=["state", "updated_at"])
-        event_record(task=task, kind="posted", actor=actor, bounty=task.bounty)
+        transition_record(task, kind="posted", actor=actor, bounty=task.bounty)
         post_handler_call(task=task)
         return task
 
@@ -333,8 +332,7 @@ def task_cancel(*, task: Task, actor: Participant) -> Task:
         elif task.state == Task.State.DRAFT:
             # Never funded: nothing to refund.
             task.state = Task.State.CANCELLED
-            task.save(update_fields=["state", "updated_at"])
-            event_record(task=task, kind=Task.State.CANCELLED, actor=actor, refunded=0)
+            transition_record(task, kind=Task.State.CANCELLED, actor=actor, refunded=0)
             return task
         else:
             require_state(task, "cancel", Task.State.OPEN, Task.State.AWARDED)
