@@ -110,9 +110,9 @@ def transition_record(
     three that the ORM compiles: the ``fields`` it changed on the locked ``task`` (with
     ``updated_at``; none for a bid), its timeline event and, with ``notice`` (recipient,
     message), the recipient's notification. The same rows, live hints and read-cache change as
-    ``task.save(update_fields=...)``, :func:`event_record` and :func:`notify`. The hot
-    transitions use it: a hosted execution makes two, and each saves two round trips and about
-    a millisecond of the ORM's CPU."""
+    ``task.save(update_fields=...)``, :func:`event_record` and :func:`notify`. Every transition
+    whose writes are only these uses it (a hosted execution makes two); each call saves two
+    round trips and about a millisecond of the ORM's CPU."""
     now = timezone.now()
     recipient, message = notice if notice is not None else (None, "")
     columns = (*fields, "updated_at") if fields else ()
