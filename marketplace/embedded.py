@@ -37,8 +37,15 @@ POSTGRES_SETTINGS = {
 DATABASE_NAME = "marketplace"
 
 
-# The servers this process started (not found running): a test session stops exactly these.
-started_here: set[str] = set()
+# The servers this process started (not found running), with their data folders: a test
+# session or `up` stops exactly these. The folder matters: a test that starts servers in a
+# folder of its own must not make the session stop the project's, which it found running.
+_started_here: set[tuple[str, Path]] = set()
+
+
+def started_here(name: str, data_dir: Path) -> bool:
+    """Whether this process started the server ``name`` ("postgres", "redis") of ``data_dir``."""
+    return (name, Path(data_dir).resolve()) in _started_here
 
 
 class EmbeddedServiceError(RuntimeError):
@@ -104,7 +111,7 @@ def ensure_postgres(data_dir: Path) -> str:
         socket_dir = _postgres_socket_dir(data_dir)
         if socket_dir is None:
             socket_dir = _start_postgres(data_dir)
-            started_here.add("postgres")
+            _started_here.add(("postgres", Path(data_dir).resolve()))
     return _postgres_url(socket_dir, DATABASE_NAME)
 
 
@@ -202,7 +209,7 @@ def ensure_redis(data_dir: Path) -> str:
         with _file_lock(data_dir / "redis.lock"):
             if _redis_pid(data_dir) is None:
                 _start_redis(data_dir)
-                started_here.add("redis")
+                _started_here.add(("redis", Path(data_dir).resolve()))
     return f"unix://{socket_path}"
 
 

@@ -44,9 +44,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     # Last one out: another test run (or `make run`) may have started using them since.
     if embedded.other_users(settings.DATA_DIR):
         return
-    if "redis" in embedded.started_here:
+    if embedded.started_here("redis", settings.DATA_DIR):
         embedded.stop_redis(settings.DATA_DIR)
-    if "postgres" in embedded.started_here:
+    if embedded.started_here("postgres", settings.DATA_DIR):
         embedded.stop_postgres(settings.DATA_DIR)
 
 

@@ -70,6 +70,10 @@ def test_embedded_servers_restart_reuse_data_and_survive_a_crash(tmp_path: Path)
 
         database_url = embedded.ensure_postgres(data_dir)
         postgres_pid = int((data_dir / "postgres" / "postmaster.pid").read_text().split()[0])
+        # Started here, for this folder only: the session must not stop the project's servers.
+        assert embedded.started_here("postgres", data_dir)
+        assert embedded.started_here("redis", data_dir)
+        assert not embedded.started_here("postgres", data_dir / "elsewhere")
         assert embedded.ensure_postgres(data_dir) == database_url
         run_sql = [
             sys.executable,

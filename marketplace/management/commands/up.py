@@ -99,9 +99,9 @@ class Command(BaseCommand):
             embedded.user_unregister(data_dir)
             stopped = []
             if not embedded.other_users(data_dir):
-                if "postgres" in embedded.started_here and embedded.stop_postgres(data_dir):
+                if embedded.started_here("postgres", data_dir) and embedded.stop_postgres(data_dir):
                     stopped.append("postgres")
-                if "redis" in embedded.started_here and embedded.stop_redis(data_dir):
+                if embedded.started_here("redis", data_dir) and embedded.stop_redis(data_dir):
                     stopped.append("redis")
             if stopped:
                 self.stdout.write(f"stopped the embedded {' and '.join(stopped)}")
