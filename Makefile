@@ -26,7 +26,6 @@ test: $(STAMP)
 	bash scripts/ensure-browser.sh
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	DEBUG=true $(PY) manage.py makemigrations --check --dry-run
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

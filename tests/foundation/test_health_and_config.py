@@ -135,3 +135,15 @@ def test_env_example_lists_every_variable_the_settings_read() -> None:
     read = set(re.findall(r'env_[a-z]+\(\s*"([A-Z0-9_]+)"', settings_source))
     listed = set(re.findall(r"^([A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.M))
     assert read - listed == set()
+
+
+@pytest.mark.django_db
+def test_every_model_change_has_its_migration() -> None:
+    """What ``makemigrations --check`` says, inside the test session: run as a command of its own
+    before the tests, it started the embedded servers in a process that left them running."""
+    from django.core.management import call_command
+
+    try:
+        call_command("makemigrations", "--check", "--dry-run", verbosity=0)
+    except SystemExit:
+        pytest.fail("Models changed without a migration: run `manage.py makemigrations`.")
