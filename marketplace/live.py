@@ -99,13 +99,14 @@ def _run() -> None:
     while True:
         batch = [hints.get()]
         gathered_until = time.monotonic() + GATHER_SECONDS
-        while len(batch) < _MAX_BATCH and _STOP not in batch:
+        # Gathering ends at the sentinel, so it can only be the last of a batch.
+        while len(batch) < _MAX_BATCH and batch[-1] is not _STOP:
             try:
                 batch.append(hints.get(timeout=max(0.0, gathered_until - time.monotonic())))
             except queue.Empty:
                 break
-        stopping = _STOP in batch
-        hints_to_send = coalesced([hint for hint in batch if hint is not _STOP])
+        stopping = batch[-1] is _STOP
+        hints_to_send = coalesced(batch[:-1] if stopping else batch)
         try:
             loop.run_until_complete(_send_all(layer, hints_to_send))
         except Exception:  # a lost hint must not kill the publisher; pages refetch anyway
