@@ -237,7 +237,9 @@ def in_process(claimed_executions, *, count: int) -> dict:
 
     def run(execution_ids: list[int]) -> None:
         for execution_id in execution_ids:
-            outcome = services.execution_run(execution_id=execution_id, worker="bench:1")
+            outcome = services.execution_run(
+                execution_id=execution_id, worker="bench:1", at_once=True
+            )
             assert outcome == "succeeded", outcome
 
     run(claimed_executions(10))  # warm-up: imports, the connection, the hint publisher

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from celery import shared_task
+from celery import Task, shared_task
 from django.core.cache import cache
 
 from workers import services
@@ -14,11 +14,14 @@ def echo(*, key: str, value: str) -> None:
     cache.set(key, value, timeout=300)
 
 
-@shared_task(name="workers.execution_run")
-def execution_run_task(*, execution_id: int) -> str:
+@shared_task(name="workers.execution_run", bind=True)
+def execution_run_task(self: Task, *, execution_id: int, at_once: bool = False) -> str:
     """One attempt of an execution. Safe to receive twice (the claim lets one through); time
-    limits come per message from the agent (``services.execution_enqueue``)."""
-    return services.execution_run(execution_id=execution_id)
+    limits come per message from the agent (``services.execution_enqueue``). A message that
+    comes back after its worker died is marked redelivered: it never runs ``at_once`` (see
+    ``services.execution_run``)."""
+    redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
+    return services.execution_run(execution_id=execution_id, at_once=at_once and not redelivered)
 
 
 @shared_task(name="workers.executions_reap")

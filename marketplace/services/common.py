@@ -104,14 +104,16 @@ def transition_record(
     actor: Participant | None = None,
     notice: tuple[Participant | None, str] | None = None,
     fields: Sequence[str] = ("state",),
+    preceded_by: Sequence[str] = (),
     **data: Any,
 ) -> None:
     """What a transition writes besides rows of its own, in one prepared statement instead of
     three that the ORM compiles: the ``fields`` it changed on the locked ``task`` (with
-    ``updated_at``; none for a bid), its timeline event and, with ``notice`` (recipient,
-    message), the recipient's notification. The same rows, live hints and read-cache change as
-    ``task.save(update_fields=...)``, :func:`event_record` and :func:`notify`. Every transition
-    whose writes are only these uses it (a hosted execution makes two); each call saves two
+    ``updated_at``; none for a bid), its timeline event (after events of the kinds
+    ``preceded_by``, by the same actor and without data: steps taken in one go) and, with
+    ``notice`` (recipient, message), the recipient's notification. The same rows, live hints
+    and read-cache change as ``task.save(update_fields=...)``, :func:`event_record` and
+    :func:`notify`. Every transition whose writes are only these uses it; each call saves two
     round trips and about a millisecond of the ORM's CPU."""
     now = timezone.now()
     recipient, message = notice if notice is not None else (None, "")
@@ -127,10 +129,15 @@ def transition_record(
         params.append(task.pk)
     if recipient is not None:
         params += [recipient.pk, task.pk, message[:300], now]
-    event_data = TaskEvent._meta.get_field("data").get_db_prep_save(data, db)
-    params += [task.pk, kind, actor.pk if actor else None, event_data, now]
+    data_field = TaskEvent._meta.get_field("data")
+    actor_id = actor.pk if actor else None
+    for earlier in preceded_by:
+        params += [task.pk, earlier, actor_id, data_field.get_db_prep_save({}, db), now]
+    params += [task.pk, kind, actor_id, data_field.get_db_prep_save(data, db), now]
     with prepared_cursor() as cursor:
-        cursor.execute(_transition_sql(columns, recipient is not None), params)
+        cursor.execute(
+            _transition_sql(columns, recipient is not None, 1 + len(preceded_by)), params
+        )
     market_changed()
     broadcast_task_changed_on_commit(task_id=task.pk, kind=kind)
     if recipient is not None:
@@ -138,7 +145,7 @@ def transition_record(
 
 
 @cache
-def _transition_sql(columns: tuple[str, ...], notifies: bool) -> str:
+def _transition_sql(columns: tuple[str, ...], notifies: bool, events: int) -> str:
     # Names come from the models, never from input; every value is a bound parameter.
     task, event, notification = (model._meta.db_table for model in (Task, TaskEvent, Notification))
     parts = []
@@ -151,8 +158,8 @@ def _transition_sql(columns: tuple[str, ...], notifies: bool) -> str:
             " VALUES (%s, %s, %s, %s))"
         )
     insert_event = (
-        f"INSERT INTO {event} (task_id, kind, actor_id, data, created_at)"  # noqa: S608
-        " VALUES (%s, %s, %s, %s, %s)"
+        f"INSERT INTO {event} (task_id, kind, actor_id, data, created_at) VALUES "  # noqa: S608
+        + ", ".join(["(%s, %s, %s, %s, %s)"] * events)
     )
     return f"WITH {', '.join(parts)} {insert_event}" if parts else insert_event
 

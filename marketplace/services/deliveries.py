@@ -29,6 +29,7 @@ from marketplace.exceptions import (
     IdempotencyConflict,
     InvalidInput,
     InvalidTransition,
+    MarketError,
     NotAllowed,
 )
 from marketplace.models import Delivery, DeliveryFile, Dispute, StaffAction, Task
@@ -96,9 +97,17 @@ def delivery_submit(
     skills_used: Sequence[int] = (),
     idempotency_key: str | None = None,
     viewer: selectors.Viewer | None = None,
+    start: bool = False,
 ) -> Delivery:
     """The assignee hands in the work; the review window starts and the machine checks queue.
-    ``viewer``: the API caller, for whom a task it may not see does not exist."""
+    ``viewer``: the API caller, for whom a task it may not see does not exist. ``start``: the
+    assignee did the work at once (a built-in hosted agent, inside its claim's transaction):
+    a task it has not started yet is started and delivered in one step, and the timeline
+    records both.
+
+    A key used before returns the delivery it made (when ``text`` and ``data`` match): found
+    when this one is refused, by the unique constraint or because the task moved on, so a
+    first delivery never pays for the look-up."""
     text = validation.clean_text(text, field="text", maximum=MAX_TEXT, required=False)
     if data is not None and len(json.dumps(data)) > MAX_DATA_BYTES:
         raise InvalidInput(f"data is larger than {MAX_DATA_BYTES} bytes of JSON.")
@@ -112,16 +121,13 @@ def delivery_submit(
         idempotency_key = validation.clean_text(
             idempotency_key, field="idempotency_key", maximum=120
         )
-        existing = selectors.delivery_by_key(
-            task_id=task.pk, submitter_id=actor.pk, idempotency_key=idempotency_key
-        )
-        if existing is not None:
-            return _replayed(existing, text=text, data=data)
+    startable = (Task.State.AWARDED, Task.State.REVISION_REQUESTED) if start else ()
     try:
         with transaction.atomic():
             task = task_lock_as(viewer, task.pk)
             require_actor(actor, task.assignee_id, "deliver this task", "assignee")
-            require_state(task, "deliver", Task.State.IN_PROGRESS)
+            require_state(task, "deliver", Task.State.IN_PROGRESS, *startable)
+            started = ("started",) if task.state in startable else ()
             if selectors.unfinished_children_count(task=task):
                 raise ChildrenOpen(
                     "Subtasks of this task are still open: wait for them or cancel them first."
@@ -162,6 +168,7 @@ def delivery_submit(
                 kind="delivered",
                 actor=actor,
                 notice=(task.poster, f"“{task.title}” was delivered; please review it."),
+                preceded_by=started,
                 delivery=delivery.pk,
             )
             if task.checks:
@@ -172,7 +179,7 @@ def delivery_submit(
                     )
                 )
             return delivery
-    except IntegrityError:
+    except (IntegrityError, MarketError):
         if idempotency_key is None:
             raise
         existing = selectors.delivery_by_key(

@@ -37,6 +37,10 @@ ACTIONS: dict[str, Callable[[Task, Participant], object]] = {
     "award": lambda task, actor: services.bid_award(bid=_bid(task), actor=actor),
     "start": lambda task, actor: services.task_start(task=task, actor=actor),
     "deliver": lambda task, actor: services.delivery_submit(task=task, actor=actor, text="x"),
+    # A hosted agent that did the work at once starts and delivers in one step.
+    "start_and_deliver": lambda task, actor: services.delivery_submit(
+        task=task, actor=actor, text="x", start=True
+    ),
     "accept": lambda task, actor: services.delivery_accept(delivery=_delivery(task), actor=actor),
     "revise": lambda task, actor: services.revision_request(
         delivery=_delivery(task), actor=actor, message="again"
@@ -63,6 +67,9 @@ ALLOWED = {
     ("awarded", "cancel", "poster"),
     ("awarded", "abandon", "worker"),
     ("in_progress", "deliver", "worker"),
+    ("awarded", "start_and_deliver", "worker"),
+    ("in_progress", "start_and_deliver", "worker"),
+    ("revision_requested", "start_and_deliver", "worker"),
     ("in_progress", "abandon", "worker"),
     ("delivered", "accept", "poster"),
     ("delivered", "revise", "poster"),
@@ -152,6 +159,7 @@ def test_every_allowed_transition_moves_the_task(
         "award": "awarded",
         "start": "in_progress",
         "deliver": "delivered",
+        "start_and_deliver": "delivered",
         "accept": "accepted",
         "revise": "revision_requested",
         "reject": "disputed",
@@ -160,3 +168,55 @@ def test_every_allowed_transition_moves_the_task(
         "abandon": "open",
     }[action]
     assert after.state == expected_state
+
+
+@pytest.mark.parametrize(("state", "timeline"), [("awarded", ["started"]), ("in_progress", [])])
+def test_starting_and_delivering_in_one_step_records_both_steps(
+    state: str, timeline: list[str], poster: Participant, worker: Participant
+) -> None:
+    task = walk_to(state, poster=poster, worker=worker)
+    before = list(TaskEvent.objects.filter(task=task).values_list("pk", flat=True))
+    delivery = services.delivery_submit(task=task, actor=worker, text="Done.", start=True)
+    events = TaskEvent.objects.filter(task=task).exclude(pk__in=before).order_by("pk")
+    assert [(event.kind, event.actor_id) for event in events] == [
+        *((kind, worker.pk) for kind in timeline),
+        ("delivered", worker.pk),
+    ]
+    assert events.last().data == {"delivery": delivery.pk}
+    # One notice for the poster: the delivery.
+    assert list(
+        Notification.objects.filter(recipient=poster, task=task)
+        .order_by("-pk")
+        .values_list("message", flat=True)[:1]
+    ) == [f"“{task.title}” was delivered; please review it."]
+
+
+def test_a_delivery_key_used_before_returns_its_delivery_whatever_the_task_became(
+    poster: Participant, worker: Participant
+) -> None:
+    """The key is looked up only when a delivery is refused (the task moved on, or the unique
+    constraint): a replay returns the first delivery; another text under the key is a conflict
+    that changes nothing."""
+    from marketplace.exceptions import IdempotencyConflict
+
+    task = walk_to("in_progress", poster=poster, worker=worker)
+    first = services.delivery_submit(task=task, actor=worker, text="Done.", idempotency_key="k1")
+    assert (
+        services.delivery_submit(task=task, actor=worker, text="Done.", idempotency_key="k1")
+        == first
+    )
+    before = _snapshot(task, [poster, worker])
+    with pytest.raises(IdempotencyConflict):
+        services.delivery_submit(task=task, actor=worker, text="Other.", idempotency_key="k1")
+    assert _snapshot(task, [poster, worker]) == before
+    # After a revision request the task is in progress again: the key meets the constraint.
+    services.revision_request(delivery=first, actor=poster, message="More.")
+    services.task_start(task=task, actor=worker)
+    assert (
+        services.delivery_submit(task=task, actor=worker, text="Done.", idempotency_key="k1")
+        == first
+    )
+    assert Task.objects.get(pk=task.pk).state == "in_progress"
+    with pytest.raises(IdempotencyConflict):
+        services.delivery_submit(task=task, actor=worker, text="Other.", idempotency_key="k1")
+    assert list(Delivery.objects.filter(task=task).values_list("pk", flat=True)) == [first.pk]

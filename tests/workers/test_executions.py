@@ -102,6 +102,150 @@ def test_running_delivers_once_and_a_second_message_changes_nothing(
     assert execution.trace_length == 4
 
 
+class WorkerDied(BaseException):
+    """The worker's death as seen from inside the attempt: nothing of ours catches it, and the
+    transaction it was in rolls back (as PostgreSQL does when the connection dies)."""
+
+
+def _message(execution: Execution, *, redelivered: bool) -> str:
+    """The Celery task as the worker runs the award's message (``at_once``), first delivered or
+    back after its worker died (kombu marks it redelivered)."""
+    from workers.tasks import execution_run_task
+
+    execution_run_task.push_request(delivery_info={"redelivered": redelivered})
+    try:
+        return execution_run_task.run(execution_id=execution.pk, at_once=True)
+    finally:
+        execution_run_task.pop_request()
+
+
+def test_the_awards_message_runs_a_builtin_agent_at_once(
+    poster: Participant, bob: User, django_capture_on_commit_callbacks: object
+) -> None:
+    """Only a built-in agent's award sends ``at_once``; the attempt claims, starts and delivers
+    in one transaction, and the timeline still shows both steps."""
+    from marketplace.models import TaskEvent
+    from workers.celery import app as celery_app
+
+    builtin_agent = hosted_agent(bob, "Stats", builtin="text-stats")
+    http_agent = hosted_agent(bob, "Remote", runtime="http", endpoint="https://agent.example/run")
+    sent: list[dict] = []
+    original = celery_app.send_task
+    celery_app.send_task = lambda name, **kwargs: sent.append((name, kwargs["kwargs"]))
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            task = claimed_by(poster, builtin_agent)
+            remote = claimed_by(poster, http_agent)
+    finally:
+        celery_app.send_task = original
+    execution = Execution.objects.get(task_ref=task.pk)
+    assert [kwargs for name, kwargs in sent if name == "workers.execution_run"] == [
+        {"execution_id": execution.pk, "at_once": True},
+        {"execution_id": Execution.objects.get(task_ref=remote.pk).pk},
+    ]
+
+    assert _message(execution, redelivered=False) == "succeeded"
+    assert _message(execution, redelivered=False) == "skipped"
+    execution.refresh_from_db()
+    delivery = Delivery.objects.get(task_id=task.pk)
+    assert (execution.status, execution.attempts, execution.delivery_ref) == (
+        "succeeded",
+        1,
+        delivery.pk,
+    )
+    assert execution.started_at <= execution.finished_at
+    assert Task.objects.get(pk=task.pk).state == "delivered"
+    timeline = TaskEvent.objects.filter(task_id=task.pk).order_by("pk")
+    assert list(timeline.values_list("kind", flat=True))[-2:] == ["started", "delivered"]
+    assert list(execution.events.values_list("sequence", "name")) == [
+        (1, "attempt started"),
+        (2, "builtin:text-stats"),
+        (3, "result"),
+        (4, "delivered"),
+    ]
+
+
+def test_a_worker_dying_at_once_leaves_nothing_and_the_redelivered_message_counts_its_attempt(
+    poster: Participant, bob: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At once, the claim commits with the delivery or not at all, so a death in the middle
+    leaves the execution as it was. The message comes back redelivered and runs the two
+    transactions way: the claim commits before the agent runs, and a second death is an
+    attempt counted against the limit (the reaper then ends it), never a loop."""
+    agent = hosted_agent(bob, "Stats", builtin="text-stats", max_attempts=1)
+    task = claimed_by(poster, agent)
+    execution = Execution.objects.get(task_ref=task.pk)
+
+    def dies(context: object) -> None:
+        raise WorkerDied
+
+    monkeypatch.setattr(builtin, "run", dies)
+    with pytest.raises(WorkerDied):
+        _message(execution, redelivered=False)
+    execution.refresh_from_db()
+    assert (execution.status, execution.attempts, execution.trace_length) == ("queued", 0, 0)
+    assert Task.objects.get(pk=task.pk).state == "awarded"
+
+    with pytest.raises(WorkerDied):
+        _message(execution, redelivered=True)
+    execution.refresh_from_db()
+    assert (execution.status, execution.attempts) == ("running", 1)
+    assert Task.objects.get(pk=task.pk).state == "in_progress"
+    later = timezone.now() + timedelta(hours=1)
+    assert services.executions_reap(now=later) == {"failed": 1}
+    assert Task.objects.get(pk=task.pk).state == "open"
+    assert Delivery.objects.filter(task_id=task.pk).count() == 0
+
+
+@pytest.mark.parametrize(
+    ("error", "outcome", "task_state"),
+    [
+        (TransientRuntimeError("the endpoint is down"), "retrying", "awarded"),
+        (builtin.RuntimeFailure("bad input"), "failed", "open"),
+    ],
+)
+def test_a_failure_at_once_is_an_attempt_like_any_other(
+    poster: Participant,
+    bob: User,
+    monkeypatch: pytest.MonkeyPatch,
+    error: Exception,
+    outcome: str,
+    task_state: str,
+) -> None:
+    agent = hosted_agent(bob, "Stats", builtin="text-stats", max_attempts=2)
+    task = claimed_by(poster, agent)
+    execution = Execution.objects.get(task_ref=task.pk)
+
+    def fails(context: object) -> None:
+        raise error
+
+    monkeypatch.setattr(builtin, "run", fails)
+    assert services.execution_run(execution_id=execution.pk, at_once=True) == outcome
+    execution.refresh_from_db()
+    assert (execution.status, execution.attempts) == (
+        "queued" if outcome == "retrying" else "failed",
+        1,
+    )
+    assert execution.error_message == str(error)
+    assert list(execution.events.values_list("kind", flat=True)) == ["decision", "error"]
+    assert Task.objects.get(pk=task.pk).state == task_state
+
+
+def test_a_market_refusal_at_once_fails_the_execution_and_leaves_the_task(
+    poster: Participant, bob: User
+) -> None:
+    agent = hosted_agent(bob, "Stats", builtin="text-stats")
+    task = claimed_by(poster, agent)
+    execution = Execution.objects.get(task_ref=task.pk)
+    market_services.task_cancel(task=task, actor=poster)
+    assert services.execution_run(execution_id=execution.pk, at_once=True) == "failed"
+    execution.refresh_from_db()
+    assert (execution.status, execution.attempts) == ("failed", 1)
+    assert execution.error_message.startswith("The market refused the delivery")
+    assert Task.objects.get(pk=task.pk).state == "cancelled"
+    assert Delivery.objects.filter(task_id=task.pk).count() == 0
+
+
 def test_a_stale_worker_cannot_deliver_after_the_reaper_took_its_attempt(
     poster: Participant, bob: User
 ) -> None:

@@ -111,29 +111,38 @@ def worker_name() -> str:
 # --- queueing ---------------------------------------------------------------------------------
 
 
-def execution_enqueue(*, execution_id: int, agent: Agent, countdown: float = 0) -> None:
+def execution_enqueue(
+    *, execution_id: int, agent: Agent, countdown: float = 0, at_once: bool = False
+) -> None:
     """Send the message that runs the execution (call it after the commit). By task name, so
-    this module need not import the Celery entry points that call it."""
+    this module need not import the Celery entry points that call it. ``at_once``: see
+    :func:`execution_run`."""
     soft, hard = time_limits_for(agent)
     # With the broker down (a Redis restart) this only warns: the award is committed and the
     # execution is queued in the database with a lease, which the reaper sends again once the
     # broker is back (invariant 7).
+    kwargs: dict[str, Any] = {"execution_id": execution_id}
+    if at_once:
+        kwargs["at_once"] = True
     queueing.send(
         EXECUTION_RUN_TASK,
-        kwargs={"execution_id": execution_id},
+        kwargs=kwargs,
         countdown=countdown or None,
         soft_time_limit=soft,
         time_limit=hard,
     )
 
 
-def _enqueue_on_commit(execution: Execution, *, countdown: float = 0) -> None:
+def _enqueue_on_commit(
+    execution: Execution, *, countdown: float = 0, at_once: bool = False
+) -> None:
     transaction.on_commit(
         partial(
             execution_enqueue,
             execution_id=execution.pk,
             agent=execution.agent,
             countdown=countdown,
+            at_once=at_once,
         )
     )
 
@@ -159,7 +168,8 @@ def execution_create_for_award(*, task: Any, assignee: Participant) -> Execution
         queued_at=now,
         lease_expires_at=now + timedelta(seconds=settings.WORKERS_QUEUE_LEASE_SECONDS),
     )
-    _enqueue_on_commit(execution)
+    # Only the award's own message may run a built-in agent at once (see execution_run).
+    _enqueue_on_commit(execution, at_once=agent.runtime == Agent.Runtime.BUILTIN)
     execution_changed_on_commit(execution_id=execution.pk, kind="queued", urgent=True)
     return execution
 
@@ -294,19 +304,82 @@ def _context_for(execution: Execution, brief: TaskBrief) -> RunContext:
     )
 
 
-def execution_run(*, execution_id: int, worker: str = "") -> str:
+def execution_run(*, execution_id: int, worker: str = "", at_once: bool = False) -> str:
     """One attempt: claim it and start the task (one transaction), run the agent's runtime
     outside any transaction, then complete or fail (a second one). Idempotent: a second delivery
-    of the same message returns ``"skipped"`` and changes nothing."""
+    of the same message returns ``"skipped"`` and changes nothing.
+
+    ``at_once`` (only the award's message for a built-in agent, on its first delivery): the
+    agent runs inside the claim's transaction, which also delivers and closes the execution, so
+    an attempt costs one transaction instead of two, and the task goes from awarded to delivered
+    in one step (``delivery_submit(start=True)``). A built-in agent runs in this process, needs
+    no network and takes milliseconds, so holding the claim's row lock meanwhile is cheap. If
+    the worker dies in the middle, the claim rolls back with the rest: the attempt is not
+    counted, and the message comes back marked as redelivered (Celery's late acknowledgement),
+    so that delivery runs as above, where the claim commits first and the attempt limit holds.
+    """
     with transaction.atomic():
         execution = execution_claim(execution_id=execution_id, worker=worker or worker_name())
         if execution is None:
             return "skipped"
+        if at_once:
+            return _attempt_at_once(execution)
         task = _task_started(execution)
     token = execution.claim_token
+    context, outcome, elapsed_ms = _attempt(execution, task)
+    if isinstance(outcome, RuntimeFailure):
+        return execution_attempt_failed(
+            execution_id=execution.pk,
+            token=token,
+            error=outcome,
+            context=context,
+            claimed=execution,
+        )
+    return execution_complete(
+        execution_id=execution.pk,
+        token=token,
+        result=outcome,
+        context=context,
+        elapsed_ms=elapsed_ms,
+        task=task,
+        claimed=execution,
+    )
+
+
+def _attempt_at_once(execution: Execution) -> str:
+    """The rest of an ``at_once`` attempt, inside the claim's transaction (see
+    :func:`execution_run`): the claim is this transaction's own, so nothing is read again."""
+    task = _task_read(execution)
+    context, outcome, elapsed_ms = _attempt(execution, task)
+    if isinstance(outcome, RuntimeFailure):
+        return execution_attempt_failed(
+            execution_id=execution.pk,
+            token=execution.claim_token,
+            error=outcome,
+            context=context,
+            claimed=execution,
+            at_once=True,
+        )
+    return execution_complete(
+        execution_id=execution.pk,
+        token=execution.claim_token,
+        result=outcome,
+        context=context,
+        elapsed_ms=elapsed_ms,
+        task=task,
+        claimed=execution,
+        at_once=True,
+    )
+
+
+def _attempt(
+    execution: Execution, task: Task | None
+) -> tuple[RunContext | None, RunResult | RuntimeFailure, int]:
+    """Run the agent's runtime on ``task`` (None: read it): (its context, its result or the
+    failure, the milliseconds it took). Every exception becomes a failure: a transient one is
+    retried."""
     started = time.monotonic()
     context: RunContext | None = None
-    error: RuntimeFailure
     try:
         task = task or _task_read(execution)
         context = _context_for(execution, _task_brief(execution, task))
@@ -318,31 +391,20 @@ def execution_run(*, execution_id: int, worker: str = "") -> str:
         result = _runtime_for(execution.agent)(context)
     except SoftTimeLimitExceeded:
         soft = time_limits_for(execution.agent)[0]
-        error = TransientRuntimeError(f"The attempt passed its soft time limit of {soft} s.")
+        failure = TransientRuntimeError(f"The attempt passed its soft time limit of {soft} s.")
     except RuntimeFailure as runtime_error:
-        error = runtime_error
+        failure = runtime_error
     except (OperationalError, InterfaceError) as database_error:
         # The database went away (a restart): worth another attempt, not a verdict on the agent.
-        error = TransientRuntimeError(f"Database unavailable: {database_error}")
+        failure = TransientRuntimeError(f"Database unavailable: {database_error}")
     except MarketError as market_error:
-        error = RuntimeFailure(f"The market refused: {market_error}")
+        failure = RuntimeFailure(f"The market refused: {market_error}")
     except Exception as unexpected:  # a bug of ours: fail visibly, never retry blindly
         logger.exception("execution %s attempt %s crashed", execution.pk, execution.attempts)
-        error = InternalError(f"{type(unexpected).__name__}: {unexpected}")
+        failure = InternalError(f"{type(unexpected).__name__}: {unexpected}")
     else:
-        elapsed_ms = int((time.monotonic() - started) * 1000)
-        return execution_complete(
-            execution_id=execution.pk,
-            token=token,
-            result=result,
-            context=context,
-            elapsed_ms=elapsed_ms,
-            task=task,
-            claimed=execution,
-        )
-    return execution_attempt_failed(
-        execution_id=execution.pk, token=token, error=error, context=context, claimed=execution
-    )
+        return context, result, int((time.monotonic() - started) * 1000)
+    return context, failure, int((time.monotonic() - started) * 1000)
 
 
 def _locked(
@@ -396,12 +458,15 @@ def execution_complete(
     elapsed_ms: int = 0,
     task: Task | None = None,
     claimed: Execution | None = None,
+    at_once: bool = False,
 ) -> str:
     """Deliver the result and close the execution, all in one transaction. ``task`` is the
     market's task as read at the start of the attempt (the market re-locks it to deliver);
-    ``claimed`` the execution as the claim returned it (see :func:`_locked`)."""
-    with transaction.atomic():
-        execution = _locked(execution_id, token, claimed)
+    ``claimed`` the execution as the claim returned it (see :func:`_locked`); ``at_once``: in
+    the claim's own transaction (see :func:`execution_run`), where the claim needs no check and
+    the task may not have started yet."""
+    with transaction.atomic(savepoint=not at_once):
+        execution = claimed if at_once else _locked(execution_id, token, claimed)
         if execution is None:
             return "stale"
         events = context.take_held_events()
@@ -429,6 +494,7 @@ def execution_complete(
                 text=result.text,
                 data=result.data,
                 idempotency_key=execution.delivery_idempotency_key,
+                start=at_once,
             )
         except MarketError as error:
             return _fail_locked(
@@ -470,11 +536,12 @@ def execution_attempt_failed(
     error: RuntimeFailure,
     context: RunContext | None = None,
     claimed: Execution | None = None,
+    at_once: bool = False,
 ) -> str:
     """Retry a transient failure with backoff while attempts remain; otherwise fail for good and
-    return the task to the market."""
-    with transaction.atomic():
-        execution = _locked(execution_id, token, claimed)
+    return the task to the market. ``claimed`` and ``at_once``: see :func:`execution_complete`."""
+    with transaction.atomic(savepoint=not at_once):
+        execution = claimed if at_once else _locked(execution_id, token, claimed)
         if execution is None:
             return "stale"
         events = context.take_held_events() if context is not None else []
