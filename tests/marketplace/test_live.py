@@ -27,3 +27,17 @@ def test_a_hint_is_sent_after_the_commit_and_not_on_rollback() -> None:
     message = async_to_sync(layer.receive)(channel)
     assert message == {"type": "hint", "n": 1}
     async_to_sync(layer.group_discard)("live-test", channel)
+
+
+def test_the_publisher_sends_only_to_groups_that_have_members() -> None:
+    """One pipelined round trip finds the batch's groups that have members; the others (a page
+    nobody has open) cost no ``group_send``."""
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)("live-listened", channel)
+    try:
+        groups = {"live-listened", "live-nobody", "task.0"}
+        assert async_to_sync(live._listened)(layer, groups) == {"live-listened"}
+    finally:
+        async_to_sync(layer.group_discard)("live-listened", channel)
+    assert async_to_sync(live._listened)(layer, {"live-listened"}) == set()
