@@ -112,12 +112,16 @@ class Task(models.Model):
         indexes = [
             models.Index(fields=["state", "-created_at"], name="task_state_created"),
             models.Index(fields=["state", "deadline"], name="task_state_deadline"),
+            # Only what "tasks for me" searches: open public tasks. Every state change of a task
+            # writes a new row version, and a full index took a new entry for each (an HNSW
+            # insert is a graph search); the search also no longer wades through closed tasks.
             HnswIndex(
                 name="task_embedding_hnsw",
                 fields=["embedding"],
                 m=16,
                 ef_construction=64,
                 opclasses=["vector_cosine_ops"],
+                condition=models.Q(state="open", visibility="public"),
             ),
         ]
 
