@@ -129,12 +129,21 @@ def build_joined(row: Sequence[Any], parts: Sequence[Joined]) -> list[Model | No
 
 
 def update_row(
-    model: type[Model], pk: Any, changes: dict[str, Any], *, where: dict[str, Any] | None = None
+    model: type[Model],
+    pk: Any,
+    changes: dict[str, Any],
+    *,
+    where: dict[str, Any] | None = None,
+    inserting: Sequence[Model] = (),
 ) -> int:
     """``model.objects.filter(pk=pk, **where).update(**changes)`` as a prepared statement (the
     ORM compiles an UPDATE in about as long as PostgreSQL runs it): 1 when the row matched
     ``where`` and changed, else 0. Keys are field names; ``where`` values are compared with
-    ``=``, so none may be None. No signals, as with ``QuerySet.update``."""
+    ``=``, so none may be None. No signals, as with ``QuerySet.update``.
+
+    ``inserting``: rows of one model that the same statement inserts, as :func:`insert_rows`
+    would (in a ``WITH``; they are inserted even if the row does not match, and get no primary
+    key back): what an update writes beside the row, in one round trip instead of two."""
     where = where or {}
     if any(value is None for value in where.values()):
         raise ValueError("update_row compares with '=': a None in where never matches")
@@ -148,8 +157,12 @@ def update_row(
         ]
 
     params = [*prepared(changes), model._meta.pk.get_db_prep_save(pk, db), *prepared(where)]
+    sql = _update_sql(model, tuple(changes), tuple(where))
+    if inserting:
+        sql = f"WITH inserted AS ({_insert_sql(type(inserting[0]))}) {sql}"
+        params.insert(0, _rows_document(inserting))
     with prepared_cursor() as cursor:
-        cursor.execute(_update_sql(model, tuple(changes), tuple(where)), params)
+        cursor.execute(sql, params)
         return cursor.rowcount
 
 
@@ -176,17 +189,21 @@ def insert_rows(model: type[Model], rows: Sequence[Model]) -> None:
     JSON, arrays, timestamps, UUIDs, vectors."""
     if not rows:
         return
-    fields = _insert_fields(model)
-    document = json.dumps(
-        [{field.column: field.pre_save(row, add=True) for field in fields} for row in rows],
-        default=_json_value,
-    )
     db = database()
     with prepared_cursor() as cursor:
-        cursor.execute(_insert_sql(model), [document])
+        cursor.execute(_insert_sql(model), [_rows_document(rows)])
         for row, (pk,) in zip(rows, cursor.fetchall(), strict=True):
             row.pk = pk
             row._state.adding, row._state.db = False, db.alias
+
+
+def _rows_document(rows: Sequence[Model]) -> str:
+    """The rows (of one model) as the JSON array that ``_insert_sql`` reads."""
+    fields = _insert_fields(type(rows[0]))
+    return json.dumps(
+        [{field.column: field.pre_save(row, add=True) for field in fields} for row in rows],
+        default=_json_value,
+    )
 
 
 def _json_value(value: Any) -> Any:

@@ -38,11 +38,14 @@ def _execution_lookup() -> tuple[str, tuple[Joined, ...]]:
     return sql, parts
 
 
-def execution_with_agent(execution_id: int) -> Execution | None:
+def execution_with_agent(execution_id: int, *, for_update: bool = False) -> Execution | None:
     """The execution with its agent and the agent's participant: what
     ``select_related("agent__participant")`` gives, from one prepared statement (every attempt
-    starts here; the ORM compiled that join in longer than the database ran it)."""
+    starts here; the ORM compiled that join in longer than the database ran it). ``for_update``
+    locks the execution's row (not the agent's) until the transaction ends."""
     sql, parts = _execution_lookup()
+    if for_update:
+        sql += " FOR UPDATE OF e"
     found = fetch_joined(sql, [execution_id], parts)
     if not found:
         return None

@@ -15,7 +15,7 @@ import random
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from functools import partial
 from typing import Any
@@ -50,7 +50,7 @@ from workers.services.secrets import api_key_stored, webhook_secrets_valid
 from workers.services.traces import (
     BufferedTrace,
     trace_event_append,
-    trace_events_write_locked,
+    trace_event_rows,
     trace_recorder,
 )
 
@@ -177,15 +177,24 @@ def execution_create_for_award(*, task: Any, assignee: Participant) -> Execution
 # --- running -------------------------------------------------------------------------------------
 
 
-def execution_claim(*, execution_id: int, worker: str) -> Execution | None:
+# What a claim writes that the end of the attempt keeps (it sets the status, the lease and the
+# token itself): written by the end's statement when the claim was not (``at_once``).
+_CLAIM_VALUES = ("attempts", "worker", "started_at", "last_attempt_at")
+
+
+def execution_claim(*, execution_id: int, worker: str, at_once: bool = False) -> Execution | None:
     """Take the execution for one attempt, or None when another worker has it or it is over.
 
     The conditional UPDATE is the whole mutual exclusion: of two deliveries of the same message,
     one changes the row and the other changes nothing and stops. It matches ``attempts`` as read
     just before, so the execution returned (that read, with its agent, given the claim's values)
     is the row exactly as claimed, without reading it again.
+
+    ``at_once`` (see :func:`execution_run`): the read locks the row instead (``FOR UPDATE``: a
+    second delivery waits, then finds the attempt over) and nothing is written now; the
+    statement that ends the attempt, in the same transaction, writes the claim's values too.
     """
-    execution = execution_with_agent(execution_id)
+    execution = execution_with_agent(execution_id, for_update=at_once)
     if (
         execution is None
         or execution.status != Execution.Status.QUEUED
@@ -193,32 +202,21 @@ def execution_claim(*, execution_id: int, worker: str) -> Execution | None:
     ):
         return None  # a duplicate message, or nothing left to do: no write at all
     now = timezone.now()
-    token = uuid.uuid4()
-    lease_expires_at = now + lease_for(execution.agent)
-    started_at = execution.started_at or now
-    claimed = update_row(
-        Execution,
-        execution_id,
-        {
-            "status": Execution.Status.RUNNING,
-            "attempts": execution.attempts + 1,
-            "claim_token": token,
-            "lease_expires_at": lease_expires_at,
-            "worker": worker[:200],
-            "started_at": started_at,
-            "last_attempt_at": now,
-        },
-        where={"status": Execution.Status.QUEUED, "attempts": execution.attempts},
-    )
-    if not claimed:
-        return None
-    execution.status = Execution.Status.RUNNING
-    execution.attempts += 1
-    execution.claim_token = token
-    execution.lease_expires_at = lease_expires_at
-    execution.worker = worker[:200]
-    execution.started_at = started_at
-    execution.last_attempt_at = now
+    claim = {
+        "status": Execution.Status.RUNNING,
+        "attempts": execution.attempts + 1,
+        "claim_token": uuid.uuid4(),
+        "lease_expires_at": now + lease_for(execution.agent),
+        "worker": worker[:200],
+        "started_at": execution.started_at or now,
+        "last_attempt_at": now,
+    }
+    if not at_once:
+        where = {"status": Execution.Status.QUEUED, "attempts": execution.attempts}
+        if not update_row(Execution, execution_id, claim, where=where):
+            return None
+    for name, value in claim.items():
+        setattr(execution, name, value)
     execution_changed_on_commit(execution_id=execution_id, kind="running")
     return execution
 
@@ -319,7 +317,9 @@ def execution_run(*, execution_id: int, worker: str = "", at_once: bool = False)
     so that delivery runs as above, where the claim commits first and the attempt limit holds.
     """
     with transaction.atomic():
-        execution = execution_claim(execution_id=execution_id, worker=worker or worker_name())
+        execution = execution_claim(
+            execution_id=execution_id, worker=worker or worker_name(), at_once=at_once
+        )
         if execution is None:
             return "skipped"
         if at_once:
@@ -434,19 +434,28 @@ def _locked(
     return execution
 
 
-def _attempt_counters(execution: Execution, context: RunContext | None, events: list) -> dict:
-    """What an attempt adds to the execution's row: its trace events (written now, in one
-    INSERT, under the caller's row lock) and its usage."""
-    counters: dict[str, int] = {
-        "trace_length": trace_events_write_locked(execution=execution, events=events)
-    }
+def _attempt_end(
+    execution: Execution,
+    changes: dict[str, Any],
+    *,
+    context: RunContext | None = None,
+    events: Sequence[dict[str, Any]] = (),
+    at_once: bool = False,
+) -> None:
+    """The statement that ends an attempt: ``changes`` to the execution's row, with what the
+    attempt adds to it (its usage, its trace ``events``, inserted by the same statement under
+    the caller's row lock) and, at once, the claim's own values (see :func:`execution_claim`)."""
+    rows = trace_event_rows(execution=execution, events=events)
+    added: dict[str, Any] = {"trace_length": execution.trace_length + len(rows)} if rows else {}
     if context is not None:
-        counters.update(
+        added.update(
             cost=context.spent,
             input_tokens=context.input_tokens,
             output_tokens=context.output_tokens,
         )
-    return counters
+    if at_once:
+        added.update({name: getattr(execution, name) for name in _CLAIM_VALUES})
+    update_row(Execution, execution.pk, {**added, **changes}, inserting=rows)
 
 
 def execution_complete(
@@ -478,10 +487,16 @@ def execution_complete(
                     "name": "accepted; the agent will deliver through the API",
                 }
             )
-            Execution.objects.filter(pk=execution.pk).update(
-                status=Execution.Status.WAITING,
-                lease_expires_at=now + timedelta(seconds=settings.WORKERS_WAITING_LEASE_SECONDS),
-                **_attempt_counters(execution, context, events),
+            _attempt_end(
+                execution,
+                {
+                    "status": Execution.Status.WAITING,
+                    "lease_expires_at": now
+                    + timedelta(seconds=settings.WORKERS_WAITING_LEASE_SECONDS),
+                },
+                context=context,
+                events=events,
+                at_once=at_once,
             )
             execution_changed_on_commit(execution_id=execution.pk, kind="waiting", urgent=True)
             return "waiting"
@@ -501,7 +516,9 @@ def execution_complete(
                 execution,
                 RuntimeFailure(f"The market refused the delivery: {error}"),
                 return_task=False,
-                counters=_attempt_counters(execution, context, events),
+                context=context,
+                events=events,
+                at_once=at_once,
             )
         events.append(
             {
@@ -512,9 +529,8 @@ def execution_complete(
                 "duration_ms": elapsed_ms,
             }
         )
-        update_row(
-            Execution,
-            execution.pk,
+        _attempt_end(
+            execution,
             {
                 "status": Execution.Status.SUCCEEDED,
                 "delivery_ref": delivery.pk,
@@ -522,8 +538,10 @@ def execution_complete(
                 "lease_expires_at": None,
                 "error_code": "",
                 "error_message": "",
-                **_attempt_counters(execution, context, events),
             },
+            context=context,
+            events=events,
+            at_once=at_once,
         )
         execution_changed_on_commit(execution_id=execution.pk, kind="succeeded", urgent=True)
         return "succeeded"
@@ -552,22 +570,27 @@ def execution_attempt_failed(
                 "outputs": {"message": str(error), "transient": error.transient},
             }
         )
-        counters = _attempt_counters(execution, context, events)
+        attempt = {"context": context, "events": events, "at_once": at_once}
         if error.transient and execution.attempts < execution.max_attempts:
-            return _retry_locked(execution, error, counters=counters)
-        return _fail_locked(execution, error, return_task=True, counters=counters)
+            return _retry_locked(execution, error, **attempt)
+        return _fail_locked(execution, error, return_task=True, **attempt)
 
 
-def _retry_locked(execution: Execution, error: RuntimeFailure, *, counters: dict[str, int]) -> str:
+def _retry_locked(execution: Execution, error: RuntimeFailure, **attempt: Any) -> str:
+    """Queue the next attempt after a backoff; ``attempt``: see :func:`_attempt_end`."""
     delay = retry_delay_seconds(execution.attempts)
     now = timezone.now()
-    Execution.objects.filter(pk=execution.pk).update(
-        status=Execution.Status.QUEUED,
-        claim_token=None,
-        lease_expires_at=now + timedelta(seconds=delay + settings.WORKERS_QUEUE_LEASE_SECONDS),
-        error_code=error.code,
-        error_message=str(error)[:2000],
-        **counters,
+    _attempt_end(
+        execution,
+        {
+            "status": Execution.Status.QUEUED,
+            "claim_token": None,
+            "lease_expires_at": now
+            + timedelta(seconds=delay + settings.WORKERS_QUEUE_LEASE_SECONDS),
+            "error_code": error.code,
+            "error_message": str(error)[:2000],
+        },
+        **attempt,
     )
     _enqueue_on_commit(execution, countdown=delay)
     execution_changed_on_commit(execution_id=execution.pk, kind="retrying", urgent=True)
@@ -575,12 +598,12 @@ def _retry_locked(execution: Execution, error: RuntimeFailure, *, counters: dict
 
 
 def _fail_locked(
-    execution: Execution, error: RuntimeFailure, *, return_task: bool, counters: dict[str, int]
+    execution: Execution, error: RuntimeFailure, *, return_task: bool, **attempt: Any
 ) -> str:
     """Fail visibly; with ``return_task`` the task goes back to the market (its abandonment
     records the agent's outcome). A market refusal to take it back is recorded, not raised: the
-    execution's failure must commit either way. ``counters`` are the attempt's additions to the
-    row (see :func:`_attempt_counters`)."""
+    execution's failure must commit either way. ``attempt``: what the attempt adds to the row
+    (see :func:`_attempt_end`); none when the reaper ends a dead attempt."""
     message = str(error)[:2000]
     if return_task:
         try:
@@ -592,17 +615,18 @@ def _fail_locked(
             )
         except MarketError as market_error:
             message += f" (the task could not be returned to the market: {market_error})"
-    if isinstance(error, BudgetExceeded):
-        counters = {**counters, "cost": min(counters.get("cost", 0), execution.budget)}
-    Execution.objects.filter(pk=execution.pk).update(
-        status=Execution.Status.FAILED,
-        finished_at=timezone.now(),
-        lease_expires_at=None,
-        claim_token=None,
-        error_code=error.code,
-        error_message=message,
-        **counters,
-    )
+    changes: dict[str, Any] = {
+        "status": Execution.Status.FAILED,
+        "finished_at": timezone.now(),
+        "lease_expires_at": None,
+        "claim_token": None,
+        "error_code": error.code,
+        "error_message": message,
+    }
+    context = attempt.get("context")
+    if isinstance(error, BudgetExceeded) and context is not None:
+        changes["cost"] = min(context.spent, execution.budget)
+    _attempt_end(execution, changes, **attempt)
     execution_changed_on_commit(execution_id=execution.pk, kind="failed", urgent=True)
     return "failed"
 
@@ -658,7 +682,7 @@ def execution_reap(*, execution_id: int, now: Any = None) -> str:
             _enqueue_on_commit(execution)
             execution_changed_on_commit(execution_id=execution.pk, kind="requeued", urgent=True)
             return "requeued"
-        return _fail_locked(execution, lost, return_task=True, counters={})
+        return _fail_locked(execution, lost, return_task=True)
 
 
 def _reap_waiting(execution: Execution, now: Any) -> str:
@@ -680,7 +704,7 @@ def _reap_waiting(execution: Execution, now: Any) -> str:
         return "succeeded"
     if execution.lease_expires_at and execution.lease_expires_at <= now:
         late = DeliveryTimedOut("The agent accepted the task but did not deliver in time.")
-        return _fail_locked(execution, late, return_task=True, counters={})
+        return _fail_locked(execution, late, return_task=True)
     return "waiting"
 
 

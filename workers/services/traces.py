@@ -11,7 +11,6 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
-from agents_registry.prepared import insert_rows
 from workers.exceptions import ExecutionFinished, ExecutionNotFound, WorkersError
 from workers.live import execution_changed_on_commit
 from workers.models import Execution, TraceEvent
@@ -137,17 +136,17 @@ def trace_event_append(
     return event
 
 
-def trace_events_write_locked(*, execution: Execution, events: Sequence[dict[str, Any]]) -> int:
-    """Append the worker's ``events`` (keyword arguments of :func:`trace_event_append`) in one
-    INSERT and return the trace's new length.
+def trace_event_rows(*, execution: Execution, events: Sequence[dict[str, Any]]) -> list[TraceEvent]:
+    """The worker's ``events`` (keyword arguments of :func:`trace_event_append`) as the rows
+    that follow the trace's ``trace_length`` events, for the caller to insert with the
+    execution's row (``update_row(..., inserting=rows)``) and ``trace_length`` moved past them.
 
-    The caller holds the execution's row lock, has read ``trace_length`` and ``attempts`` under
-    it, and writes the returned length to ``trace_length`` in the same transaction: the lock
-    orders these events against appends through the API exactly as ``trace_event_append``'s
-    counter update does, so numbers stay unique and gapless. The caller's state change sends the
-    live hint. Events past ``MAX_TRACE_EVENTS`` are not written (the trace is full).
+    The caller holds the execution's row lock and has read ``trace_length`` and ``attempts``
+    under it: the lock orders these events against appends through the API exactly as
+    ``trace_event_append``'s counter update does, so numbers stay unique and gapless. Events
+    past ``MAX_TRACE_EVENTS`` are left out (the trace is full).
     """
-    rows = [
+    return [
         TraceEvent(
             execution_id=execution.pk,
             sequence=execution.trace_length + offset,
@@ -157,8 +156,6 @@ def trace_events_write_locked(*, execution: Execution, events: Sequence[dict[str
         for offset, event in enumerate(events, start=1)
         if execution.trace_length + offset <= MAX_TRACE_EVENTS
     ]
-    insert_rows(TraceEvent, rows)
-    return execution.trace_length + len(rows)
 
 
 def trace_recorder(execution_id: int) -> Any:
@@ -172,7 +169,7 @@ class BufferedTrace:
     A built-in agent finishes in milliseconds: nobody watches its progress live, and writing each
     event in a transaction of its own tripled the commits of an execution. Events keep their order
     and their own start times, and are written in one INSERT with the attempt's outcome
-    (:func:`trace_events_write_locked`); if the attempt turns out stale (another worker took it
+    (:func:`trace_event_rows`); if the attempt turns out stale (another worker took it
     over), they are dropped with the rest of its effects.
     """
 
