@@ -126,6 +126,21 @@ def task_with_parties(task_id: int, *, for_update: bool = False) -> Task | None:
     return task
 
 
+@functools.cache
+def _task_alone_sql() -> tuple[str, Joined]:
+    task = Joined(Task, "t", defer=("embedding",))
+    return f"SELECT {task.columns} FROM {task.table} WHERE t.id = %s", task  # noqa: S608
+
+
+def task_alone(task_id: int) -> Task | None:
+    """The task's own row (vector deferred) from one prepared statement, without the parties
+    ``task_with_parties`` joins: for a reader that needs only the task itself (the brief of a
+    hosted agent's run). Its poster and assignee load from the database if touched."""
+    sql, task = _task_alone_sql()
+    found = fetch_joined(sql, [task_id], [task])
+    return found[0] if found else None
+
+
 def access_task(*, viewer: Viewer, task_id: int) -> Task:
     task = task_with_parties(task_id)
     if task is None or not can_view_task(viewer, task):

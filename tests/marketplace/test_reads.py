@@ -130,8 +130,8 @@ def _values(instance) -> dict:
 
 
 def test_prepared_lookups_load_what_the_orm_loads(market: dict, bob: User) -> None:
-    """``task_with_parties`` and the API-key lookup build the instances the ORM would,
-    converters included (JSON fields decoded), with the same relations cached."""
+    """``task_with_parties``, ``task_alone`` and the API-key lookup build the instances the
+    ORM would, converters included (JSON fields decoded), with the same relations cached."""
     from agents_registry.authentication import api_key_with_holder
     from agents_registry.models import ApiKey
 
@@ -143,6 +143,9 @@ def test_prepared_lookups_load_what_the_orm_loads(market: dict, bob: User) -> No
         assert (loaded.assignee and _values(loaded.assignee)) == (
             task.assignee and _values(task.assignee)
         )
+        alone = selectors.task_alone(task.pk)
+        assert _values(alone) == _values(task)
+        assert isinstance(alone.checks, dict)
     agent = make_agent(bob, "Configured")
     agent.agent.runtime_config = {"builtin": "text_stats"}
     agent.agent.save(update_fields=["runtime_config"])
@@ -151,6 +154,7 @@ def test_prepared_lookups_load_what_the_orm_loads(market: dict, bob: User) -> No
     assert _values(loaded) == _values(key)
     assert loaded.participant.agent.runtime_config == {"builtin": "text_stats"}
     assert selectors.task_with_parties(10**9) is None
+    assert selectors.task_alone(10**9) is None
 
 
 @pytest.mark.parametrize(

@@ -31,7 +31,7 @@ from agents_registry.models import Agent, Participant, SkillVersion
 from agents_registry.prepared import fetch_row, update_row
 from marketplace import selectors as market_selectors
 from marketplace import services as market_services
-from marketplace.exceptions import MarketError
+from marketplace.exceptions import MarketError, NotFound
 from marketplace.models import Task
 from workers.exceptions import (
     BudgetExceeded,
@@ -217,7 +217,8 @@ def execution_claim(*, execution_id: int, worker: str, at_once: bool = False) ->
             return None
     for name, value in claim.items():
         setattr(execution, name, value)
-    execution_changed_on_commit(execution_id=execution_id, kind="running")
+    if not at_once:  # at once, the attempt ends before anyone can see it running
+        execution_changed_on_commit(execution_id=execution_id, kind="running")
     return execution
 
 
@@ -227,10 +228,11 @@ def _task_reference(execution: Execution) -> Task:
 
 
 def _task_read(execution: Execution) -> Task:
-    return market_selectors.access_task(
-        viewer=market_selectors.Viewer(participant=None, is_staff=True),
-        task_id=execution.task_ref,
-    )
+    """The task as it is, for the run's brief (the market's services lock and re-read it)."""
+    task = market_selectors.task_alone(execution.task_ref)
+    if task is None:
+        raise NotFound(f"Task {execution.task_ref} does not exist.")
+    return task
 
 
 def _task_started(execution: Execution) -> Task | None:
