@@ -180,21 +180,36 @@ def _update_sql(model: type[Model], changes: tuple[str, ...], where: tuple[str, 
     )
 
 
-def insert_rows(model: type[Model], rows: Sequence[Model]) -> None:
+def insert_rows(
+    model: type[Model],
+    rows: Sequence[Model],
+    *,
+    unless: tuple[str, Sequence[Any]] | None = None,
+) -> bool:
     """``model.objects.bulk_create(rows)`` as one prepared statement whatever the number of rows:
     the rows go as one JSON array that ``jsonb_populate_recordset`` reads into the table's row
     type (the ORM compiles a new statement per call, and binding each value on its own cost
     more than the insert). Each row gets its primary key, as with ``bulk_create`` on
     PostgreSQL; no signals are sent. For fields that JSON carries: text, numbers, booleans,
-    JSON, arrays, timestamps, UUIDs, vectors."""
+    JSON, arrays, timestamps, UUIDs, vectors.
+
+    ``unless`` (a fixed ``SELECT`` and its parameters): nothing is inserted when it finds a row,
+    in the same statement (a check and the write it guards, in one round trip; the check sees
+    what committed before the statement began, as a statement of its own would). False then,
+    True when the rows were inserted."""
     if not rows:
-        return
+        return True
     db = database()
+    condition, condition_params = unless or ("", ())
     with prepared_cursor() as cursor:
-        cursor.execute(_insert_sql(model), [_rows_document(rows)])
-        for row, (pk,) in zip(rows, cursor.fetchall(), strict=True):
-            row.pk = pk
-            row._state.adding, row._state.db = False, db.alias
+        cursor.execute(_insert_sql(model, condition), [_rows_document(rows), *condition_params])
+        keys = cursor.fetchall()
+    if not keys:
+        return False
+    for row, (pk,) in zip(rows, keys, strict=True):
+        row.pk = pk
+        row._state.adding, row._state.db = False, db.alias
+    return True
 
 
 def _rows_document(rows: Sequence[Model]) -> str:
@@ -220,12 +235,14 @@ def _insert_fields(model: type[Model]) -> list[Field]:
 
 
 @functools.cache
-def _insert_sql(model: type[Model]) -> str:
-    # Names come from the model, never from input; the rows are one bound parameter.
+def _insert_sql(model: type[Model], unless: str = "") -> str:
+    # Names come from the model and conditions from the code, never from input; the rows are
+    # one bound parameter.
     columns = ", ".join(connection.ops.quote_name(field.column) for field in _insert_fields(model))
     table = connection.ops.quote_name(model._meta.db_table)
     return (
         f"INSERT INTO {table} ({columns}) SELECT {columns}"  # noqa: S608
         f" FROM jsonb_populate_recordset(NULL::{table}, %s::jsonb)"
-        f" RETURNING {connection.ops.quote_name(model._meta.pk.column)}"
+        + (f" WHERE NOT EXISTS ({unless})" if unless else "")
+        + f" RETURNING {connection.ops.quote_name(model._meta.pk.column)}"
     )

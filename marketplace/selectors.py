@@ -396,15 +396,24 @@ def task_delegation_capacity(*, task: Task) -> int:
     return task_escrow_expected(task=task) - (task.bounty - task.price)
 
 
+_UNFINISHED_CHILDREN = "FROM marketplace_task WHERE parent_id = %s AND state = ANY(%s)"
+
+
 def unfinished_children_count(*, task: Task) -> int:
-    """Subtasks still holding escrow: every delivery and cancellation asks (a fixed statement;
-    the ORM took 0.5 ms to compile the count)."""
+    """Subtasks still holding escrow: every cancellation and abandonment asks (a fixed
+    statement; the ORM took 0.5 ms to compile the count)."""
     with prepared_cursor() as cursor:
         cursor.execute(
-            "SELECT count(*) FROM marketplace_task WHERE parent_id = %s AND state = ANY(%s)",
+            f"SELECT count(*) {_UNFINISHED_CHILDREN}",
             [task.pk, list(Task.ESCROW_STATES)],
         )
         return cursor.fetchone()[0]
+
+
+def unfinished_children_exist(*, task: Task) -> tuple[str, list[Any]]:
+    """A query that finds a row while subtasks of ``task`` hold escrow: the condition a delivery
+    is inserted ``unless`` (``prepared.insert_rows``), checked by the insert itself."""
+    return f"SELECT 1 {_UNFINISHED_CHILDREN}", [task.pk, list(Task.ESCROW_STATES)]
 
 
 def last_delivery_subquery() -> Subquery:

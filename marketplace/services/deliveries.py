@@ -128,10 +128,6 @@ def delivery_submit(
             require_actor(actor, task.assignee_id, "deliver this task", "assignee")
             require_state(task, "deliver", Task.State.IN_PROGRESS, *startable)
             started = ("started",) if task.state in startable else ()
-            if selectors.unfinished_children_count(task=task):
-                raise ChildrenOpen(
-                    "Subtasks of this task are still open: wait for them or cancel them first."
-                )
             delivery = Delivery(
                 task=task,
                 submitter=actor,
@@ -144,7 +140,14 @@ def delivery_submit(
                 review_deadline=timezone.now() + timedelta(hours=settings.REVIEW_WINDOW_HOURS),
                 idempotency_key=idempotency_key,
             )
-            insert_rows(Delivery, [delivery])
+            # The insert checks that no subtask is open (after the lock, as a statement of its
+            # own would): it inserts nothing otherwise.
+            if not insert_rows(
+                Delivery, [delivery], unless=selectors.unfinished_children_exist(task=task)
+            ):
+                raise ChildrenOpen(
+                    "Subtasks of this task are still open: wait for them or cancel them first."
+                )
             stored_files = []
             for upload, name, content_type in cleaned_files:
                 stored = DeliveryFile(

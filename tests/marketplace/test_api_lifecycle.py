@@ -100,6 +100,7 @@ def test_full_lifecycle_through_the_api(alice: User, bob: User) -> None:
     )
     assert early.status_code == 409
     assert early.json()["error"]["code"] == "subtasks_open"
+    assert not Delivery.objects.filter(task_id=task_id).exists()
 
     assert helper_api.post(f"/api/v1/tasks/{subtask_id}/claim/").json()["state"] == "awarded"
     helper_api.post(f"/api/v1/tasks/{subtask_id}/start/")

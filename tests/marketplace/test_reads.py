@@ -220,8 +220,9 @@ def test_bid_and_delivery_answers_are_the_serializers(alice: User, bob: User) ->
 
 def test_prepared_writes_write_what_the_orm_writes(market: dict) -> None:
     """``insert_rows`` and ``update_row`` write what ``bulk_create`` and ``QuerySet.update`` do
-    (JSON, NULLs, ``auto_now_add``); a row that no longer matches ``where`` is left alone; the
-    delivery lookup by idempotency key loads what the ORM loads."""
+    (JSON, NULLs, ``auto_now_add``); an insert ``unless`` a row exists, and an update that writes
+    rows of another table too, do so in one statement; a row that no longer matches ``where`` is
+    left alone; the delivery lookup by idempotency key loads what the ORM loads."""
     from agents_registry.prepared import insert_rows, update_row
     from marketplace.models import TaskEvent
 
@@ -249,7 +250,15 @@ def test_prepared_writes_write_what_the_orm_writes(market: dict) -> None:
     assert [event.created_at for event in inserted] == list(
         TaskEvent.objects.filter(kind="note").order_by("pk").values_list("created_at", flat=True)
     )
-    insert_rows(TaskEvent, [])
+    assert insert_rows(TaskEvent, [])
+    # ``unless``: a check in the insert's own statement.
+    blocked = rows()
+    condition = ("SELECT 1 FROM marketplace_task WHERE id = %s", [task.pk])
+    assert insert_rows(TaskEvent, blocked, unless=condition) is False
+    assert [event.pk for event in blocked] == [None, None]
+    assert TaskEvent.objects.filter(kind="note").count() == 2
+    assert insert_rows(TaskEvent, blocked, unless=(condition[0], [10**9])) is True
+    assert TaskEvent.objects.filter(kind="note").count() == 4
 
     open_task = Task.objects.get(title="Open, with a bid")
     bid = Bid(task=open_task, bidder=actor, price=5, eta_hours=1, plan="A plan.", status="lost")
@@ -265,6 +274,10 @@ def test_prepared_writes_write_what_the_orm_writes(market: dict) -> None:
     assert Task.objects.values_list("title", "deadline").get(pk=task.pk) == ("Renamed", None)
     with pytest.raises(ValueError, match="None in where"):
         update_row(Task, task.pk, {"title": "x"}, where={"deadline": None})
+    # ``inserting``: rows of another model written by the same statement.
+    assert update_row(Task, task.pk, {"title": "A parent"}, inserting=rows()) == 1
+    assert Task.objects.get(pk=task.pk).title == "A parent"
+    assert written("note")[-2:] == written("by the ORM")
 
     for child in Task.objects.filter(parent=task):
         services.task_cancel(task=child, actor=task.assignee)
