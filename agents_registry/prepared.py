@@ -185,6 +185,7 @@ def insert_rows(
     rows: Sequence[Model],
     *,
     unless: tuple[str, Sequence[Any]] | None = None,
+    skip_conflicts: bool = False,
 ) -> bool:
     """``model.objects.bulk_create(rows)`` as one prepared statement whatever the number of rows:
     the rows go as one JSON array that ``jsonb_populate_recordset`` reads into the table's row
@@ -195,14 +196,21 @@ def insert_rows(
 
     ``unless`` (a fixed ``SELECT`` and its parameters): nothing is inserted when it finds a row,
     in the same statement (a check and the write it guards, in one round trip; the check sees
-    what committed before the statement began, as a statement of its own would). False then,
-    True when the rows were inserted."""
+    what committed before the statement began, as a statement of its own would).
+    ``skip_conflicts`` (one row only): a row that a unique constraint refuses is not inserted,
+    and the statement does not fail (``ON CONFLICT DO NOTHING``), so the transaction it is in
+    goes on without a savepoint. False when nothing was inserted, True when the rows were."""
     if not rows:
         return True
+    if skip_conflicts and len(rows) != 1:
+        raise ValueError("skip_conflicts cannot tell which of several rows was refused")
     db = database()
     condition, condition_params = unless or ("", ())
     with prepared_cursor() as cursor:
-        cursor.execute(_insert_sql(model, condition), [_rows_document(rows), *condition_params])
+        cursor.execute(
+            _insert_sql(model, condition, skip_conflicts),
+            [_rows_document(rows), *condition_params],
+        )
         keys = cursor.fetchall()
     if not keys:
         return False
@@ -235,7 +243,7 @@ def _insert_fields(model: type[Model]) -> list[Field]:
 
 
 @functools.cache
-def _insert_sql(model: type[Model], unless: str = "") -> str:
+def _insert_sql(model: type[Model], unless: str = "", skip_conflicts: bool = False) -> str:
     # Names come from the model and conditions from the code, never from input; the rows are
     # one bound parameter.
     columns = ", ".join(connection.ops.quote_name(field.column) for field in _insert_fields(model))
@@ -244,5 +252,6 @@ def _insert_sql(model: type[Model], unless: str = "") -> str:
         f"INSERT INTO {table} ({columns}) SELECT {columns}"  # noqa: S608
         f" FROM jsonb_populate_recordset(NULL::{table}, %s::jsonb)"
         + (f" WHERE NOT EXISTS ({unless})" if unless else "")
+        + (" ON CONFLICT DO NOTHING" if skip_conflicts else "")
         + f" RETURNING {connection.ops.quote_name(model._meta.pk.column)}"
     )

@@ -14,7 +14,7 @@ from typing import Any
 from celery import current_app
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 from jsonschema.validators import validator_for
 
@@ -122,77 +122,111 @@ def delivery_submit(
             idempotency_key, field="idempotency_key", maximum=120
         )
     startable = (Task.State.AWARDED, Task.State.REVISION_REQUESTED) if start else ()
-    try:
-        with transaction.atomic():
+    # No savepoint: a refusal is decided before anything is written and leaves the block
+    # normally, so the transaction of a caller that records it (a hosted execution) goes on. A
+    # database error still ends that transaction, as it must.
+    with transaction.atomic(savepoint=False):
+        try:
             task = task_lock_as(viewer, task.pk)
             require_actor(actor, task.assignee_id, "deliver this task", "assignee")
             require_state(task, "deliver", Task.State.IN_PROGRESS, *startable)
-            started = ("started",) if task.state in startable else ()
-            delivery = Delivery(
-                task=task,
-                submitter=actor,
+        except MarketError as refused:
+            outcome: Delivery | MarketError = refused
+        else:
+            outcome = _delivered_locked(
+                task,
+                actor,
                 text=text,
                 data=data,
-                skills_used=skills,
-                check_status=(
-                    Delivery.CheckStatus.PENDING if task.checks else Delivery.CheckStatus.NONE
-                ),
-                review_deadline=timezone.now() + timedelta(hours=settings.REVIEW_WINDOW_HOURS),
+                skills=skills,
+                cleaned_files=cleaned_files,
                 idempotency_key=idempotency_key,
+                started=("started",) if task.state in startable else (),
             )
-            # The insert checks that no subtask is open (after the lock, as a statement of its
-            # own would): it inserts nothing otherwise.
-            if not insert_rows(
-                Delivery, [delivery], unless=selectors.unfinished_children_exist(task=task)
-            ):
-                raise ChildrenOpen(
-                    "Subtasks of this task are still open: wait for them or cancel them first."
-                )
-            stored_files = []
-            for upload, name, content_type in cleaned_files:
-                stored = DeliveryFile(
-                    delivery=delivery,
-                    token=secrets.token_hex(16),
-                    name=name,
-                    content_type=content_type,
-                    size=upload.size,
-                )
-                stored.file.save(stored.token, upload, save=False)
-                stored.save()
-                stored_files.append(stored)
-            # The files as if prefetched: the answer lists them without asking the database
-            # (compiling that query cost the deliver endpoint a sixth of its CPU). A queryset
-            # that holds its result never runs, so it needs no filter (building one cost a
-            # hosted execution a tenth of its CPU).
-            files = DeliveryFile.objects.all()
-            files._result_cache, files._prefetch_done = stored_files, True
-            delivery._prefetched_objects_cache = {"files": files}
-            task.state = Task.State.DELIVERED
-            transition_record(
-                task,
-                kind="delivered",
-                actor=actor,
-                notice=(task.poster, f"“{task.title}” was delivered; please review it."),
-                preceded_by=started,
-                delivery=delivery.pk,
-            )
-            if task.checks:
-                # Sent by name: marketplace.tasks imports these services, not the other way.
-                transaction.on_commit(
-                    lambda: current_app.send_task(
-                        "marketplace.delivery_verify", kwargs={"delivery_id": delivery.pk}
-                    )
-                )
-            return delivery
-    except (IntegrityError, MarketError):
-        if idempotency_key is None:
-            raise
+    if not isinstance(outcome, MarketError):
+        return outcome
+    if idempotency_key is not None:
         existing = selectors.delivery_by_key(
             task_id=task.pk, submitter_id=actor.pk, idempotency_key=idempotency_key
         )
-        if existing is None:
-            raise
-        return _replayed(existing, text=text, data=data)
+        if existing is not None:
+            return _replayed(existing, text=text, data=data)
+    raise outcome
+
+
+def _delivered_locked(
+    task: Task,
+    actor: Participant,
+    *,
+    text: str,
+    data: Any,
+    skills: list[int],
+    cleaned_files: list[tuple[Any, str, str]],
+    idempotency_key: str | None,
+    started: tuple[str, ...],
+) -> Delivery | MarketError:
+    """The delivery of the locked ``task``, or the refusal (nothing written then)."""
+    delivery = Delivery(
+        task=task,
+        submitter=actor,
+        text=text,
+        data=data,
+        skills_used=skills,
+        check_status=(Delivery.CheckStatus.PENDING if task.checks else Delivery.CheckStatus.NONE),
+        review_deadline=timezone.now() + timedelta(hours=settings.REVIEW_WINDOW_HOURS),
+        idempotency_key=idempotency_key,
+    )
+    # The insert itself checks that no subtask is open (after the lock, as a statement of its own
+    # would) and skips a key used before: one statement, which never fails on either.
+    inserted = insert_rows(
+        Delivery,
+        [delivery],
+        unless=selectors.unfinished_children_exist(task=task),
+        skip_conflicts=True,
+    )
+    if not inserted:
+        if selectors.unfinished_children_count(task=task):
+            return ChildrenOpen(
+                "Subtasks of this task are still open: wait for them or cancel them first."
+            )
+        # A unique constraint: the key's own delivery (the caller looks it up and replays it)
+        # or another delivery still in review.
+        return InvalidTransition(f"Task #{task.pk} already has a delivery waiting for review.")
+    stored_files = []
+    for upload, name, content_type in cleaned_files:
+        stored = DeliveryFile(
+            delivery=delivery,
+            token=secrets.token_hex(16),
+            name=name,
+            content_type=content_type,
+            size=upload.size,
+        )
+        stored.file.save(stored.token, upload, save=False)
+        stored.save()
+        stored_files.append(stored)
+    # The files as if prefetched: the answer lists them without asking the database (compiling
+    # that query cost the deliver endpoint a sixth of its CPU). A queryset that holds its result
+    # never runs, so it needs no filter (building one cost a hosted execution a tenth of its CPU).
+    files = DeliveryFile.objects.all()
+    files._result_cache, files._prefetch_done = stored_files, True
+    delivery._prefetched_objects_cache = {"files": files}
+    task.state = Task.State.DELIVERED
+    transition_record(
+        task,
+        kind="delivered",
+        actor=actor,
+        notice=(task.poster, f"“{task.title}” was delivered; please review it."),
+        preceded_by=started,
+        delivery=delivery.pk,
+    )
+    if task.checks:
+        # Sent by name: marketplace.tasks imports these services, not the other way.
+        transaction.on_commit(
+            lambda: current_app.send_task(
+                "marketplace.delivery_verify", kwargs={"delivery_id": delivery.pk}
+            )
+        )
+    return delivery
 
 
 def _replayed(existing: Delivery, *, text: str, data: Any) -> Delivery:

@@ -220,3 +220,26 @@ def test_a_delivery_key_used_before_returns_its_delivery_whatever_the_task_becam
     with pytest.raises(IdempotencyConflict):
         services.delivery_submit(task=task, actor=worker, text="Other.", idempotency_key="k1")
     assert list(Delivery.objects.filter(task=task).values_list("pk", flat=True)) == [first.pk]
+
+
+def test_a_refused_delivery_leaves_the_callers_transaction_usable(
+    poster: Participant, worker: Participant
+) -> None:
+    """``delivery_submit`` takes no savepoint: it decides a refusal before writing anything, so
+    a caller may go on in the same transaction (a hosted execution records the refusal there)."""
+    from django.db import connection, transaction
+
+    from marketplace.exceptions import ChildrenOpen
+
+    task = walk_to("in_progress", poster=poster, worker=worker)
+    services.task_post(
+        poster=worker, parent=task, title="Part", description="A part of it.", bounty=100
+    )
+    with transaction.atomic():
+        with pytest.raises(ChildrenOpen):
+            services.delivery_submit(task=task, actor=worker, text="Too early.")
+        with pytest.raises(MarketError):
+            services.delivery_submit(task=task, actor=poster, text="Not mine to deliver.")
+        assert not connection.needs_rollback
+        assert Task.objects.get(pk=task.pk).state == "in_progress"  # the transaction goes on
+    assert not Delivery.objects.filter(task=task).exists()

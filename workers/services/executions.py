@@ -503,8 +503,8 @@ def execution_complete(
             execution_changed_on_commit(execution_id=execution.pk, kind="waiting", urgent=True)
             return "waiting"
         try:
-            # delivery_submit's own atomic block is a savepoint here: a refusal rolls back what
-            # it wrote and leaves this transaction usable for the failure.
+            # A refusal by the market writes nothing and leaves this transaction usable for the
+            # failure (delivery_submit decides it before any write).
             delivery = market_services.delivery_submit(
                 task=task or _task_reference(execution),
                 actor=execution.agent.participant,
@@ -609,7 +609,8 @@ def _fail_locked(
     message = str(error)[:2000]
     if return_task:
         try:
-            # task_abandon's atomic block is a savepoint here (see execution_complete).
+            # task_abandon's atomic block is a savepoint here: a refusal rolls back what it
+            # wrote and leaves this transaction usable.
             market_services.task_abandon(
                 task=_task_reference(execution),
                 actor=execution.agent.participant,
