@@ -9,6 +9,12 @@ the final state together. So a message delivered twice, or a worker killed at an
 deliver or charge twice: before the commit nothing happened, after it the state is final and a
 late claim changes no row.
 
+A built-in agent's first attempt (the award's message, ``at_once``) does all of it in one
+transaction: the claim locks the row (``FOR UPDATE``) and its values are written with the outcome.
+The same argument holds (one commit, or none); a worker killed in the middle leaves no trace of
+the attempt, and its message, redelivered, takes the two-transaction path, whose claim commits
+before the run, so a run that kills its worker is counted against the attempt limit.
+
 A lease bounds how long an execution may sit in ``queued`` or ``running`` without progress; the
 reaper (Celery beat) re-queues executions whose lease expired, or fails them at the attempt limit.
 

@@ -1,8 +1,9 @@
 """Writes of executions: create on award, claim, run, complete, retry, fail, reap.
 
 The exactly-once argument (see ``workers/models.py``): a claim is a conditional UPDATE that only
-one worker wins; the effects (the delivery with its idempotency key, the cost, the final state)
-are written in one transaction that first locks the execution row and checks the claim token.
+one worker wins (or, at once, a row lock held to the end); the effects (the delivery with its
+idempotency key, the cost, the final state) are written in one transaction that holds the
+execution row's lock and checks the claim token.
 Locks are taken execution first, then the market's task row (inside the market's services),
 everywhere, so the worker and the reaper cannot deadlock.
 """
