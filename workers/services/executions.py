@@ -326,33 +326,14 @@ def execution_run(*, execution_id: int, worker: str = "", at_once: bool = False)
         if execution is None:
             return "skipped"
         if at_once:
-            return _attempt_at_once(execution)
+            return _attempt_ended(execution, task=None, at_once=True)
         task = _task_started(execution)
-    token = execution.claim_token
-    context, outcome, elapsed_ms = _attempt(execution, task)
-    if isinstance(outcome, RuntimeFailure):
-        return execution_attempt_failed(
-            execution_id=execution.pk,
-            token=token,
-            error=outcome,
-            context=context,
-            claimed=execution,
-        )
-    return execution_complete(
-        execution_id=execution.pk,
-        token=token,
-        result=outcome,
-        context=context,
-        elapsed_ms=elapsed_ms,
-        task=task,
-        claimed=execution,
-    )
+    return _attempt_ended(execution, task=task)
 
 
-def _attempt_at_once(execution: Execution) -> str:
-    """The rest of an ``at_once`` attempt, inside the claim's transaction (see
-    :func:`execution_run`): the claim is this transaction's own, so nothing is read again."""
-    task = _task_read(execution)
+def _attempt_ended(execution: Execution, *, task: Task | None, at_once: bool = False) -> str:
+    """Run the claimed attempt, then complete or fail it: in a transaction of its own, or at
+    once in the claim's (see :func:`execution_run`), where the claim needs no check."""
     context, outcome, elapsed_ms = _attempt(execution, task)
     if isinstance(outcome, RuntimeFailure):
         return execution_attempt_failed(
@@ -361,7 +342,7 @@ def _attempt_at_once(execution: Execution) -> str:
             error=outcome,
             context=context,
             claimed=execution,
-            at_once=True,
+            at_once=at_once,
         )
     return execution_complete(
         execution_id=execution.pk,
@@ -371,7 +352,7 @@ def _attempt_at_once(execution: Execution) -> str:
         elapsed_ms=elapsed_ms,
         task=task,
         claimed=execution,
-        at_once=True,
+        at_once=at_once,
     )
 
 
