@@ -326,15 +326,15 @@ def execution_run(*, execution_id: int, worker: str = "", at_once: bool = False)
         if execution is None:
             return "skipped"
         if at_once:
-            return _attempt_ended(execution, task=None, at_once=True)
+            return _attempt_run(execution, task=None, at_once=True)
         task = _task_started(execution)
-    return _attempt_ended(execution, task=task)
+    return _attempt_run(execution, task=task)
 
 
-def _attempt_ended(execution: Execution, *, task: Task | None, at_once: bool = False) -> str:
+def _attempt_run(execution: Execution, *, task: Task | None, at_once: bool = False) -> str:
     """Run the claimed attempt, then complete or fail it: in a transaction of its own, or at
     once in the claim's (see :func:`execution_run`), where the claim needs no check."""
-    context, outcome, elapsed_ms = _attempt(execution, task)
+    context, outcome, elapsed_ms = _agent_run(execution, task)
     if isinstance(outcome, RuntimeFailure):
         return execution_attempt_failed(
             execution_id=execution.pk,
@@ -356,7 +356,7 @@ def _attempt_ended(execution: Execution, *, task: Task | None, at_once: bool = F
     )
 
 
-def _attempt(
+def _agent_run(
     execution: Execution, task: Task | None
 ) -> tuple[RunContext | None, RunResult | RuntimeFailure, int]:
     """Run the agent's runtime on ``task`` (None: read it): (its context, its result or the
@@ -418,7 +418,7 @@ def _locked(
     return execution
 
 
-def _attempt_end(
+def _attempt_close(
     execution: Execution,
     changes: dict[str, Any],
     *,
@@ -471,7 +471,7 @@ def execution_complete(
                     "name": "accepted; the agent will deliver through the API",
                 }
             )
-            _attempt_end(
+            _attempt_close(
                 execution,
                 {
                     "status": Execution.Status.WAITING,
@@ -513,7 +513,7 @@ def execution_complete(
                 "duration_ms": elapsed_ms,
             }
         )
-        _attempt_end(
+        _attempt_close(
             execution,
             {
                 "status": Execution.Status.SUCCEEDED,
@@ -561,10 +561,10 @@ def execution_attempt_failed(
 
 
 def _retry_locked(execution: Execution, error: RuntimeFailure, **attempt: Any) -> str:
-    """Queue the next attempt after a backoff; ``attempt``: see :func:`_attempt_end`."""
+    """Queue the next attempt after a backoff; ``attempt``: see :func:`_attempt_close`."""
     delay = retry_delay_seconds(execution.attempts)
     now = timezone.now()
-    _attempt_end(
+    _attempt_close(
         execution,
         {
             "status": Execution.Status.QUEUED,
@@ -587,7 +587,7 @@ def _fail_locked(
     """Fail visibly; with ``return_task`` the task goes back to the market (its abandonment
     records the agent's outcome). A market refusal to take it back is recorded, not raised: the
     execution's failure must commit either way. ``attempt``: what the attempt adds to the row
-    (see :func:`_attempt_end`); none when the reaper ends a dead attempt."""
+    (see :func:`_attempt_close`); none when the reaper ends a dead attempt."""
     message = str(error)[:2000]
     if return_task:
         try:
@@ -611,7 +611,7 @@ def _fail_locked(
     context = attempt.get("context")
     if isinstance(error, BudgetExceeded) and context is not None:
         changes["cost"] = min(context.spent, execution.budget)
-    _attempt_end(execution, changes, **attempt)
+    _attempt_close(execution, changes, **attempt)
     execution_changed_on_commit(execution_id=execution.pk, kind="failed", urgent=True)
     return "failed"
 
