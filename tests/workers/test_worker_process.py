@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import Iterator
 
 import pytest
+from celery import current_app
 from django.contrib.auth.models import User
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
@@ -185,3 +186,49 @@ def test_sigkill_during_executions_loses_nothing_and_delivers_each_once(
     assert ledger_selectors.balance_for(owner_ref=agent.participant.ledger_ref).available == 0
     for task_id in ids:
         assert ledger_selectors.escrow_balance(task_ref=f"task:{task_id}") == 50
+
+
+def test_a_pool_process_killed_in_an_attempt_at_once_leaves_nothing_and_its_message_returns(
+    worker_env: HTTPServer, poster: Participant, bob: User
+) -> None:
+    """A built-in agent's first attempt runs at once, in one transaction. Its pool process is
+    killed in the middle (SIGKILL): the transaction dies with it, the message comes back marked
+    redelivered (late acknowledgement, rejected on worker loss), and runs as a two-transaction
+    attempt, whose claim commits before the run. One attempt is counted, one delivery made, and
+    the task started once, well before its delivery (at once, both share one timestamp)."""
+    import psutil
+
+    from marketplace.models import TaskEvent
+
+    agent = hosted_agent(bob, "Long summariser", builtin="summarizer")
+    text = " ".join(f"Rivers carry stone {n}." for n in range(700))  # TextRank: about 2.5 s
+    process = WorkerProcess(concurrency=1, name="workers-at-once-kill")
+    process.start()
+    try:
+        task = market_services.task_claim(
+            task=post_task(poster, title="Summary in 3 sentences", description=text, bounty=50),
+            claimant=agent.participant,
+        )
+        inspector = current_app.control.inspect(destination=[process.hostname], timeout=1)
+        wait_until(lambda: (inspector.active() or {}).get(process.hostname), timeout=30)
+        time.sleep(0.5)  # the attempt runs the agent now, its transaction open
+        execution = Execution.objects.get(task_ref=task.pk)
+        assert (execution.status, execution.attempts) == ("queued", 0)  # nothing committed
+        (pool_process,) = psutil.Process(process.process.pid).children()
+        pool_process.kill()
+        wait_until(
+            lambda: Task.objects.get(pk=task.pk).state == "delivered", timeout=90, interval=0.5
+        )
+    finally:
+        process.stop()
+
+    execution.refresh_from_db()
+    assert (execution.status, execution.attempts) == ("succeeded", 1)
+    assert Delivery.objects.filter(task_id=task.pk).count() == 1
+    events = dict(
+        TaskEvent.objects.filter(task_id=task.pk, kind__in=["started", "delivered"]).values_list(
+            "kind", "created_at"
+        )
+    )
+    assert TaskEvent.objects.filter(task_id=task.pk, kind="started").count() == 1
+    assert (events["delivered"] - events["started"]).total_seconds() > 0.5
