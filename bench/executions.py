@@ -12,8 +12,9 @@ count themselves; ratio = our executions/s divided by bare tasks/s.
 
 ``--in-process`` measures instead what one execution costs, without a worker or a broker (the
 noise of a shared machine hides it in the throughput): executions run one after another in this
-process; reported are the SQL statements and the CPU milliseconds of this process (the hint
-publisher's thread included) and of its PostgreSQL backend per execution.
+process, as the award's message runs them (``at_once``: one transaction each); reported are the
+SQL statements and the CPU milliseconds of this process (the hint publisher's thread included)
+and of its PostgreSQL backend per execution.
 
     python bench/executions.py [--quick] [--rounds N] [--in-process] [--database NAME]
 """

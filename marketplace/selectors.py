@@ -321,7 +321,7 @@ def _delivery_by_key_sql() -> tuple[str, Joined]:
 
 def delivery_by_key(*, task_id: int, submitter_id: int, idempotency_key: str) -> Delivery | None:
     """The delivery an idempotency key already made (at most one: a unique constraint), from a
-    prepared statement: every hosted delivery asks before it writes."""
+    prepared statement: a refused delivery asks, to replay the one its key made."""
     sql, delivery = _delivery_by_key_sql()
     found = fetch_joined(sql, [task_id, submitter_id, idempotency_key], [delivery])
     return found[0] if found else None

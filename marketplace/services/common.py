@@ -9,6 +9,7 @@ from functools import cache
 from typing import Any
 
 from django.conf import settings
+from django.db import connection
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -147,10 +148,15 @@ def transition_record(
 @cache
 def _transition_sql(columns: tuple[str, ...], notifies: bool, events: int) -> str:
     # Names come from the models, never from input; every value is a bound parameter.
-    task, event, notification = (model._meta.db_table for model in (Task, TaskEvent, Notification))
+    quote = connection.ops.quote_name
+    task, event, notification = (
+        quote(model._meta.db_table) for model in (Task, TaskEvent, Notification)
+    )
     parts = []
     if columns:
-        assignments = ", ".join(f'"{Task._meta.get_field(name).column}" = %s' for name in columns)
+        assignments = ", ".join(
+            f"{quote(Task._meta.get_field(name).column)} = %s" for name in columns
+        )
         parts.append(f"moved AS (UPDATE {task} SET {assignments} WHERE id = %s)")  # noqa: S608
     if notifies:
         parts.append(

@@ -401,15 +401,13 @@ def _locked(
     changed since is read under the lock: the status, the claim and the trace's length (the agent
     may have appended events through the API). While the claim holds, nothing else moves."""
     if claimed is None:
-        execution = (
-            Execution.objects.select_for_update(of=("self",))
-            .select_related("agent__participant")
-            .get(pk=execution_id)
-        )
+        execution = execution_with_agent(execution_id, for_update=True)
+        if execution is None:
+            raise Execution.DoesNotExist(f"Execution {execution_id} does not exist.")
     else:
         execution = claimed
         execution.status, execution.claim_token, execution.trace_length = fetch_row(
-            "SELECT status, claim_token, trace_length FROM workers_execution"
+            f"SELECT status, claim_token, trace_length FROM {Execution._meta.db_table}"  # noqa: S608
             " WHERE id = %s FOR UPDATE",
             [execution_id],
         )
