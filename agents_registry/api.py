@@ -6,8 +6,8 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
+from agents_registry.api_base import ScopedView
 from agents_registry.selectors import participant_for_request
 
 
@@ -19,10 +19,11 @@ class MeOutput(serializers.Serializer):
     scopes = serializers.ListField(child=serializers.CharField(), allow_null=True)
 
 
-class MeView(APIView):
-    """Who the caller is: the participant behind the session or API key, and the key's scopes."""
+class MeView(ScopedView):
+    """Who the caller is: the participant behind the session or API key, and the key's scopes
+    (null for a browser session, which has every scope of its user)."""
 
-    @extend_schema(responses=MeOutput)
+    @extend_schema(summary="Who am I", responses=MeOutput)
     def get(self, request: Request) -> Response:
         participant = participant_for_request(request)
         agent = getattr(participant, "agent", None) if participant.kind == "agent" else None

@@ -7,22 +7,20 @@ from typing import Any
 
 from django.db import transaction
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import exceptions, serializers, status
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from agents_registry import services
-from agents_registry.authentication import require_scope
+from agents_registry import services_profiles as profiles
+from agents_registry.api_base import ScopedView
+from agents_registry.api_fields import CreditsField, ParticipantOutput, TextField, WholeNumberField
 from agents_registry.embeddings import EMBEDDING_DIMENSIONS
 from agents_registry.exceptions import NotAllowed
 from agents_registry.matching import match_agents
 from agents_registry.models import POLICY_FLAGS, Agent, ApiKey, CapabilityProfile, Participant
 from agents_registry.selectors import participant_for_request
-
-MAX_DESCRIPTION_INPUT = 100_000  # larger bodies are refused before any work
 
 
 def editable_agent(request: Request, slug: str) -> tuple[Agent, Participant]:
@@ -33,34 +31,47 @@ def editable_agent(request: Request, slug: str) -> tuple[Agent, Participant]:
     return agent, actor
 
 
-class ProfileInput(serializers.Serializer):
-    description = serializers.CharField(max_length=MAX_DESCRIPTION_INPUT, trim_whitespace=True)
-    price_per_task = serializers.IntegerField()
-    expected_latency_seconds = serializers.IntegerField()
-    tags = serializers.ListField(child=serializers.CharField(), required=False, default=list)
-    input_formats = serializers.ListField(
-        child=serializers.CharField(), required=False, default=list
-    )
-    output_formats = serializers.ListField(
-        child=serializers.CharField(), required=False, default=list
-    )
-    price_per_unit = serializers.IntegerField(required=False, allow_null=True, default=None)
-    unit_name = serializers.CharField(required=False, allow_blank=True, default="")
-    limitations = serializers.CharField(required=False, allow_blank=True, default="")
-    policy_flags = serializers.ListField(
-        child=serializers.CharField(),
+def _short_list(help_text: str = "") -> serializers.ListField:
+    return serializers.ListField(
+        child=TextField(max_length=profiles.LIST_ITEM_MAX_CHARS),
         required=False,
         default=list,
-        help_text=f"Known flags: {', '.join(sorted(POLICY_FLAGS))}.",
+        max_length=profiles.LIST_MAX_ITEMS,
+        help_text=help_text,
     )
+
+
+class ProfileInput(serializers.Serializer):
+    description = TextField(
+        min_length=profiles.DESCRIPTION_MIN_CHARS,
+        max_length=profiles.DESCRIPTION_MAX_CHARS,
+        help_text="What the agent does, in plain words: matching embeds this text.",
+    )
+    price_per_task = CreditsField(min_value=0, max_value=profiles.PRICE_MAX)
+    expected_latency_seconds = WholeNumberField(min_value=1, max_value=profiles.LATENCY_MAX_SECONDS)
+    tags = _short_list()
+    input_formats = _short_list()
+    output_formats = _short_list()
+    price_per_unit = CreditsField(
+        min_value=0, max_value=profiles.PRICE_MAX, required=False, allow_null=True, default=None
+    )
+    unit_name = TextField(
+        required=False, allow_blank=True, default="", max_length=profiles.UNIT_NAME_MAX_CHARS
+    )
+    limitations = TextField(
+        required=False, allow_blank=True, default="", max_length=profiles.LIMITATIONS_MAX_CHARS
+    )
+    policy_flags = _short_list(f"Known flags: {', '.join(sorted(POLICY_FLAGS))}.")
     embedding = serializers.ListField(
-        child=serializers.FloatField(),
+        child=serializers.FloatField(min_value=-1.0, max_value=1.0),
         required=False,
         allow_null=True,
         default=None,
+        min_length=EMBEDDING_DIMENSIONS,
+        max_length=EMBEDDING_DIMENSIONS,
         help_text=f"Optional: your own {EMBEDDING_DIMENSIONS}-d unit vector of the same model.",
     )
-    embedding_model = serializers.CharField(required=False, allow_blank=True, default="")
+    embedding_model = TextField(required=False, allow_blank=True, default="", max_length=80)
 
 
 class ProfileOutput(serializers.Serializer):
@@ -68,34 +79,37 @@ class ProfileOutput(serializers.Serializer):
     version = serializers.IntegerField()
     is_current = serializers.BooleanField()
     is_matchable = serializers.BooleanField()
-    description = serializers.CharField()
-    tags = serializers.ListField(child=serializers.CharField())
-    input_formats = serializers.ListField(child=serializers.CharField())
-    output_formats = serializers.ListField(child=serializers.CharField())
+    description = TextField()
+    tags = serializers.ListField(child=TextField())
+    input_formats = serializers.ListField(child=TextField())
+    output_formats = serializers.ListField(child=TextField())
     price_per_task = serializers.IntegerField()
     price_per_unit = serializers.IntegerField(allow_null=True)
-    unit_name = serializers.CharField()
+    unit_name = TextField()
     expected_latency_seconds = serializers.IntegerField()
-    limitations = serializers.CharField()
-    policy_flags = serializers.ListField(child=serializers.CharField())
-    embedding_model = serializers.CharField()
+    limitations = TextField()
+    policy_flags = serializers.ListField(child=TextField())
+    embedding_model = TextField()
     created_at = serializers.DateTimeField()
 
 
 class AgentOutput(serializers.Serializer):
     id = serializers.IntegerField()
-    slug = serializers.CharField()
-    name = serializers.CharField()
-    participant_id = serializers.IntegerField()
-    owner_id = serializers.IntegerField()
-    status = serializers.CharField()
-    runtime = serializers.CharField()
+    slug = TextField()
+    name = TextField()
+    participant_id = serializers.IntegerField(
+        help_text="The agent as a participant: the id it has as a bidder, assignee or poster."
+    )
+    owner = ParticipantOutput()
+    status = TextField()
+    runtime = TextField()
     concurrency_limit = serializers.IntegerField()
     active_tasks = serializers.IntegerField()
     reputation = serializers.FloatField()
     outcomes_total = serializers.IntegerField()
     current_profile = serializers.SerializerMethodField()
 
+    @extend_schema_field(ProfileOutput(allow_null=True))
     def get_current_profile(self, agent: Agent) -> dict | None:
         profile = agent.profiles.filter(is_current=True).first()
         return ProfileOutput(profile).data if profile else None
@@ -106,24 +120,28 @@ def _profile_kwargs(data: dict[str, Any]) -> dict[str, Any]:
 
 
 class AgentRegisterInput(serializers.Serializer):
-    name = serializers.CharField(max_length=120)
+    name = TextField(max_length=120)
     runtime = serializers.ChoiceField(choices=Agent.Runtime.choices, default=Agent.Runtime.EXTERNAL)
-    concurrency_limit = serializers.IntegerField(min_value=1, max_value=1000, default=4)
+    concurrency_limit = WholeNumberField(min_value=1, max_value=1000, default=4)
     profile = ProfileInput()
 
 
-class AgentListCreateView(APIView):
-    """List the caller's agents, or register a new agent with its first profile (humans only)."""
+class AgentListCreateView(ScopedView):
+    """GET: your agents, by name. POST: register a new agent with its first capability profile
+    (humans only: an agent belongs to the person who registers it)."""
 
-    @extend_schema(responses=AgentOutput(many=True))
+    write_scope = ApiKey.Scope.AGENTS_WRITE
+
+    @extend_schema(summary="My agents", responses=AgentOutput(many=True))
     def get(self, request: Request) -> Response:
         participant = participant_for_request(request)
-        agents = Agent.objects.filter(owner=participant).order_by("name")
-        return Response(AgentOutput(agents, many=True).data)
+        agents = Agent.objects.filter(owner=participant).select_related("owner").order_by("name")
+        return self.paginate(agents, AgentOutput)
 
-    @extend_schema(request=AgentRegisterInput, responses={201: AgentOutput})
+    @extend_schema(
+        summary="Register an agent", request=AgentRegisterInput, responses={201: AgentOutput}
+    )
     def post(self, request: Request) -> Response:
-        require_scope(request, ApiKey.Scope.AGENTS_WRITE)
         owner = participant_for_request(request)
         if owner.kind != Participant.Kind.HUMAN:
             raise NotAllowed("Agents are registered by their human owners.")
@@ -142,23 +160,29 @@ class AgentListCreateView(APIView):
         return Response(AgentOutput(agent).data, status=status.HTTP_201_CREATED)
 
 
-class AgentDetailView(APIView):
-    @extend_schema(responses=AgentOutput)
+class AgentDetailView(ScopedView):
+    """An agent of the directory: its status, runtime, reputation and current profile."""
+
+    @extend_schema(summary="An agent", responses=AgentOutput)
     def get(self, request: Request, slug: str) -> Response:
         return Response(AgentOutput(get_object_or_404(Agent, slug=slug)).data)
 
 
-class ProfileListCreateView(APIView):
-    """Every version of an agent's profile (newest first), or a new current version."""
+class ProfileListCreateView(ScopedView):
+    """GET: every version of an agent's capability profile, newest first. POST (the owner or
+    the agent): a new current version; its vector is computed in a worker."""
 
-    @extend_schema(responses=ProfileOutput(many=True))
+    write_scope = ApiKey.Scope.AGENTS_WRITE
+
+    @extend_schema(summary="An agent's profile versions", responses=ProfileOutput(many=True))
     def get(self, request: Request, slug: str) -> Response:
         agent = get_object_or_404(Agent, slug=slug)
-        return Response(ProfileOutput(agent.profiles.order_by("-version"), many=True).data)
+        return self.paginate(agent.profiles.order_by("-version"), ProfileOutput)
 
-    @extend_schema(request=ProfileInput, responses={201: ProfileOutput})
+    @extend_schema(
+        summary="A new profile version", request=ProfileInput, responses={201: ProfileOutput}
+    )
     def post(self, request: Request, slug: str) -> Response:
-        require_scope(request, ApiKey.Scope.AGENTS_WRITE)
         agent, actor = editable_agent(request, slug)
         data = ProfileInput(data=request.data)
         data.is_valid(raise_exception=True)
@@ -172,10 +196,13 @@ class StatusInput(serializers.Serializer):
     status = serializers.ChoiceField(choices=Agent.Status.choices)
 
 
-class AgentStatusView(APIView):
-    @extend_schema(request=StatusInput, responses=AgentOutput)
+class AgentStatusView(ScopedView):
+    """The owner pauses or resumes the agent; only staff suspend or lift a suspension."""
+
+    write_scope = ApiKey.Scope.AGENTS_WRITE
+
+    @extend_schema(summary="Pause or resume an agent", request=StatusInput, responses=AgentOutput)
     def post(self, request: Request, slug: str) -> Response:
-        require_scope(request, ApiKey.Scope.AGENTS_WRITE)
         agent = get_object_or_404(Agent, slug=slug)
         data = StatusInput(data=request.data)
         data.is_valid(raise_exception=True)
@@ -189,37 +216,40 @@ class AgentStatusView(APIView):
 
 
 class KeyInput(serializers.Serializer):
-    name = serializers.CharField(max_length=50)
+    name = TextField(max_length=50)
     scopes = serializers.ListField(
         child=serializers.ChoiceField(choices=ApiKey.Scope.choices), required=False
     )
 
 
 class KeyOutput(serializers.Serializer):
-    prefix = serializers.CharField()
-    name = serializers.CharField()
-    scopes = serializers.ListField(child=serializers.CharField())
+    prefix = TextField()
+    name = TextField()
+    scopes = serializers.ListField(child=TextField())
     revoked = serializers.BooleanField()
     created = serializers.DateTimeField()
     last_used_at = serializers.DateTimeField(allow_null=True)
 
 
 class KeyIssuedOutput(KeyOutput):
-    key = serializers.CharField(help_text="The full key, shown only in this response.")
+    key = TextField(help_text="The full key, shown only in this response.")
 
 
-class AgentKeysView(APIView):
-    """The agent's API keys (never their secrets), or a new key whose secret is shown once."""
+class AgentKeysView(ScopedView):
+    """GET: the agent's API keys (never their secrets). POST: a new key, whose secret is shown
+    once. A key can grant only scopes it has itself; the owner's session, or a personal token
+    with those scopes, grants any."""
 
-    @extend_schema(responses=KeyOutput(many=True))
+    read_scope = write_scope = ApiKey.Scope.AGENTS_WRITE
+
+    @extend_schema(summary="An agent's API keys", responses=KeyOutput(many=True))
     def get(self, request: Request, slug: str) -> Response:
         agent, _ = editable_agent(request, slug)
         keys = ApiKey.objects.filter(participant=agent.participant).order_by("-created")
-        return Response(KeyOutput(keys, many=True).data)
+        return self.paginate(keys, KeyOutput)
 
-    @extend_schema(request=KeyInput, responses={201: KeyIssuedOutput})
+    @extend_schema(summary="Issue an API key", request=KeyInput, responses={201: KeyIssuedOutput})
     def post(self, request: Request, slug: str) -> Response:
-        require_scope(request, ApiKey.Scope.AGENTS_WRITE)
         agent, _ = editable_agent(request, slug)
         data = KeyInput(data=request.data)
         data.is_valid(raise_exception=True)
@@ -227,15 +257,19 @@ class AgentKeysView(APIView):
             participant=agent.participant,
             name=data.validated_data["name"],
             scopes=data.validated_data.get("scopes"),
+            issuer_scopes=request.auth.scopes if isinstance(request.auth, ApiKey) else None,
         )
         body = {**KeyOutput(api_key).data, "key": secret}
         return Response(body, status=status.HTTP_201_CREATED)
 
 
-class AgentKeyRevokeView(APIView):
-    @extend_schema(request=None, responses=KeyOutput)
+class AgentKeyRevokeView(ScopedView):
+    """Revoke one of the agent's keys; it stops working on the next request."""
+
+    write_scope = ApiKey.Scope.AGENTS_WRITE
+
+    @extend_schema(summary="Revoke an API key", request=None, responses=KeyOutput)
     def post(self, request: Request, slug: str, prefix: str) -> Response:
-        require_scope(request, ApiKey.Scope.AGENTS_WRITE)
         agent, _ = editable_agent(request, slug)
         api_key = get_object_or_404(ApiKey, participant=agent.participant, prefix=prefix)
         services.api_key_revoke(api_key=api_key)
@@ -244,22 +278,29 @@ class AgentKeyRevokeView(APIView):
 
 
 class MatchInput(serializers.Serializer):
-    text = serializers.CharField(max_length=20_000)
-    budget = serializers.IntegerField(min_value=0)
+    text = TextField(max_length=20_000)
+    budget = CreditsField(min_value=0)
     deadline = serializers.DateTimeField(required=False, allow_null=True, default=None)
     policy_requirements = serializers.ListField(
         child=serializers.ChoiceField(choices=sorted(set(POLICY_FLAGS.values()))),
         required=False,
         default=list,
     )
-    units = serializers.IntegerField(min_value=0, required=False, allow_null=True, default=None)
-    limit = serializers.IntegerField(min_value=1, max_value=50, default=10)
+    units = WholeNumberField(
+        min_value=0,
+        max_value=10**6,
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="How many units the task has, for agents priced per unit; null for none.",
+    )
+    limit = WholeNumberField(min_value=1, max_value=50, default=10)
 
 
 class CandidateOutput(serializers.Serializer):
     agent_id = serializers.IntegerField()
-    agent_slug = serializers.CharField()
-    agent_name = serializers.CharField()
+    agent_slug = TextField()
+    agent_name = TextField()
     profile_id = serializers.IntegerField()
     profile_version = serializers.IntegerField()
     similarity = serializers.FloatField()
@@ -273,10 +314,11 @@ class MatchOutput(serializers.Serializer):
     weights = serializers.DictField(child=serializers.FloatField())
 
 
-class MatchView(APIView):
-    """Which agents match this text and budget, ranked, with every factor of the score."""
+class MatchView(ScopedView):
+    """Which agents match this text and budget, ranked, with every factor of the score (a read:
+    POST only because the text can be long)."""
 
-    @extend_schema(request=MatchInput, responses=MatchOutput)
+    @extend_schema(summary="Match agents to a task", request=MatchInput, responses=MatchOutput)
     def post(self, request: Request) -> Response:
         data = MatchInput(data=request.data)
         data.is_valid(raise_exception=True)
@@ -300,14 +342,14 @@ class MatchView(APIView):
 class EmbeddingOutput(serializers.Serializer):
     profile_id = serializers.IntegerField()
     version = serializers.IntegerField()
-    embedding_model = serializers.CharField()
+    embedding_model = TextField()
     embedding = serializers.ListField(child=serializers.FloatField())
 
 
-class ProfileEmbeddingView(APIView):
+class ProfileEmbeddingView(ScopedView):
     """The current profile's vector and its model (for agents that search tasks themselves)."""
 
-    @extend_schema(responses=EmbeddingOutput)
+    @extend_schema(summary="An agent's capability vector", responses=EmbeddingOutput)
     def get(self, request: Request, slug: str) -> Response:
         agent = get_object_or_404(Agent, slug=slug)
         profile = CapabilityProfile.objects.filter(agent=agent, is_current=True).first()
@@ -324,22 +366,24 @@ class ProfileEmbeddingView(APIView):
 
 
 class OutcomeOutput(serializers.Serializer):
-    task_ref = serializers.CharField()
-    outcome = serializers.CharField()
+    task_id = serializers.SerializerMethodField()
+    outcome = TextField()
     profile_version = serializers.IntegerField(source="profile.version", allow_null=True)
     cost = serializers.IntegerField()
     latency_seconds = serializers.FloatField(allow_null=True)
     created_at = serializers.DateTimeField()
 
+    @extend_schema_field(serializers.IntegerField(allow_null=True))
+    def get_task_id(self, outcome: Any) -> int | None:
+        kind, _, number = outcome.task_ref.partition(":")
+        return int(number) if kind == "task" and number.isdigit() else None
 
-class AgentOutcomesView(APIView):
-    """The agent's recorded outcomes, newest first (paginated with ``limit`` and ``offset``)."""
 
-    @extend_schema(responses=OutcomeOutput(many=True))
+class AgentOutcomesView(ScopedView):
+    """The agent's recorded outcomes, newest first: what its reputation is computed from."""
+
+    @extend_schema(summary="An agent's outcomes", responses=OutcomeOutput(many=True))
     def get(self, request: Request, slug: str) -> Response:
         agent = get_object_or_404(Agent, slug=slug)
-        paginator = LimitOffsetPagination()
-        page = paginator.paginate_queryset(
-            agent.outcomes.select_related("profile").order_by("-created_at", "-id"), request, self
-        )
-        return paginator.get_paginated_response(OutcomeOutput(page, many=True).data)
+        outcomes = agent.outcomes.select_related("profile").order_by("-created_at", "-id")
+        return self.paginate(outcomes, OutcomeOutput)

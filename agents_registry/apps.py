@@ -7,6 +7,11 @@ class AgentsRegistryConfig(AppConfig):
 
     def ready(self) -> None:
         from django.contrib.auth import get_user_model
+        from django.urls import register_converter
+
+        from agents_registry.converters import IdConverter
+
+        register_converter(IdConverter, "id")  # before any URL module is imported
         from django.db.models.signals import post_delete, post_save
 
         from agents_registry.auth_cache import row_saved_or_deleted as changed

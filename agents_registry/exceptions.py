@@ -32,3 +32,8 @@ class NotAllowed(RegistryError):
 class SkillCycle(RegistryError):
     code = "skill_cycle"
     http_status = 400
+
+
+class InsufficientFunds(RegistryError):
+    code = "insufficient_credits"
+    http_status = 402

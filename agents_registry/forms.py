@@ -48,7 +48,11 @@ class ProfileForm(forms.Form):
 
 class AgentRegisterForm(ProfileForm):
     name = forms.CharField(max_length=120)
-    runtime = forms.ChoiceField(choices=Agent.Runtime.choices, initial=Agent.Runtime.EXTERNAL)
+    # An A2A agent is registered from its Agent Card (workers: /agents/new/a2a/).
+    runtime = forms.ChoiceField(
+        choices=[c for c in Agent.Runtime.choices if c[0] != Agent.Runtime.A2A],
+        initial=Agent.Runtime.EXTERNAL,
+    )
     concurrency_limit = forms.IntegerField(min_value=1, max_value=1000, initial=4)
     field_order = ["name", "runtime", "concurrency_limit"]
 
@@ -57,6 +61,19 @@ class ApiKeyForm(forms.Form):
     name = forms.CharField(max_length=50)
     scopes = forms.MultipleChoiceField(
         choices=ApiKey.Scope.choices, widget=forms.CheckboxSelectMultiple
+    )
+
+
+class PersonalTokenForm(forms.Form):
+    name = forms.CharField(max_length=50, help_text="What the token is for, e.g. my-poster-script")
+    scopes = forms.MultipleChoiceField(
+        choices=ApiKey.Scope.choices, widget=forms.CheckboxSelectMultiple
+    )
+    expires_in_days = forms.TypedChoiceField(
+        label="Expires",
+        coerce=int,
+        choices=[(30, "in 30 days"), (90, "in 90 days"), (365, "in a year"), (0, "never")],
+        initial=90,
     )
 
 

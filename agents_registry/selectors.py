@@ -36,6 +36,7 @@ from agents_registry.skill_selectors import (  # noqa: E402
     skill_dependency_graph,
     skill_dependents,
     skill_search,
+    skill_versions_unknown,
 )
 
-__all__ += ["skill_dependency_graph", "skill_dependents", "skill_search"]
+__all__ += ["skill_dependency_graph", "skill_dependents", "skill_search", "skill_versions_unknown"]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
+from datetime import datetime
 
 from django.conf import settings
 from django.contrib.auth.models import User
@@ -10,7 +11,7 @@ from django.db import transaction
 from django.utils.text import slugify
 
 from agents_registry.auth_cache import holder_changed
-from agents_registry.exceptions import RegistryError
+from agents_registry.exceptions import NotAllowed, RegistryError
 from agents_registry.models import Agent, ApiKey, Participant
 from ledger.services import promo_grant, wallet_open
 
@@ -89,14 +90,61 @@ def agent_register(
 
 
 def api_key_issue(
-    *, participant: Participant, name: str, scopes: Iterable[str] | None = None
+    *,
+    participant: Participant,
+    name: str,
+    scopes: Iterable[str] | None = None,
+    issuer_scopes: Collection[str] | None = None,
 ) -> tuple[ApiKey, str]:
-    """Create a key; the returned secret is shown once and never stored."""
-    chosen = list(scopes) if scopes is not None else list(DEFAULT_AGENT_SCOPES)
+    """Create a key; the returned secret is shown once and never stored.
+
+    ``issuer_scopes``: the scopes of the API key that asks. A key never makes a key with a scope
+    it lacks (an ``agents:write`` key would otherwise mint itself every scope); ``None`` is the
+    owner's own session, which may grant any scope."""
+    chosen = list(dict.fromkeys(scopes)) if scopes is not None else list(DEFAULT_AGENT_SCOPES)
     unknown = set(chosen) - set(ApiKey.Scope.values)
     if unknown:
         raise RegistryError(f"Unknown scopes: {', '.join(sorted(unknown))}.")
+    if issuer_scopes is not None:
+        lacking = [scope for scope in chosen if scope not in issuer_scopes]
+        if lacking:
+            raise NotAllowed(
+                f"This API key lacks {', '.join(lacking)}, so it cannot grant them; ask for "
+                f"scopes within its own ({', '.join(sorted(issuer_scopes)) or 'none'}), or issue "
+                "the key from the owner's session or a personal token that has them."
+            )
     return ApiKey.objects.create_key(name=name, participant=participant, scopes=chosen)
+
+
+# What a person's token may do when the page's defaults are kept: read, post and review tasks,
+# read the wallet.
+DEFAULT_PERSONAL_SCOPES = [
+    ApiKey.Scope.TASKS_READ,
+    ApiKey.Scope.TASKS_WRITE,
+    ApiKey.Scope.WALLET_READ,
+]
+
+
+def personal_token_issue(
+    *,
+    participant: Participant,
+    name: str,
+    scopes: Iterable[str],
+    expires_at: datetime | None = None,
+) -> tuple[ApiKey, str]:
+    """A person's own API token (a personal access token): an API key of the human, with the
+    scopes chosen, to act through the API as that person (award, accept, fund agents) without a
+    browser session. Sent like an agent's key: ``Authorization: Api-Key <token>``."""
+    if participant.kind != Participant.Kind.HUMAN:
+        raise NotAllowed("Personal tokens belong to people; agents get keys from their owner.")
+    chosen = list(scopes)
+    if not chosen:
+        raise RegistryError("Choose at least one scope.")
+    api_key, secret = api_key_issue(participant=participant, name=name, scopes=chosen)
+    if expires_at is not None:
+        ApiKey.objects.filter(pk=api_key.pk).update(expiry_date=expires_at)
+        api_key.expiry_date = expires_at
+    return api_key, secret
 
 
 def api_key_revoke(*, api_key: ApiKey) -> None:
@@ -105,6 +153,7 @@ def api_key_revoke(*, api_key: ApiKey) -> None:
 
 
 # The registry's other writes live in their own modules; callers import them all from here.
+from agents_registry.services_funding import agent_wallet_transfer  # noqa: E402
 from agents_registry.services_outcomes import (  # noqa: E402
     decision_record_auction,
     decision_record_create,
@@ -126,10 +175,12 @@ from agents_registry.services_skills import (  # noqa: E402
 
 __all__ = [
     "DEFAULT_AGENT_SCOPES",
+    "DEFAULT_PERSONAL_SCOPES",
     "agent_can_edit",
     "agent_load_change",
     "agent_register",
     "agent_set_status",
+    "agent_wallet_transfer",
     "api_key_issue",
     "api_key_revoke",
     "decision_record_auction",
@@ -137,6 +188,7 @@ __all__ = [
     "outcome_record",
     "participant_create_human",
     "participant_for_user",
+    "personal_token_issue",
     "profile_create",
     "profile_embed",
     "skill_publish",

@@ -22,6 +22,7 @@ from agents_registry.models import POLICY_FLAGS, Agent, CapabilityProfile, Parti
 DESCRIPTION_MIN_CHARS = 20
 DESCRIPTION_MAX_CHARS = 4000
 LIMITATIONS_MAX_CHARS = 2000
+UNIT_NAME_MAX_CHARS = 40
 LIST_MAX_ITEMS = 20
 LIST_ITEM_MAX_CHARS = 40
 PRICE_MAX = 1_000_000_000
@@ -102,6 +103,8 @@ def profile_create(
         _check_int("price_per_unit", price_per_unit, minimum=0, maximum=PRICE_MAX, errors=errors)
         if not (unit_name or "").strip():
             errors["unit_name"] = ["Name the unit that price_per_unit is charged for."]
+        elif len(unit_name.strip()) > UNIT_NAME_MAX_CHARS:
+            errors["unit_name"] = [f"At most {UNIT_NAME_MAX_CHARS} characters."]
     _check_int(
         "expected_latency_seconds",
         expected_latency_seconds,

@@ -76,3 +76,9 @@ def skill_dependents(*, skill: Skill) -> list[Skill]:
         .distinct()
         .order_by("title")
     )
+
+
+def skill_versions_unknown(*, version_ids: list[int]) -> list[int]:
+    """The ids among ``version_ids`` that name no skill version (sorted)."""
+    known = set(SkillVersion.objects.filter(pk__in=version_ids).values_list("pk", flat=True))
+    return sorted(set(version_ids) - known)

@@ -13,6 +13,7 @@ urlpatterns: list = [
     path("agents/<slug:slug>/edit/", views.agent_edit, name="agent-edit"),
     path("agents/<slug:slug>/keys/", views.agent_keys, name="agent-keys"),
     path("agents/<slug:slug>/profile-status/", views.profile_status, name="agent-profile-status"),
+    path("settings/tokens/", views.personal_tokens, name="personal-tokens"),
     path("skills/", views_skills.skill_library, name="skill-library"),
     path("skills/new/", views_skills.skill_publish_page, name="skill-publish"),
     path("skills/<slug:slug>/", views_skills.skill_detail, name="skill-detail"),

@@ -19,7 +19,7 @@ from pgvector.django import CosineDistance
 
 from agents_registry import embeddings, services
 from agents_registry.exceptions import InvalidInput, RegistryError
-from agents_registry.forms import AgentRegisterForm, ApiKeyForm, ProfileForm
+from agents_registry.forms import AgentRegisterForm, ApiKeyForm, PersonalTokenForm, ProfileForm
 from agents_registry.matching import match_agents
 from agents_registry.models import Agent, ApiKey, CapabilityProfile
 from agents_registry.services import participant_for_user
@@ -287,3 +287,35 @@ def match_preview(request: HttpRequest) -> HttpResponse:
     if request.htmx:
         return render(request, "agents_registry/match_preview.html#preview", context)
     return render(request, "agents_registry/match_preview.html", context)
+
+
+@login_required
+def personal_tokens(request: HttpRequest) -> HttpResponse:
+    """A person's API tokens: issue one (its secret shown once) or revoke one."""
+    participant = participant_for_user(user=request.user)
+    form = PersonalTokenForm(
+        request.POST or None, initial={"scopes": services.DEFAULT_PERSONAL_SCOPES}
+    )
+    issued_secret = None
+    if request.method == "POST":
+        if "revoke" in request.POST:
+            api_key = get_object_or_404(
+                ApiKey, participant=participant, prefix=request.POST["revoke"]
+            )
+            services.api_key_revoke(api_key=api_key)
+            messages.success(request, f"Token {api_key.prefix} is revoked.")
+            return redirect("personal-tokens")
+        if form.is_valid():
+            days = form.cleaned_data["expires_in_days"]
+            _, issued_secret = services.personal_token_issue(
+                participant=participant,
+                name=form.cleaned_data["name"],
+                scopes=form.cleaned_data["scopes"],
+                expires_at=timezone.now() + timedelta(days=days) if days else None,
+            )
+            form = PersonalTokenForm(initial={"scopes": services.DEFAULT_PERSONAL_SCOPES})
+    tokens = ApiKey.objects.filter(participant=participant).order_by("-created")
+    context = {"form": form, "tokens": tokens, "issued_secret": issued_secret}
+    response = render(request, "agents_registry/personal_tokens.html", context)
+    response["Cache-Control"] = "no-store"  # the page may hold a secret shown once
+    return response

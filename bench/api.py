@@ -2,16 +2,17 @@
 concurrent keep-alive clients against the real HTTP server and a database holding 100,000
 tasks, each compared in the same run with the minimal JSON view (``/healthz``) on the same server.
 
-    python bench/api.py [--quick] [--server gunicorn|uvicorn]   # quick: 10,000 tasks, 2 s each
+    python bench/api.py [--quick] [--server NAME]   # quick: 10,000 tasks; NAME from HTTP_SERVERS
     python bench/api.py --in-process [--quick]   # CPU ms and SQL statements per request
 
 ``--in-process`` runs no server and no load generator: each endpoint is called through Django's
 test client in this process, and reports this process's CPU time and the SQL statements per
 request beside the minimal view's (what the server itself spends, free of the machine's noise).
 
-The server is gunicorn (WSGI, 2 workers x 4 threads), which serves plain HTTP in ``make run`` and
-``deploy/``; ``--server uvicorn`` measures the same views under the ASGI server (2 workers), which
-serves only websockets there (see bench/web_servers.py for why).
+The server is gunicorn (WSGI, 2 workers x 4 threads) by default, the figures' baseline since issue
+5; ``--server uvicorn`` measures what ``make run`` and ``deploy/`` serve now (uvicorn, 2 workers,
+the WSGI bridge of ``marketplace/asgi.py``), ``--server uvicorn_django_asgi`` Django's own ASGI
+handler (see bench/web_servers.py and bench/web_servers_api.py).
 
 The list and the detail are measured twice: as agents poll them (answers kept in Redis between
 changes to the market, ``marketplace/read_cache.py``) and with ``MARKET_READ_CACHE=false``, what a
@@ -32,6 +33,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from harness import (
+    HTTP_SERVERS,
     Timings,
     emit,
     http_load,
@@ -54,6 +56,9 @@ def seed(
 
     user = User.objects.create_user(username="bench-poster", password="x" * 12)
     poster = Participant.objects.create(kind="human", user=user, display_name="bench poster")
+    # The agents belong to someone else: one owner's agents never take its own tasks.
+    owner_user = User.objects.create_user(username="bench-owner", password="x" * 12)
+    owner = Participant.objects.create(kind="human", user=owner_user, display_name="bench owner")
     batch = [
         Task(
             poster=poster,
@@ -66,7 +71,7 @@ def seed(
     Task.objects.bulk_create(batch, batch_size=5000)
     keys, bid_targets, deliver_targets = [], [], []
     for index in range(clients):
-        agent = agent_register(owner=poster, name=f"bench agent {index}")
+        agent = agent_register(owner=owner, name=f"bench agent {index}")
         _, secret = api_key_issue(participant=agent.participant, name="bench")
         keys.append(secret)
         bid_targets.append(list(range(1 + index * per_client, 1 + (index + 1) * per_client)))
@@ -192,7 +197,7 @@ def in_process(keys: list[str], bid_targets, deliver_targets, total: int, count:
 
 def main() -> None:
     def options(parser) -> None:
-        parser.add_argument("--server", choices=["gunicorn", "uvicorn"], default="gunicorn")
+        parser.add_argument("--server", choices=sorted(HTTP_SERVERS), default="gunicorn")
         parser.add_argument(
             "--in-process", action="store_true", help="CPU and SQL per request, no server"
         )

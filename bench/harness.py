@@ -242,12 +242,17 @@ def wait_for_http(url: str, timeout: float = 60) -> None:
     raise RuntimeError(f"{url} did not answer within {timeout} s")
 
 
-# The two HTTP servers the benchmarks compare, as `make run` and deploy/ start them (2 workers).
+# The HTTP servers the benchmarks compare, 2 workers each. "uvicorn" is how `make run` and deploy/
+# serve: pages and API through the WSGI bridge of marketplace/asgi.py, websockets beside them.
+# "uvicorn_django_asgi" is the same server on Django's own ASGI handler, "gunicorn" plain WSGI.
 HTTP_SERVERS = {
     "gunicorn": "{python} -m gunicorn marketplace.wsgi:application --bind 127.0.0.1:{port}"
     " --workers 2 --threads 4 --worker-class gthread --log-level warning",
     "uvicorn": "{python} -m uvicorn marketplace.asgi:application --host 127.0.0.1"
     " --port {port} --workers 2 --no-access-log --lifespan off --log-level warning",
+    "uvicorn_django_asgi": "{python} -m uvicorn django.core.asgi:get_asgi_application --factory"
+    " --host 127.0.0.1 --port {port} --workers 2 --no-access-log --lifespan off"
+    " --log-level warning",
 }
 
 
@@ -267,6 +272,7 @@ def http_server(kind: str, env: dict[str, str]) -> Iterator[str]:
 
     port = free_port()
     command = HTTP_SERVERS[kind].format(python=sys.executable, port=port)
+    env = {"DJANGO_SETTINGS_MODULE": "marketplace.settings", **env}
     process = subprocess.Popen(command.split(), cwd=ROOT, env=env, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:

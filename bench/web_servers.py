@@ -1,8 +1,12 @@
-"""Why plain HTTP is served by gunicorn (WSGI) and websockets by uvicorn (ASGI).
+"""How the web server serves pages and API: uvicorn with the WSGI bridge, against the alternatives.
 
 The same two Django views (a minimal JSON view, ``/healthz``, and a rendered page with a session
-and CSRF token, ``/accounts/login/``) under gunicorn (2 gthread workers) and under uvicorn
-(2 workers), 20 concurrent keep-alive clients. Baseline: gunicorn on ``/healthz``.
+and CSRF token, ``/accounts/login/``) under three servers of 2 workers each, 20 concurrent
+keep-alive clients: gunicorn (WSGI, gthread, 4 threads), uvicorn serving ``marketplace.asgi``
+(Django's WSGI handler on 4 threads through a2wsgi, websockets beside it on the same port: what
+``make run`` and deploy/ run) and uvicorn on Django's own ASGI handler. Baseline: gunicorn on
+``/healthz``. The servers take turns, once per round, so a change in the machine's load falls on
+all of them.
 
     python bench/web_servers.py [--quick]
 """
@@ -13,8 +17,11 @@ import os
 
 from harness import emit, http_load, http_server, parse_args, ratio, summarise
 
-# Figure names keep saying which interface each server speaks.
-LABELS = {"gunicorn": "gunicorn_wsgi", "uvicorn": "uvicorn_asgi"}
+LABELS = {
+    "gunicorn": "gunicorn_wsgi",
+    "uvicorn": "uvicorn_wsgi_bridge",
+    "uvicorn_django_asgi": "uvicorn_django_asgi",
+}
 PATHS = {"minimal_json": "/healthz", "rendered_page": "/accounts/login/"}
 
 
@@ -25,13 +32,15 @@ def main() -> None:
     env = os.environ.copy()
     env.update({"DEBUG": "false", "SECRET_KEY": "bench-" + "k" * 60, "LOG_LEVEL": "WARNING"})
     env.setdefault("REDIS_DATABASE_BASE", "28")
-    figures: dict[str, dict[str, float]] = {}
-    for kind, label in LABELS.items():
-        with http_server(kind, env) as base:
-            for name, path in PATHS.items():
-                http_load(f"{base}{path}", duration=1.0)  # warm up
-                runs = [http_load(f"{base}{path}", duration=duration) for _ in range(rounds)]
-                figures[f"{label}.{name}"] = summarise(runs)
+    runs: dict[str, list[dict[str, float]]] = {}
+    for _ in range(rounds):
+        for kind, label in LABELS.items():
+            with http_server(kind, env) as base:
+                for name, path in PATHS.items():
+                    http_load(f"{base}{path}", duration=1.0)  # warm up
+                    run = http_load(f"{base}{path}", duration=duration)
+                    runs.setdefault(f"{label}.{name}", []).append(run)
+    figures = {name: summarise(measured) for name, measured in runs.items()}
     baseline = figures["gunicorn_wsgi.minimal_json"]["rps"]
     for values in figures.values():
         values["ratio_to_gunicorn_minimal"] = ratio(values["rps"], baseline)
@@ -42,10 +51,20 @@ def main() -> None:
             "duration_s": duration,
             "rounds": rounds,
             "servers": figures,
-            "asgi_over_wsgi_page": ratio(
-                figures["uvicorn_asgi.rendered_page"]["rps"],
-                figures["gunicorn_wsgi.rendered_page"]["rps"],
-            ),
+            "bridge_over_gunicorn": {
+                name: ratio(
+                    figures[f"uvicorn_wsgi_bridge.{name}"]["rps"],
+                    figures[f"gunicorn_wsgi.{name}"]["rps"],
+                )
+                for name in PATHS
+            },
+            "django_asgi_over_gunicorn": {
+                name: ratio(
+                    figures[f"uvicorn_django_asgi.{name}"]["rps"],
+                    figures[f"gunicorn_wsgi.{name}"]["rps"],
+                )
+                for name in PATHS
+            },
         },
         quick=args.quick,
     )

@@ -8,7 +8,7 @@ from datetime import datetime
 from django.db import connection
 from django.db.models import Sum
 
-from ledger.models import Account, Escrow, JournalEntry
+from ledger.models import Account, Escrow, JournalEntry, Transfer
 from ledger.services import PLATFORM_FEES, escrow_address, fee_addresses, wallet_address
 
 
@@ -48,6 +48,19 @@ def escrow_balance(*, task_ref: str) -> int:
         .values_list("balance", flat=True)
         .first()
     ) or 0
+
+
+def credited_to(*, owner_ref: str, domain_ref: str, reason: str) -> int:
+    """What the entries of ``reason`` about ``domain_ref`` put into the wallet of ``owner_ref``:
+    the net of a task's settlement for its assignee (after the fee and royalties), for one."""
+    return (
+        Transfer.objects.filter(
+            entry__domain_ref=domain_ref,
+            entry__reason=reason,
+            credit_account__address=wallet_address(owner_ref),
+        ).aggregate(total=Sum("amount"))["total"]
+        or 0
+    )
 
 
 def account_for(*, address: str) -> Account | None:

@@ -595,6 +595,15 @@ def _plan_is_consistent(plan: SettlementPlan) -> bool:
     return all(part >= 0 for part in parts) and sum(parts) == plan.escrow
 
 
+def settlement_memo(plan: SettlementPlan) -> str:
+    """Every part of a settlement in words, so each party's statement line explains itself."""
+    parts = [f"{plan.assignee:,} to the assignee", f"{plan.fee:,} platform fee"]
+    if plan.royalty_total:
+        parts.append(f"{plan.royalty_total:,} royalties")
+    memo = f"price {plan.payout:,} = {' + '.join(parts)}"
+    return memo + (f"; {plan.refund:,} of the bounty back" if plan.refund else "")
+
+
 def escrow_settle(
     *,
     task_ref: str,
@@ -628,6 +637,7 @@ def escrow_settle(
         reason=Reason.ESCROW_SETTLE,
         legs=[leg for leg in legs if leg.amount > 0],
         domain_ref=task_ref,
+        memo=settlement_memo(plan),
         resolve_escrow=task_ref,
         resolution=Escrow.Status.SETTLED,
         expected_escrow=plan.escrow,

@@ -7,6 +7,8 @@ the owner; the next signal tries again.
 
 from __future__ import annotations
 
+import logging
+
 from django.db import IntegrityError, transaction
 
 from ledger import stripe_gateway
@@ -15,6 +17,8 @@ from ledger.models import AutoTopUp, Purchase
 from ledger.packs import CURRENCY, pack_get
 from ledger.purchases import purchase_fulfil
 from ledger.selectors import balance_for
+
+logger = logging.getLogger(__name__)
 
 
 def auto_topup_configure(
@@ -111,8 +115,15 @@ def auto_topup_run(*, owner_ref: str) -> str:
 
 def auto_topup_sweep() -> int:
     """Run every enabled top-up; returns how many charged a card."""
-    owners = AutoTopUp.objects.filter(enabled=True).values_list("owner_ref", flat=True)
-    return sum(auto_topup_run(owner_ref=owner_ref) == "topped up" for owner_ref in owners)
+    topped_up = 0
+    for owner_ref in list(
+        AutoTopUp.objects.filter(enabled=True).values_list("owner_ref", flat=True)
+    ):
+        try:
+            topped_up += auto_topup_run(owner_ref=owner_ref) == "topped up"
+        except Exception:  # one wallet's failure must not stop the others' top-ups
+            logger.exception("automatic top-up of %s failed; the next round tries again", owner_ref)
+    return topped_up
 
 
 def auto_topup_setup_start(

@@ -22,12 +22,26 @@ def error_body(code: str, message: str, fields: dict[str, Any] | None = None) ->
     return {"error": {"code": code, "message": message, "fields": fields or {}}}
 
 
-def _flatten(detail: Any) -> Any:
-    if isinstance(detail, dict):
-        return {key: _flatten(value) for key, value in detail.items()}
-    if isinstance(detail, list):
-        return [_flatten(item) if isinstance(item, dict | list) else str(item) for item in detail]
-    return [str(detail)]
+def _flatten(detail: Any, prefix: str = "") -> dict[str, list[str]]:
+    """DRF's nested error details as ``{"field.sub.0": [messages]}``: every value a list of
+    strings, as the error schema says, whatever nests (objects, lists of objects)."""
+    fields: dict[str, list[str]] = {}
+    items = detail.items() if isinstance(detail, dict) else None
+    if (
+        items is None
+        and isinstance(detail, list)
+        and any(isinstance(item, dict | list) for item in detail)
+    ):
+        items = ((str(index), item) for index, item in enumerate(detail))
+    if items is None:
+        messages = detail if isinstance(detail, list) else [detail]
+        fields[prefix or "non_field_errors"] = [str(message) for message in messages]
+        return fields
+    for key, value in items:
+        if value in ({}, []):
+            continue
+        fields.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return fields
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
@@ -52,13 +66,14 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if response is None:
         return None
     if isinstance(exc, exceptions.ValidationError):
-        fields = _flatten(exc.detail) if isinstance(exc.detail, dict) else {}
         if isinstance(exc.detail, dict):
-            parts = [f"{name}: {' '.join(map(str, msgs))}" for name, msgs in fields.items()]
+            fields = _flatten(exc.detail)
+            parts = [f"{name}: {' '.join(msgs)}" for name, msgs in fields.items()]
             message = "; ".join(parts) or "Invalid input."
         else:
-            message = " ".join(str(item) for item in _flatten(exc.detail))
-        response.data = error_body("invalid", message, fields if isinstance(fields, dict) else {})
+            fields = {}
+            message = " ".join(" ".join(msgs) for msgs in _flatten(exc.detail).values())
+        response.data = error_body("invalid", message, fields)
     else:
         detail = getattr(exc, "detail", str(exc))
         code = getattr(detail, "code", None) or getattr(exc, "default_code", "error")

@@ -1,23 +1,53 @@
-"""ASGI entry point: HTTP through Django, websockets through Channels."""
+"""The web server's application: pages, API, websockets, MCP and A2A on one origin (``make run``,
+deploy/).
 
+Plain HTTP goes to Django's *WSGI* handler on a pool of threads (a2wsgi's bridge), websockets to
+Channels, ``/mcp`` and ``/a2a`` to the protocols' application (``marketplace.protocols.asgi``,
+whose lifespan runs the MCP session manager). Django's own ASGI handler runs every sync view and
+middleware on one thread per process and served 4x fewer requests than gunicorn; through the
+bridge the same views serve as many as under gunicorn, and the page opens its socket on its own
+origin (BENCHMARKS.md, "Web servers").
+"""
+
+import gc
 import os
 
-from django.core.asgi import get_asgi_application
+from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "marketplace.settings")
-django_application = get_asgi_application()
+wsgi_application = get_wsgi_application()
 
+from a2wsgi import WSGIMiddleware  # noqa: E402
 from channels.auth import AuthMiddlewareStack  # noqa: E402 - needs the apps loaded
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.conf import settings  # noqa: E402
+from starlette.types import Receive, Scope, Send  # noqa: E402
 
+from marketplace.protocols.asgi import PROTECTED as PROTOCOL_PATHS  # noqa: E402
+from marketplace.protocols.asgi import application as protocols_application  # noqa: E402
 from marketplace.routing import websocket_urlpatterns  # noqa: E402
+
+django_http = WSGIMiddleware(wsgi_application, workers=settings.WEB_THREADS)
+
+
+async def http_application(scope: Scope, receive: Receive, send: Send) -> None:
+    if scope["path"].rstrip("/") in PROTOCOL_PATHS:
+        await protocols_application(scope, receive, send)
+    else:
+        await django_http(scope, receive, send)
+
 
 application = ProtocolTypeRouter(
     {
-        "http": django_application,
+        "http": http_application,
         "websocket": AllowedHostsOriginValidator(
             AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
         ),
+        "lifespan": protocols_application,
     }
 )
+
+# As in wsgi.py: what was loaded stays, out of the collector's way.
+gc.freeze()
+gc.set_threshold(50_000, 20, 20)

@@ -102,6 +102,13 @@ def postgres_running(data_dir: Path) -> bool:
     return _postgres_socket_dir(data_dir) is not None
 
 
+def postgres_url_unstarted(data_dir: Path) -> str:
+    """The project database's URL, at the server's socket if it runs (else at its data folder),
+    without starting it: for the commands that must not (``services status``, ``stop``)."""
+    socket_dir = _postgres_socket_dir(data_dir) or _postgres_dir(data_dir)
+    return _postgres_url(socket_dir, DATABASE_NAME)
+
+
 def ensure_postgres(data_dir: Path) -> str:
     """Start (or find) the embedded server and return the URL of the project's database."""
     socket_dir = _postgres_socket_dir(data_dir)
@@ -204,13 +211,17 @@ def redis_running(data_dir: Path) -> bool:
 
 
 def ensure_redis(data_dir: Path) -> str:
-    _, socket_path, _ = _redis_paths(data_dir)
     if _redis_pid(data_dir) is None:
         with _file_lock(data_dir / "redis.lock"):
             if _redis_pid(data_dir) is None:
                 _start_redis(data_dir)
                 _started_here.add(("redis", Path(data_dir).resolve()))
-    return f"unix://{socket_path}"
+    return redis_url(data_dir)
+
+
+def redis_url(data_dir: Path) -> str:
+    """Where the embedded Redis of ``data_dir`` listens (or would), without starting it."""
+    return f"unix://{_redis_paths(data_dir)[1]}"
 
 
 def _redis_executable() -> Path:

@@ -85,6 +85,12 @@ class Task(models.Model):
     bidding_closes_at = models.DateTimeField(null=True, blank=True)
     awarded_at = models.DateTimeField(null=True, blank=True)
     barred = ArrayField(models.BigIntegerField(), default=list, blank=True)
+    # Work an owner gives its own agents (every private task is): only the poster's family (the
+    # owner and the agents it owns) may take it, and no reputation moves. Any other task refuses
+    # that family (dealing with oneself would farm reputation for the fee).
+    internal = models.BooleanField(default=False)
+    # The hosted agent's execution of the current assignment (the award hook's answer), if any.
+    execution_ref = models.BigIntegerField(null=True, blank=True)
     idempotency_key = models.CharField(max_length=120, null=True, blank=True)
     embedding = VectorField(dimensions=TASK_EMBEDDING_DIMENSIONS, null=True, blank=True)
     embedding_model = models.CharField(max_length=120, blank=True)
@@ -222,8 +228,12 @@ class Delivery(models.Model):
     )
     check_results = models.JSONField(default=list, blank=True)
     review_message = models.TextField(blank=True)
-    review_deadline = models.DateTimeField()
+    # When silence settles it: accepted if its checks pass, back to the assignee if they fail.
+    # None: no deadline, the delivery waits for the poster (checks failed too often).
+    review_deadline = models.DateTimeField(null=True, blank=True)
     idempotency_key = models.CharField(max_length=120, null=True, blank=True)
+    # The execution that produced it when a hosted agent delivered (workers' Execution id).
+    execution_ref = models.BigIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     reviewed_at = models.DateTimeField(null=True, blank=True)
 

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-import html
-
 import nh3
+from markdown_it import MarkdownIt
 
 ALLOWED_TAGS = {
+    "h1",
+    "h2",
+    "h5",
+    "h6",
+    "hr",
+    "del",
     "p",
     "br",
     "strong",
@@ -33,14 +38,20 @@ ALLOWED_TAGS = {
 ALLOWED_ATTRIBUTES = {"a": {"href", "title"}}
 
 
+# CommonMark with tables; single line breaks kept (plain text reads as it was typed). Inline
+# HTML passes through the renderer only to meet the sanitiser below.
+_markdown = MarkdownIt("commonmark", {"html": True, "breaks": True}).enable(
+    ["table", "strikethrough"]
+)
+
+
 def sanitize_text(text: str) -> str:
-    """Plain text keeps its line breaks; a small set of HTML tags survives, scripts do not."""
+    """Markdown (or plain text, which keeps its line breaks) as HTML; a small set of tags
+    survives, scripts, handlers, styles and htmx attributes do not."""
     if not text:
         return ""
-    if "<" not in text:
-        return html.escape(text).replace("\n", "<br>\n")
     return nh3.clean(
-        text,
+        _markdown.render(text),
         tags=ALLOWED_TAGS,
         attributes=ALLOWED_ATTRIBUTES,
         url_schemes={"http", "https", "mailto"},

@@ -19,6 +19,7 @@ from pgvector.django import CosineDistance
 from agents_registry import selectors as registry_selectors
 from agents_registry.models import Agent, Participant
 from agents_registry.prepared import Joined, fetch_joined, prepared_cursor
+from ledger import selectors as ledger_selectors
 from marketplace.exceptions import NotFound
 from marketplace.models import Bid, Delivery, DeliveryFile, Dispute, Notification, Task, TaskEvent
 
@@ -69,8 +70,30 @@ def can_view_task(viewer: Viewer, task: Task) -> bool:
 
 
 def is_task_party(viewer: Viewer, task: Task) -> bool:
-    """Poster or assignee (or their owner), or staff: who may read bids, deliveries, disputes."""
+    """Poster or assignee (or their owner), or staff: who may read deliveries, disputes, and who
+    works on the task at what price (the task's ``assignee`` and ``price``, in every answer and
+    in its timeline)."""
     return viewer.is_staff or speaks_for(viewer, task.poster) or speaks_for(viewer, task.assignee)
+
+
+def sees_every_bid(viewer: Viewer, task: Task) -> bool:
+    """The poster's side (and staff) compare all bids; any other bidder sees only its own."""
+    return viewer.is_staff or speaks_for(viewer, task.poster)
+
+
+def can_view_bid(viewer: Viewer, bid: Bid) -> bool:
+    """The one rule for a bid, its price and its bidder: in lists, alone, and in the timeline."""
+    return sees_every_bid(viewer, bid.task) or speaks_for(viewer, bid.bidder)
+
+
+def spoken_for_ids(viewer: Viewer) -> set[int]:
+    """The participants ``speaks_for`` the viewer: itself, and for a human the agents it owns."""
+    if viewer.participant is None:
+        return set()
+    own = viewer.participant.pk
+    if viewer.participant.kind == Participant.Kind.AGENT:
+        return {own}
+    return {own, *Agent.objects.filter(owner_id=own).values_list("participant_id", flat=True)}
 
 
 def _one(queryset: QuerySet) -> Any:
@@ -154,7 +177,7 @@ def access_bid(*, viewer: Viewer, bid_id: int) -> Bid:
             "bidder__agent", *(f"task__{name}" for name in TASK_RELATED)
         ).filter(pk=bid_id)
     )
-    if bid is None or not (speaks_for(viewer, bid.bidder) or is_task_party(viewer, bid.task)):
+    if bid is None or not can_view_bid(viewer, bid):
         raise NotFound(f"Bid {bid_id} does not exist or is not yours.")
     return bid
 
@@ -255,27 +278,62 @@ def tasks_feed(
     return _with_counts(queryset).order_by("-created_at", "-pk")
 
 
-def tasks_matching_agent(*, participant: Participant, limit: int = 20) -> list[Task]:
+def tasks_matching_agent(
+    *,
+    participant: Participant,
+    limit: int = 20,
+    offset: int = 0,
+    min_similarity: float | None = None,
+    count_cap: int | None = None,
+) -> tuple[int | None, list[Task]]:
     """Open public tasks nearest in meaning to the agent's current capability profile (cosine
-    distance), excluding its own and those it is barred from. Vectors of another embedding model
-    are never compared."""
+    distance, similarity = 1 - distance), excluding its owner's family's (it may not take them)
+    and those it is barred from; one page of them, and how many there are (up to ``count_cap``;
+    None without one). Vectors of another embedding model are never compared."""
     if participant.kind != Participant.Kind.AGENT:
-        return []
+        return 0, []
     profile = registry_selectors.agent_current_profile(agent=participant.agent)
     if profile is None or getattr(profile, "embedding", None) is None:
-        return []
+        return 0, []
     model_id = getattr(profile, "embedding_model", "")
-    queryset = Task.objects.filter(
-        state=Task.State.OPEN, visibility=Task.Visibility.PUBLIC, embedding__isnull=False
-    ).exclude(poster=participant)
+    family = family_id(participant)
+    queryset = (
+        Task.objects.filter(
+            state=Task.State.OPEN, visibility=Task.Visibility.PUBLIC, embedding__isnull=False
+        )
+        .exclude(poster=participant)
+        .exclude(poster_id=family)
+        .exclude(poster__agent__owner_id=family)
+    )
     if model_id:
         queryset = queryset.filter(embedding_model=model_id)
-    queryset = queryset.exclude(barred__contains=[participant.pk])
-    return list(
-        _with_counts(queryset)
-        .annotate(distance=CosineDistance("embedding", profile.embedding))
-        .order_by("distance", "-pk")[:limit]
+    queryset = queryset.exclude(barred__contains=[participant.pk]).annotate(
+        distance=CosineDistance("embedding", profile.embedding)
     )
+    if min_similarity is not None:
+        queryset = queryset.filter(distance__lte=1.0 - min_similarity)
+    total = None
+    if count_cap is not None:
+        total = queryset.order_by().values("pk")[:count_cap].count()
+    page = list(_with_counts(queryset).order_by("distance", "-pk")[offset : offset + limit])
+    return total, page
+
+
+# What is still someone's work: every state but the final ones.
+ACTIVE_STATES = tuple(state for state in Task.State.values if state not in Task.FINAL_STATES)
+
+
+def tasks_active_for(
+    *, participant: Participant, role: str | None = None, since: Any = None
+) -> QuerySet[Task]:
+    """The participant's unfinished tasks in one list, whatever their state: those it works on
+    (``role="assigned"``), those it posted (``"posted"``), or both; most recently changed first."""
+    mine = {"assigned": Q(assignee=participant), "posted": Q(poster=participant)}
+    condition = mine[role] if role else mine["assigned"] | mine["posted"]
+    queryset = Task.objects.defer(*TASK_VECTORS).filter(condition, state__in=ACTIVE_STATES)
+    if since is not None:
+        queryset = queryset.filter(updated_at__gt=since)
+    return _with_counts(queryset).order_by("-updated_at", "-pk")
 
 
 def tasks_posted_by(*, participant: Participant) -> QuerySet[Task]:
@@ -287,12 +345,11 @@ def tasks_assigned_to(*, participant: Participant) -> QuerySet[Task]:
 
 
 def bids_for_task(*, viewer: Viewer, task: Task) -> QuerySet[Bid]:
+    """The bids of ``task`` that ``can_view_bid`` shows the viewer."""
     queryset = Bid.objects.filter(task=task).select_related("bidder__agent").order_by("price", "pk")
-    if is_task_party(viewer, task) and (viewer.is_staff or speaks_for(viewer, task.poster)):
+    if sees_every_bid(viewer, task):
         return queryset
-    if viewer.participant is None:
-        return queryset.none()
-    return queryset.filter(bidder=viewer.participant)
+    return queryset.filter(bidder_id__in=spoken_for_ids(viewer))
 
 
 def bids_of(*, participant: Participant) -> QuerySet[Bid]:
@@ -327,6 +384,24 @@ def delivery_by_key(*, task_id: int, submitter_id: int, idempotency_key: str) ->
     return found[0] if found else None
 
 
+def automatic_revisions_count(*, task: Task) -> int:
+    """How often failed checks sent this task's deliveries back at the end of a review window."""
+    return TaskEvent.objects.filter(
+        task=task, kind="revision_requested", data__automatic=True
+    ).count()
+
+
+def revision_asked(*, task_id: int) -> Delivery | None:
+    """The delivery whose revision the assignee now works on: the task's latest delivery, when
+    the poster (or failed checks) sent it back. None for first work."""
+    latest = _one(
+        Delivery.objects.filter(task_id=task_id)
+        .only("pk", "status", "review_message", "text")
+        .order_by("-created_at", "-pk")[:1]
+    )
+    return latest if latest and latest.status == Delivery.Status.REVISION_REQUESTED else None
+
+
 def deliveries_of(*, participant: Participant) -> QuerySet[Delivery]:
     return (
         Delivery.objects.filter(Q(submitter=participant) | Q(task__poster=participant))
@@ -336,8 +411,70 @@ def deliveries_of(*, participant: Participant) -> QuerySet[Delivery]:
     )
 
 
-def task_events(*, task: Task) -> QuerySet[TaskEvent]:
-    return TaskEvent.objects.filter(task=task).select_related("actor").order_by("created_at", "pk")
+# Timeline events that are about one bid (``data["bid"]``): shown with the bid, or not at all.
+BID_EVENT_KINDS = ("bid_placed", "bid_withdrawn")
+# What any viewer of the task may read in an event's data; the rest names parties, prices,
+# payouts, reasons or deliveries and is for the task's parties (``is_task_party``).
+PUBLIC_EVENT_DATA = frozenset({"bounty", "subtask", "depends_on", "automatic"})
+
+
+def task_events(*, viewer: Viewer, task: Task, since: Any = None) -> QuerySet[TaskEvent]:
+    """The task's timeline as ``viewer`` may see it: events about bids it may not see are left
+    out (``can_view_bid``); :func:`event_lens` trims what the others say."""
+    queryset = TaskEvent.objects.filter(task=task).order_by("created_at", "pk")
+    if since is not None:
+        queryset = queryset.filter(created_at__gt=since)
+    if not sees_every_bid(viewer, task):
+        own_bids = list(
+            Bid.objects.filter(task=task, bidder_id__in=spoken_for_ids(viewer)).values_list(
+                "pk", flat=True
+            )
+        )
+        queryset = queryset.exclude(Q(kind__in=BID_EVENT_KINDS) & ~Q(data__bid__in=own_bids))
+    return queryset
+
+
+@dataclass(frozen=True)
+class EventLens:
+    """What one viewer may read of a task's events (built once per timeline): outside the
+    task's parties, an actor shows only when it is the poster (public on the task) or the
+    viewer's own, and data only its public keys."""
+
+    party: bool
+    poster_id: int
+    own_ids: frozenset[int]
+
+    def show(self, event: TaskEvent) -> tuple[int | None, dict]:
+        data = event.data if isinstance(event.data, dict) else {}
+        if self.party:
+            return event.actor_id, data
+        actor = event.actor_id
+        if actor is not None and actor != self.poster_id and actor not in self.own_ids:
+            actor = None
+        if event.kind in BID_EVENT_KINDS:  # the viewer's own bid (the others were left out)
+            return actor, data
+        return actor, {key: value for key, value in data.items() if key in PUBLIC_EVENT_DATA}
+
+
+def task_timeline(*, viewer: Viewer, task: Task) -> list[TaskEvent]:
+    """The task's events for a page: as :func:`task_events` and :func:`event_lens` show them
+    (the instances carry only what the viewer may read; they are never saved)."""
+    lens = event_lens(viewer=viewer, task=task)
+    events = list(task_events(viewer=viewer, task=task).select_related("actor__agent"))
+    for event in events:
+        actor_id, event.data = lens.show(event)
+        if actor_id is None:
+            event.actor = None
+    return events
+
+
+def event_lens(*, viewer: Viewer, task: Task) -> EventLens:
+    party = is_task_party(viewer, task)
+    return EventLens(
+        party=party,
+        poster_id=task.poster_id,
+        own_ids=frozenset() if party else frozenset(spoken_for_ids(viewer)),
+    )
 
 
 def task_children(*, task: Task) -> QuerySet[Task]:
@@ -349,12 +486,48 @@ def task_children(*, task: Task) -> QuerySet[Task]:
     )
 
 
-def notifications_for(*, participant: Participant, limit: int = 50) -> list[Notification]:
-    return list(
-        Notification.objects.filter(recipient=participant)
-        .select_related("task")
-        .order_by("-created_at", "-pk")[:limit]
+def task_siblings(*, task: Task) -> QuerySet[Task]:
+    """The tasks ``task`` may wait for: the same poster's other tasks under the same parent
+    (or, for a top-level task, its poster's other top-level tasks), newest first."""
+    return (
+        Task.objects.filter(parent_id=task.parent_id, poster_id=task.poster_id)
+        .exclude(pk=task.pk)
+        .defer("embedding")
+        .order_by("-pk")
     )
+
+
+def notices_of(participant: Participant) -> Q:
+    """The participant's notices and those of the agents it owns (an agent run by the platform
+    reads none itself: "add your side to the dispute" must reach its owner)."""
+    owned = Agent.objects.filter(owner=participant).values("participant_id")
+    return Q(recipient=participant) | Q(recipient__in=owned)
+
+
+def notifications_unread_count(*, user_id: int) -> int:
+    """Unread notifications of a Django user's participant and of its agents."""
+    return Notification.objects.filter(
+        Q(recipient__user_id=user_id) | Q(recipient__agent__owner__user_id=user_id),
+        read_at__isnull=True,
+    ).count()
+
+
+def notifications_for(
+    *,
+    participant: Participant,
+    limit: int | None = None,
+    unread: bool = False,
+    since: Any = None,
+) -> QuerySet[Notification]:
+    """The participant's notifications (:func:`notices_of`), newest first: the first ``limit``,
+    or all to page."""
+    queryset = Notification.objects.filter(notices_of(participant))
+    if unread:
+        queryset = queryset.filter(read_at__isnull=True)
+    if since is not None:
+        queryset = queryset.filter(created_at__gt=since)
+    queryset = queryset.select_related("task").order_by("-created_at", "-pk")
+    return queryset[:limit] if limit is not None else queryset
 
 
 # --- escrow expectations (invariant 3) -----------------------------------------------------------
@@ -419,4 +592,37 @@ def unfinished_children_exist(*, task: Task) -> tuple[str, list[Any]]:
 def last_delivery_subquery() -> Subquery:
     return Subquery(
         Delivery.objects.filter(task=OuterRef("pk")).order_by("-created_at").values("pk")[:1]
+    )
+
+
+# --- disputes ----------------------------------------------------------------------------------
+
+
+def most_to_assignee(*, task: Task, escrow: int) -> int:
+    """The most a dispute may award the assignee: what acceptance would have paid before fees
+    (the price less what subtasks spent), never the poster's margin."""
+    return escrow - (task.bounty - (task.price or 0))
+
+
+@dataclass(frozen=True)
+class DisputeFacts:
+    """What staff weigh beside a dispute: the money, the delivery, both sides and the timeline."""
+
+    task: Task
+    escrow: int
+    most_to_assignee: int
+    delivery: Delivery
+    events: list[TaskEvent]
+
+
+def dispute_facts(*, dispute: Dispute) -> DisputeFacts:
+    task = dispute.task
+    escrow = ledger_selectors.escrow_balance(task_ref=task.ledger_ref)
+    delivery = Delivery.objects.prefetch_related("files").get(pk=dispute.delivery_id)
+    return DisputeFacts(
+        task=task,
+        escrow=escrow,
+        most_to_assignee=most_to_assignee(task=task, escrow=escrow),
+        delivery=delivery,
+        events=list(task_events(task=task)),
     )

@@ -61,8 +61,10 @@ try:
     ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "testserver"])
     CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
     SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000")
-    # Where pages open websockets: empty = the page's own origin (a proxy routes /ws/ to ASGI).
+    # Where pages open websockets: empty = the page's own origin (the web server answers both).
     WEBSOCKET_BASE_URL = env_str("WEBSOCKET_BASE_URL").rstrip("/")
+    # Threads per web process that run Django's views (marketplace/asgi.py).
+    WEB_THREADS = env_int("WEB_THREADS", 4, minimum=1)
     HTTPS = env_bool("HTTPS", False)
     _ssl_redirect = env_bool("SECURE_SSL_REDIRECT", HTTPS)
     _hsts_seconds = env_int("SECURE_HSTS_SECONDS", 31_536_000 if HTTPS else 0, minimum=0)
@@ -111,6 +113,18 @@ try:
         "MARKET_AWARD_HANDLER", "workers.services.execution_create_for_award"
     )
     MARKET_POST_HANDLER = env_str("MARKET_POST_HANDLER", "workers.services.hosted_bids_queue")
+    MARKET_ACCEPT_HANDLER = env_str("MARKET_ACCEPT_HANDLER", "workers.services.skill_distill_queue")
+    # Called inside each revision request (by the poster, or after failed checks) with
+    # ``handler(task=..., delivery=...)``: a hosted assignee runs again with the poster's message.
+    MARKET_REVISION_HANDLER = env_str(
+        "MARKET_REVISION_HANDLER", "workers.services.execution_create_for_revision"
+    )
+    # Work in progress that has not moved for this long is stalled: its poster may cancel it
+    # (refund) or, when something was delivered, escalate it to staff.
+    MARKET_STALL_HOURS = env_int("MARKET_STALL_HOURS", 72, minimum=1)
+    # A delivery whose checks failed goes back to the assignee at the end of its review window,
+    # at most this many times per task; after that it waits for the poster.
+    MARKET_AUTOMATIC_REVISIONS = env_int("MARKET_AUTOMATIC_REVISIONS", 2, minimum=0)
     HOSTED_AUTO_BID_LIMIT = env_int("HOSTED_AUTO_BID_LIMIT", 2, minimum=0)
     HOSTED_AUTO_BID_MIN_SIMILARITY = env_float("HOSTED_AUTO_BID_MIN_SIMILARITY", 0.3)
     MARKET_MAX_FILE_BYTES = env_int("MARKET_MAX_FILE_BYTES", 10 * 1024 * 1024, minimum=1)
@@ -132,17 +146,39 @@ try:
     WORKERS_RETRY_BACKOFF_SECONDS = env_float("WORKERS_RETRY_BACKOFF_SECONDS", 2.0)
     WORKERS_RETRY_BACKOFF_MAX_SECONDS = env_float("WORKERS_RETRY_BACKOFF_MAX_SECONDS", 300.0)
     WORKERS_REAPER_INTERVAL_SECONDS = env_float("WORKERS_REAPER_INTERVAL_SECONDS", 15.0)
+    # The protocols agents speak (marketplace/protocols, workers/runtimes/a2a.py, events): where
+    # the MCP server answers (empty = SITE_URL + /mcp, a proxy routing /mcp), its worker threads
+    # (each may hold a database connection), and the event subscriptions' delivery policy.
+    MCP_URL = env_str("MCP_URL").rstrip("/")
+    MCP_THREADS = env_int("MCP_THREADS", 8, minimum=1)
+    EVENTS_DISPATCH_INTERVAL_SECONDS = env_float("EVENTS_DISPATCH_INTERVAL_SECONDS", 2.0)
+    EVENTS_TIMEOUT_SECONDS = env_float("EVENTS_TIMEOUT_SECONDS", 10.0)
+    EVENTS_MAX_ATTEMPTS = env_int("EVENTS_MAX_ATTEMPTS", 10, minimum=1)
+    EVENTS_RETRY_BACKOFF_SECONDS = env_float("EVENTS_RETRY_BACKOFF_SECONDS", 30.0)
+    EVENTS_RETRY_BACKOFF_MAX_SECONDS = env_float("EVENTS_RETRY_BACKOFF_MAX_SECONDS", 3600.0)
+    EVENTS_PAUSE_AFTER_FAILURES = env_int("EVENTS_PAUSE_AFTER_FAILURES", 20, minimum=1)
+    EVENTS_MATCH_LIMIT = env_int("EVENTS_MATCH_LIMIT", 50, minimum=1)
+    EVENTS_MATCH_MIN_SIMILARITY = env_float("EVENTS_MATCH_MIN_SIMILARITY", 0.3)
     API_RATE_ANON = env_str("API_RATE_ANON", "60/minute")
     API_RATE_USER = env_str("API_RATE_USER", "6000/minute")
+    # The largest request bodies the API reads (refused with 413 before reading): JSON, and
+    # multipart deliveries (up to ten files of MARKET_MAX_FILE_BYTES and their fields).
+    API_MAX_JSON_BYTES = env_int("API_MAX_JSON_BYTES", 5 * 1024 * 1024, minimum=1024)
+    API_MAX_MULTIPART_BYTES = env_int(
+        "API_MAX_MULTIPART_BYTES", 10 * MARKET_MAX_FILE_BYTES + 1024 * 1024, minimum=1024
+    )
     TEST_DATABASE_SUFFIX = env_str("TEST_DATABASE_SUFFIX")
 
     if not _database_url or not _redis_url:
         from marketplace import embedded
 
-        if not _database_url:
-            _database_url = embedded.ensure_postgres(DATA_DIR)
-        if not _redis_url:
-            _redis_url = embedded.ensure_redis(DATA_DIR)
+        # Off for the commands that only look at the embedded servers or stop them (manage.py).
+        if env_bool("EMBEDDED_SERVICES_START", True):
+            _database_url = _database_url or embedded.ensure_postgres(DATA_DIR)
+            _redis_url = _redis_url or embedded.ensure_redis(DATA_DIR)
+        else:
+            _database_url = _database_url or embedded.postgres_url_unstarted(DATA_DIR)
+            _redis_url = _redis_url or embedded.redis_url(DATA_DIR)
 except ConfigurationError as error:
     sys.exit(f"Configuration error: {error}")
 except Exception as error:  # the embedded servers could not start: say why, without a traceback
@@ -203,6 +239,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "marketplace.api_guard.ApiGuardMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -302,8 +339,12 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    # JSON bodies (numbers keep their type: amounts are JSON integers); deliveries also take
+    # multipart for files (marketplace/api/deliveries.py).
+    "DEFAULT_PARSER_CLASSES": ["marketplace.api_parsers.JSONParser"],
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
+    "DEFAULT_SCHEMA_CLASS": "marketplace.api_schema.MarketAutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "agents_registry.pagination.Pagination",
     "PAGE_SIZE": 20,
     "EXCEPTION_HANDLER": "marketplace.api_errors.exception_handler",
     "DEFAULT_THROTTLE_CLASSES": [
@@ -320,6 +361,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Post, bid on, claim, deliver and settle tasks; manage agents and credits.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # ids in API paths (agents_registry.converters.IdConverter): what the converter accepts.
+    "PATH_CONVERTER_OVERRIDES": {
+        "id": {"type": "integer", "minimum": 0, "maximum": 999_999_999_999_999_999}
+    },
     "COMPONENT_SPLIT_REQUEST": True,
     # Swagger UI from the installed sidecar package, not a CDN.
     "SWAGGER_UI_DIST": "SIDECAR",
@@ -329,6 +374,14 @@ SPECTACULAR_SETTINGS = {
         "TraceEventKindEnum": "workers.models.TraceEvent.Kind",
         "SkillKindEnum": "agents_registry.models.skills.Skill.Kind",
         "ParticipantKindEnum": "agents_registry.models.participants.Participant.Kind",
+        "EventSubscriptionStatusEnum": "workers.models.EventSubscription.Status",
+        "EventDeliveryStatusEnum": "workers.models.EventDelivery.Status",
+        "TaskStatusEnum": "marketplace.models.Task.State",
+        "BidStatusEnum": "marketplace.models.Bid.Status",
+        "DeliveryStatusEnum": "marketplace.models.Delivery.Status",
+        "DisputeStatusEnum": "marketplace.models.Dispute.Status",
+        "AgentStatusEnum": "agents_registry.models.participants.Agent.Status",
+        "ExecutionStatusEnum": "workers.models.Execution.Status",
     },
 }
 
@@ -375,6 +428,10 @@ CELERY_BEAT_SCHEDULE = {
     "deliveries-auto-accept-due": {
         "task": "marketplace.deliveries_auto_accept_due",
         "schedule": 60.0,
+    },
+    "events-dispatch": {
+        "task": "workers.events_dispatch",
+        "schedule": EVENTS_DISPATCH_INTERVAL_SECONDS,
     },
     "ledger-reconcile": {"task": "ledger.tasks.ledger_reconcile", "schedule": 3600.0},
     "ledger-auto-topup-sweep": {"task": "ledger.tasks.auto_topup_sweep", "schedule": 300.0},

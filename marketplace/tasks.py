@@ -21,9 +21,10 @@ def tasks_expire_due() -> int:
     return services.tasks_expire_due()
 
 
+# The name is older than failed checks going back for a revision: kept for queued messages.
 @shared_task(name="marketplace.deliveries_auto_accept_due")
-def deliveries_auto_accept_due() -> int:
-    return services.deliveries_auto_accept_due()
+def deliveries_review_due() -> int:
+    return services.deliveries_review_due()
 
 
 @shared_task(name="marketplace.tasks_auto_award_due")

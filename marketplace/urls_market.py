@@ -15,69 +15,85 @@ urlpatterns: list = [
     path("tasks/<int:task_id>/<slug:action>/", market_views.task_act, name="task-act"),
     path("files/<int:file_id>/", market_views.delivery_file, name="delivery-file"),
     path("dashboard/", market_views.dashboard, name="dashboard"),
+    path("notifications/unread/", market_views.notifications_unread, name="notifications-unread"),
 ]
 
 api_urlpatterns: list = [
     path("tasks/", task_api.TaskListView.as_view(), name="api-tasks"),
     path("tasks/for-me/", task_api.TasksForMeView.as_view(), name="api-tasks-for-me"),
-    path("tasks/<int:task_id>/", task_api.TaskDetailView.as_view(), name="api-task"),
-    path("tasks/<int:task_id>/events/", task_api.TaskEventsView.as_view(), name="api-task-events"),
+    path("tasks/<id:task_id>/", task_api.TaskDetailView.as_view(), name="api-task"),
+    path("tasks/<id:task_id>/events/", task_api.TaskEventsView.as_view(), name="api-task-events"),
     path(
-        "tasks/<int:task_id>/dependencies/",
+        "tasks/<id:task_id>/dependencies/",
         task_api.TaskDependenciesView.as_view(),
         name="api-task-dependencies",
     ),
-    path("tasks/<int:task_id>/subtasks/", task_api.SubtaskPostView.as_view(), name="api-subtasks"),
-    path("tasks/<int:task_id>/claim/", task_api.TaskClaimView.as_view(), name="api-task-claim"),
+    path("tasks/<id:task_id>/subtasks/", task_api.SubtaskPostView.as_view(), name="api-subtasks"),
+    path("tasks/<id:task_id>/claim/", task_api.TaskClaimView.as_view(), name="api-task-claim"),
     path(
-        "tasks/<int:task_id>/publish/",
+        "tasks/<id:task_id>/publish/",
         task_api.TaskPublishView.as_view(),
         name="api-task-publish",
     ),
-    path("tasks/<int:task_id>/start/", task_api.TaskStartView.as_view(), name="api-task-start"),
+    path("tasks/<id:task_id>/start/", task_api.TaskStartView.as_view(), name="api-task-start"),
     path(
-        "tasks/<int:task_id>/abandon/", task_api.TaskAbandonView.as_view(), name="api-task-abandon"
+        "tasks/<id:task_id>/abandon/", task_api.TaskAbandonView.as_view(), name="api-task-abandon"
     ),
-    path("tasks/<int:task_id>/cancel/", task_api.TaskCancelView.as_view(), name="api-task-cancel"),
-    path("tasks/<int:task_id>/bids/", bid_api.TaskBidsView.as_view(), name="api-task-bids"),
+    path("tasks/<id:task_id>/cancel/", task_api.TaskCancelView.as_view(), name="api-task-cancel"),
     path(
-        "tasks/<int:task_id>/deliveries/",
+        "tasks/<id:task_id>/escalate/",
+        task_api.TaskEscalateView.as_view(),
+        name="api-task-escalate",
+    ),
+    path(
+        "tasks/<id:task_id>/actions/", task_api.TaskActionsView.as_view(), name="api-task-actions"
+    ),
+    path("tasks/<id:task_id>/bids/", bid_api.TaskBidsView.as_view(), name="api-task-bids"),
+    path(
+        "tasks/<id:task_id>/deliveries/",
         delivery_api.TaskDeliveriesView.as_view(),
         name="api-task-deliveries",
     ),
+    path("tasks/<id:task_id>/dispute/", task_api.TaskDisputeView.as_view(), name="api-dispute"),
     path(
-        "tasks/<int:task_id>/dispute/evidence/",
+        "tasks/<id:task_id>/dispute/evidence/",
         delivery_api.DisputeEvidenceView.as_view(),
         name="api-dispute-evidence",
     ),
     path("bids/", bid_api.MyBidsView.as_view(), name="api-bids"),
-    path("bids/<int:bid_id>/withdraw/", bid_api.BidWithdrawView.as_view(), name="api-bid-withdraw"),
-    path("bids/<int:bid_id>/award/", bid_api.BidAwardView.as_view(), name="api-bid-award"),
+    path("bids/<id:bid_id>/withdraw/", bid_api.BidWithdrawView.as_view(), name="api-bid-withdraw"),
+    path("bids/<id:bid_id>/award/", bid_api.BidAwardView.as_view(), name="api-bid-award"),
     path("deliveries/", delivery_api.MyDeliveriesView.as_view(), name="api-deliveries"),
     path(
-        "deliveries/<int:delivery_id>/",
+        "deliveries/<id:delivery_id>/",
         delivery_api.DeliveryDetailView.as_view(),
         name="api-delivery",
     ),
     path(
-        "deliveries/<int:delivery_id>/files/<int:file_id>/",
+        "deliveries/<id:delivery_id>/files/<id:file_id>/",
         delivery_api.DeliveryFileView.as_view(),
         name="api-delivery-file",
     ),
     path(
-        "deliveries/<int:delivery_id>/accept/",
+        "deliveries/<id:delivery_id>/accept/",
         delivery_api.DeliveryAcceptView.as_view(),
         name="api-delivery-accept",
     ),
     path(
-        "deliveries/<int:delivery_id>/revision/",
+        "deliveries/<id:delivery_id>/revision/",
         delivery_api.DeliveryRevisionView.as_view(),
         name="api-delivery-revision",
     ),
     path(
-        "deliveries/<int:delivery_id>/reject/",
+        "deliveries/<id:delivery_id>/reject/",
         delivery_api.DeliveryRejectView.as_view(),
         name="api-delivery-reject",
     ),
     path("notifications/", task_api.NotificationsView.as_view(), name="api-notifications"),
+    path(
+        "notifications/read/",
+        task_api.NotificationsReadView.as_view(),
+        name="api-notifications-read",
+    ),
+    path("work/", task_api.MyWorkView.as_view(), name="api-work"),
 ]

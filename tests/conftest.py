@@ -82,15 +82,25 @@ def participant_of(user: User) -> Participant:
     return Participant.objects.get(user=user)
 
 
+class MarketClient(APIClient):
+    """Posts to pages as a browser does (a form), to the API as JSON (the API's only body, and
+    the suite's TEST_REQUEST_DEFAULT_FORMAT)."""
+
+    def post(self, path: str, data: object = None, format: str | None = None, *args, **kwargs):
+        if format is None and not str(path).startswith("/api/"):
+            format = "multipart"
+        return super().post(path, data, format, *args, **kwargs)
+
+
 @pytest.fixture
 def api_client() -> APIClient:
-    return APIClient()
+    return MarketClient()
 
 
 @pytest.fixture
 def client_for() -> Callable[[User], APIClient]:
     def build(user: User) -> APIClient:
-        client = APIClient()
+        client = MarketClient()
         client.force_login(user)
         return client
 

@@ -53,7 +53,6 @@ def environment(name: str, **extra: str) -> tuple[Path, int, dict[str, str]]:
             "DATA_DIR": str(data_dir),
             "DEBUG": "true",
             "PORT": str(port),
-            "WS_PORT": str(free_port()),
             **extra,
         }
     )

@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 
 from django.http import JsonResponse
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
+from agents_registry.api_base import ScopedView
+from agents_registry.api_fields import IdField, TextField, query_of
 from agents_registry.models import ApiKey
 from marketplace import selectors as market_selectors
 from workers import selectors, services
@@ -22,7 +24,7 @@ from workers.services.traces import MAX_EVENT_JSON_BYTES
 
 class ExecutionOutput(serializers.ModelSerializer):
     task_id = serializers.IntegerField(source="task_ref")
-    agent_slug = serializers.CharField(source="agent.slug")
+    agent_slug = TextField(source="agent.slug")
     delivery_id = serializers.IntegerField(source="delivery_ref", allow_null=True)
 
     class Meta:
@@ -48,20 +50,51 @@ class ExecutionOutput(serializers.ModelSerializer):
         ]
 
 
-class ExecutionDetailView(APIView):
-    """An execution: status, attempts, cost, error. Visible to its agent, the poster and staff."""
+class ExecutionQuery(serializers.Serializer):
+    task = IdField(required=False, help_text="only the executions of this task")
+    status = serializers.ChoiceField(choices=Execution.Status.choices, required=False)
 
-    @extend_schema(responses=ExecutionOutput)
+
+class ExecutionListView(ScopedView):
+    """The executions of your agents (an agent's key: its own), newest first."""
+
+    @extend_schema(
+        summary="My executions", parameters=[ExecutionQuery], responses=ExecutionOutput(many=True)
+    )
+    def get(self, request: Request) -> Response:
+        given = ExecutionQuery(data=query_of(request))
+        given.is_valid(raise_exception=True)
+        executions = selectors.executions_of(
+            viewer=market_selectors.viewer_for_request(request),
+            task_id=given.validated_data.get("task"),
+            status=given.validated_data.get("status", ""),
+        )
+        return self.paginate(executions, ExecutionOutput)
+
+
+class ExecutionDetailView(ScopedView):
+    """An execution: status, attempts, cost, error. Visible to its agent (and the agent's
+    owner), the task's poster and staff."""
+
+    @extend_schema(summary="An execution", responses=ExecutionOutput)
     def get(self, request: Request, execution_id: int) -> Response:
         viewer = market_selectors.viewer_for_request(request)
         execution, _ = selectors.access_execution(viewer=viewer, execution_id=execution_id)
         return Response(ExecutionOutput(execution).data)
 
 
-class TraceExportView(APIView):
+class TraceExportView(ScopedView):
     """The trace as JSON (schema: /api/v1/traces/schema/v1.json); ``?download=1`` as a file."""
 
-    @extend_schema(responses=OpenApiResponse(description="A trace export, schema version 1.0"))
+    @extend_schema(
+        summary="An execution's trace",
+        parameters=[
+            OpenApiParameter("download", OpenApiTypes.BOOL, description="as an attachment")
+        ],
+        responses=OpenApiResponse(
+            response=OpenApiTypes.OBJECT, description="A trace export, schema version 1.0"
+        ),
+    )
     def get(self, request: Request, execution_id: int) -> Response:
         viewer = market_selectors.viewer_for_request(request)
         execution, task = selectors.access_execution(viewer=viewer, execution_id=execution_id)
@@ -74,7 +107,7 @@ class TraceExportView(APIView):
 
 class TraceEventInput(serializers.Serializer):
     kind = serializers.ChoiceField(choices=TraceEvent.Kind.choices)
-    name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    name = TextField(max_length=200, required=False, allow_blank=True, default="")
     inputs = serializers.JSONField(required=False, allow_null=True, default=None)
     outputs = serializers.JSONField(required=False, allow_null=True, default=None)
     input_tokens = serializers.IntegerField(min_value=0, max_value=10**9, default=0)
@@ -100,10 +133,16 @@ class TraceEventOutput(serializers.ModelSerializer):
         fields = ["sequence", "attempt", "kind", "source", "name", "started_at", "duration_ms"]
 
 
-class TraceEventAppendView(APIView):
-    """The executing agent appends an event to its trace while it works (scope traces:write)."""
+class TraceEventAppendView(ScopedView):
+    """The executing agent appends an event to its trace while it works (an agent key)."""
 
-    @extend_schema(request=TraceEventInput, responses={201: TraceEventOutput})
+    write_scope = ApiKey.Scope.TRACES_WRITE
+
+    @extend_schema(
+        summary="Add to an execution's trace",
+        request=TraceEventInput,
+        responses={201: TraceEventOutput},
+    )
     def post(self, request: Request, execution_id: int) -> Response:
         viewer = market_selectors.viewer_for_request(request)
         execution, _ = selectors.access_execution(viewer=viewer, execution_id=execution_id)
@@ -123,12 +162,18 @@ class TraceEventAppendView(APIView):
         return Response(TraceEventOutput(event).data, status=status.HTTP_201_CREATED)
 
 
-class TraceSchemaView(APIView):
+class TraceSchemaView(ScopedView):
     """The JSON Schema of trace exports, version 1."""
 
     permission_classes = [AllowAny]
     authentication_classes: list = []
 
-    @extend_schema(responses=OpenApiResponse(description="JSON Schema (draft 2020-12)"))
+    @extend_schema(
+        summary="The trace export's JSON Schema",
+        auth=[],
+        responses=OpenApiResponse(
+            response=OpenApiTypes.OBJECT, description="JSON Schema (draft 2020-12)"
+        ),
+    )
     def get(self, request: Request) -> JsonResponse:
         return JsonResponse(selectors.trace_schema())

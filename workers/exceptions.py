@@ -73,3 +73,19 @@ class InternalError(RuntimeFailure):
     """A bug on our side while running the attempt; logged with its traceback."""
 
     code = "internal_error"
+
+
+class InvalidInput(WorkersError):
+    """An input is refused (a subscription, an A2A agent's card); ``fields`` names what to fix."""
+
+    code = "invalid"
+    http_status = 400
+
+    def __init__(self, message: str, fields: dict[str, list[str]] | None = None) -> None:
+        super().__init__(message)
+        self.fields = fields or {}
+
+
+class SubscriptionNotFound(WorkersError):
+    code = "not_found"
+    http_status = 404

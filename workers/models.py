@@ -1,4 +1,5 @@
-"""Executions of hosted agents, their traces, and the secrets their runtimes use.
+"""Executions of hosted agents, their traces, and the secrets their runtimes use; at the end,
+participants' event subscriptions and their deliveries (see ``workers/events.py``).
 
 An ``Execution`` is one hosted agent working on one awarded task. It is created in the award's
 transaction and queued on commit; a worker *claims* it with a conditional UPDATE (queued -> running,
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import uuid
 
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 
 from agents_registry.models import Agent
@@ -183,3 +185,117 @@ class AgentSecret(models.Model):
 
     def __str__(self) -> str:
         return f"{self.purpose} secret of agent {self.agent_id}"
+
+
+# --- event subscriptions (workers/events.py, workers/services/subscriptions.py) ------------------
+
+
+class EventSubscription(models.Model):
+    """A URL where a participant (an agent, or a person) receives the market's events about it,
+    signed per Standard Webhooks with the subscription's secret (two during a rotation).
+
+    An endpoint that keeps failing is paused automatically (``paused_by = "failures"``); its owner
+    resumes it once it is fixed, and the deliveries that were waiting go out then."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        PAUSED = "paused", "Paused"
+
+    participant = models.ForeignKey(
+        "agents_registry.Participant", on_delete=models.CASCADE, related_name="subscriptions"
+    )
+    url = models.URLField(max_length=500)
+    event_types = ArrayField(models.CharField(max_length=40))
+    description = models.CharField(max_length=200, blank=True)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.ACTIVE)
+    paused_by = models.CharField(max_length=10, blank=True)  # "owner" or "failures"
+    paused_reason = models.CharField(max_length=500, blank=True)
+    paused_at = models.DateTimeField(null=True, blank=True)
+    # Failed attempts since the last success, moved with F() by each attempt's own update.
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    secret_encrypted = models.TextField()
+    previous_secret_encrypted = models.TextField(blank=True)
+    previous_secret_retires_at = models.DateTimeField(null=True, blank=True)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    last_failure_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["participant", "status"], name="subscription_participant")]
+
+    def __str__(self) -> str:
+        return f"subscription #{self.pk} of participant {self.participant_id} to {self.url}"
+
+
+class EventDelivery(models.Model):
+    """One event sent (or to be sent) to one subscription, with every attempt in its log.
+
+    ``event_id`` is the Standard Webhooks message id: the same on every retry, and unique per
+    subscription, so an event reaches an endpoint once per change. A delivery is due when
+    ``next_attempt_at`` has passed; whoever sends it first moves ``next_attempt_at`` past the
+    attempt's lease and takes a fresh ``attempt_token`` (the message carries it), so two workers
+    never send the same attempt and a worker that died mid-attempt is replaced once its lease
+    ends."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SUCCEEDED = "succeeded", "Delivered"
+        FAILED = "failed", "Failed (gave up)"
+
+    subscription = models.ForeignKey(
+        EventSubscription, on_delete=models.CASCADE, related_name="deliveries"
+    )
+    event_id = models.CharField(max_length=80)
+    event_type = models.CharField(max_length=40)
+    task_ref = models.BigIntegerField(null=True, blank=True)
+    payload = models.JSONField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    attempt_token = models.UUIDField(null=True, blank=True)
+    attempt_log = models.JSONField(default=list, blank=True)
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["subscription", "event_id"], name="event_delivery_once_per_subscription"
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"],
+                name="event_delivery_due",
+                condition=models.Q(status="pending"),
+            ),
+            models.Index(fields=["subscription", "-created_at"], name="event_delivery_log"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.event_id} to subscription {self.subscription_id}"
+
+
+class EventCursor(models.Model):
+    """How far the fan-out has read the market's timeline (``marketplace.TaskEvent``): every
+    event with an id up to ``position`` is fanned out, or settled (older than a transaction can
+    take to commit) without needing it. Events above it that were fanned out already are listed
+    in ``EventFanout`` so the next pass skips them."""
+
+    name = models.CharField(max_length=40, unique=True)
+    position = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} at {self.position}"
+
+
+class EventFanout(models.Model):
+    """A timeline event above the cursor that was fanned out already (see ``EventCursor``)."""
+
+    task_event_id = models.BigIntegerField(primary_key=True)
+
+    def __str__(self) -> str:
+        return f"fanned out {self.task_event_id}"

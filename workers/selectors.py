@@ -7,14 +7,15 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from agents_registry.models import Agent, Participant
 from agents_registry.prepared import Joined, fetch_joined
 from marketplace import selectors as market_selectors
-from workers.exceptions import ExecutionNotFound
-from workers.models import Execution, TraceEvent
+from marketplace.models import Task
+from workers.exceptions import ExecutionNotFound, SubscriptionNotFound
+from workers.models import EventDelivery, EventSubscription, Execution, TraceEvent
 
 TRACE_SCHEMA_VERSION = "1.0"
 TRACE_SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "trace-v1.schema.json"
@@ -53,6 +54,21 @@ def execution_with_agent(execution_id: int, *, for_update: bool = False) -> Exec
     agent.participant = participant
     execution.agent = agent
     return execution
+
+
+def executions_of(
+    *, viewer: market_selectors.Viewer, task_id: int | None = None, status: str = ""
+) -> QuerySet[Execution]:
+    """The executions of the viewer's agents (an agent: its own; a person: those of the agents
+    it owns), newest first; ``task_id``/``status`` narrow them."""
+    queryset = Execution.objects.select_related("agent").filter(
+        agent__participant_id__in=market_selectors.spoken_for_ids(viewer)
+    )
+    if task_id is not None:
+        queryset = queryset.filter(task_ref=task_id)
+    if status:
+        queryset = queryset.filter(status=status)
+    return queryset.order_by("-created_at", "-pk")
 
 
 def can_view_execution(viewer: market_selectors.Viewer, execution: Execution, task: Any) -> bool:
@@ -157,3 +173,90 @@ def trace_export(*, execution: Execution, task: Any) -> dict[str, Any]:
         "events": events,
         "totals": totals,
     }
+
+
+def _with_task_titles(executions: QuerySet[Execution]) -> QuerySet[Execution]:
+    title = Task.objects.filter(pk=OuterRef("task_ref")).values("title")[:1]
+    return executions.select_related("agent").annotate(task_title=Subquery(title))
+
+
+def runs_for_task(*, viewer: market_selectors.Viewer, task: Any) -> list[Execution]:
+    """The hosted runs of a task, newest first, for those who may read their traces (staff, the
+    poster, the agent or its owner: ``can_view_execution``); nobody else learns of them."""
+    if not (
+        viewer.is_staff
+        or market_selectors.speaks_for(viewer, task.poster)
+        or market_selectors.speaks_for(viewer, task.assignee)
+    ):
+        return []
+    runs = list(
+        Execution.objects.filter(task_ref=task.pk)
+        .select_related("agent__participant")
+        .order_by("-pk")[:50]
+    )
+    # A run after one of the same agent that delivered is the revision of that delivery.
+    for run in runs:
+        run.revises = next(
+            (
+                earlier.delivery_ref
+                for earlier in runs
+                if earlier.pk < run.pk and earlier.agent_id == run.agent_id and earlier.delivery_ref
+            ),
+            None,
+        )
+    return [run for run in runs if can_view_execution(viewer, run, task)]
+
+
+def runs_for_agent(
+    *, viewer: market_selectors.Viewer, agent: Agent, limit: int = 20
+) -> list[Execution]:
+    """An agent's recent runs: all of them for staff and the agent's owner, else those of tasks
+    the viewer posted (the runs whose traces ``can_view_execution`` lets the viewer read)."""
+    runs = Execution.objects.filter(agent=agent)
+    if not (viewer.is_staff or market_selectors.speaks_for(viewer, agent.participant)):
+        if viewer.participant is None:
+            return []
+        posted = Task.objects.filter(poster=viewer.participant).values("pk")
+        runs = runs.filter(task_ref__in=posted)
+    return list(_with_task_titles(runs).order_by("-pk")[:limit])
+
+
+def runs_for_participant(*, participant: Participant, limit: int = 20) -> list[Execution]:
+    """'My work': the recent runs of the participant's own agents and of the tasks it posted."""
+    posted = Task.objects.filter(poster=participant).values("pk")
+    runs = Execution.objects.filter(Q(agent__owner=participant) | Q(task_ref__in=posted))
+    return list(_with_task_titles(runs).order_by("-pk")[:limit])
+
+
+# --- event subscriptions --------------------------------------------------------------------------
+
+
+def subscriptions_of(*, viewer: market_selectors.Viewer) -> QuerySet[EventSubscription]:
+    """The viewer's own subscriptions and those of the agents it owns, newest first."""
+    if viewer.participant is None:
+        return EventSubscription.objects.none()
+    own = viewer.participant.pk
+    return (
+        EventSubscription.objects.filter(
+            Q(participant_id=own) | Q(participant__agent__owner_id=own)
+        )
+        .select_related("participant__agent")
+        .order_by("-created_at", "-pk")
+    )
+
+
+def access_subscription(
+    *, viewer: market_selectors.Viewer, subscription_id: int
+) -> EventSubscription:
+    """The subscription if the viewer speaks for its participant, else SubscriptionNotFound."""
+    found = subscriptions_of(viewer=viewer).filter(pk=subscription_id).first()
+    if found is None:
+        raise SubscriptionNotFound(
+            f"Subscription {subscription_id} does not exist or is not yours."
+        )
+    return found
+
+
+def subscription_deliveries(*, subscription: EventSubscription) -> QuerySet[EventDelivery]:
+    """The subscription's delivery log, newest first."""
+    return EventDelivery.objects.filter(subscription=subscription).order_by("-created_at", "-pk")

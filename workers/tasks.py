@@ -6,6 +6,7 @@ from celery import Task, shared_task
 from django.core.cache import cache
 
 from workers import services
+from workers.services import subscriptions
 
 
 @shared_task(name="workers.echo")
@@ -36,9 +37,28 @@ def hosted_bids_place_task(*, task_id: int) -> int:
     return len(services.hosted_bids_place(task_id=task_id))
 
 
+@shared_task(name="workers.skill_distill")
+def skill_distill_task(*, task_id: int) -> int | None:
+    """After an accepted delivery: the task's experience skill (idempotent)."""
+    version = services.skill_distill_from_task(task_id=task_id)
+    return version.pk if version is not None else None
+
+
 @shared_task(name="workers.noop")
 def noop_task(*, counter_key: str = "") -> None:
     """Does nothing but count itself (one Redis INCR): the bare-Celery baseline of
     bench/executions.py, which needs to know when the last one ran."""
     if counter_key:
         cache.incr(counter_key)
+
+
+@shared_task(name="workers.events_dispatch")
+def events_dispatch_task() -> dict[str, int]:
+    """Beat: fan new market events out to subscriptions and send the due deliveries."""
+    return subscriptions.events_dispatch()
+
+
+@shared_task(name="workers.event_delivery_send")
+def event_delivery_send_task(*, delivery_id: int, token: str) -> str:
+    """One attempt of one delivery, by the holder of its token (a duplicate does nothing)."""
+    return subscriptions.event_delivery_attempt(delivery_id=delivery_id, token=token)

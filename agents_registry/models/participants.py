@@ -52,6 +52,7 @@ class Agent(models.Model):
         HTTP = "http", "HTTP endpoint"
         OPENAI = "openai", "OpenAI-compatible chat"
         BUILTIN = "builtin", "Built-in"
+        A2A = "a2a", "A2A agent"
 
     participant = models.OneToOneField(Participant, on_delete=models.PROTECT, related_name="agent")
     owner = models.ForeignKey(Participant, on_delete=models.PROTECT, related_name="owned_agents")
@@ -115,6 +116,7 @@ class ApiKey(AbstractAPIKey):
         BIDS_WRITE = "bids:write", "Bid, claim and withdraw"
         DELIVERIES_WRITE = "deliveries:write", "Start work and deliver"
         WALLET_READ = "wallet:read", "Read wallet and statement"
+        WALLET_WRITE = "wallet:write", "Move credits between an owner and its agents"
         AGENTS_WRITE = "agents:write", "Manage agent profiles and keys"
         TRACES_WRITE = "traces:write", "Append execution trace events"
 

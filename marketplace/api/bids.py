@@ -11,18 +11,23 @@ from agents_registry.models import ApiKey
 from marketplace import selectors, services
 from marketplace.api import serializers as s
 from marketplace.api.common import MarketView, idempotent
+from marketplace.api.tasks import task_output
 from marketplace.models import Task
 
 
 class TaskBidsView(MarketView):
+    """GET: the poster sees every bid, cheapest first; a bidder only its own. POST: bid on an
+    open task (one active bid per bidder; at most the bounty). The poster's own agents and
+    owner may bid only on internal tasks."""
+
     write_scope = ApiKey.Scope.BIDS_WRITE
 
-    @extend_schema(responses=s.BidOutput(many=True))
+    @extend_schema(summary="A task's bids", responses=s.BidOutput(many=True))
     def get(self, request: Request, task_id: int) -> Response:
         task = selectors.access_task(viewer=self.viewer, task_id=task_id)
         return self.paginate(selectors.bids_for_task(viewer=self.viewer, task=task), s.BidOutput)
 
-    @extend_schema(request=s.BidInput, responses={201: s.BidOutput})
+    @extend_schema(summary="Bid on a task", request=s.BidInput, responses={201: s.BidOutput})
     def post(self, request: Request, task_id: int) -> Response:
         def produce() -> Response:
             data = s.BidInput(data=request.data)
@@ -41,12 +46,20 @@ class TaskBidsView(MarketView):
 
 
 class MyBidsView(MarketView):
-    @extend_schema(responses=s.BidOutput(many=True))
+    """Your bids, newest first, in every status (``since``: only those placed after it)."""
+
+    @extend_schema(summary="My bids", responses=s.BidOutput(many=True), parameters=[s.SinceQuery])
     def get(self, request: Request) -> Response:
-        return self.paginate(selectors.bids_of(participant=self.participant), s.BidOutput)
+        bids = selectors.bids_of(participant=self.participant)
+        since = s.since_of(request)
+        if since is not None:
+            bids = bids.filter(created_at__gt=since)
+        return self.paginate(bids, s.BidOutput)
 
 
 class BidWithdrawView(MarketView):
+    """The bidder withdraws an active bid."""
+
     write_scope = ApiKey.Scope.BIDS_WRITE
 
     @extend_schema(request=None, responses=s.BidOutput)
@@ -63,7 +76,7 @@ class BidWithdrawView(MarketView):
 
 
 class BidAwardView(MarketView):
-    """The poster awards the task to this bid."""
+    """The poster awards the task to this bid: its price becomes the task's price."""
 
     @extend_schema(request=None, responses=s.TaskOutput)
     def post(self, request: Request, bid_id: int) -> Response:
@@ -72,7 +85,7 @@ class BidAwardView(MarketView):
         def produce() -> Response:
             task = services.bid_award(bid=bid, actor=self.participant)
             return Response(
-                s.TaskOutput(selectors.access_task(viewer=self.viewer, task_id=task.pk)).data
+                task_output(self, selectors.access_task(viewer=self.viewer, task_id=task.pk))
             )
 
         return idempotent(request, self.viewer, produce)

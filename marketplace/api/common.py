@@ -10,13 +10,13 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.core.files.uploadedfile import UploadedFile
-from django.db import IntegrityError, transaction
+from django.db import connection, transaction
 from rest_framework import exceptions
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
+from agents_registry import pagination
+from agents_registry.api_base import ScopedView
 from agents_registry.authentication import require_scope
 from agents_registry.models import ApiKey
 from marketplace.exceptions import IdempotencyConflict
@@ -25,14 +25,19 @@ from marketplace.selectors import Viewer, viewer_for_request
 from marketplace.throttling import ParticipantWriteThrottle, check_throttles
 
 
-class Pagination(LimitOffsetPagination):
+class Pagination(pagination.Pagination):
     """``count`` is exact up to 1,000 and stops there (as GitHub's search does): counting visits
     every matching row, and at 100,000 open tasks even a count capped at 10,000 cost the
     database 6 ms against 0.25 ms for the page itself. Pages past the cap still work."""
 
-    default_limit = 20
-    max_limit = 100
     count_cap = 1_000
+
+    def window(self, request: Request) -> tuple[int, int]:
+        """The request's ``limit`` and ``offset`` (checked), for a view that fetches its page
+        itself and then sets ``count``: the links and the envelope then work as for a queryset."""
+        self.request = request
+        self.limit, self.offset = self.get_limit(request), self.get_offset(request)
+        return self.limit, self.offset
 
     def get_count(self, queryset: Any) -> int:
         if hasattr(queryset, "values"):
@@ -61,12 +66,14 @@ class Pagination(LimitOffsetPagination):
         return f"{base}?{urlencode(sorted(query.items()), doseq=True)}"
 
 
-class MarketView(APIView):
-    """Base of the market endpoints. ``read_scope``/``write_scope`` are checked against an API
-    key's scopes (a browser session has every scope of its user)."""
+class MarketView(ScopedView):
+    """Base of the market endpoints: the caller as a ``Viewer``, the write throttle, and
+    ``Idempotency-Key`` on every write."""
 
-    read_scope: str = ApiKey.Scope.TASKS_READ
-    write_scope: str = ApiKey.Scope.TASKS_WRITE
+    read_scope: str | None = ApiKey.Scope.TASKS_READ
+    write_scope: str | None = ApiKey.Scope.TASKS_WRITE
+    idempotent_writes = True
+    pagination_class = Pagination
     viewer: Viewer
 
     def get_throttles(self) -> list[Any]:
@@ -80,21 +87,19 @@ class MarketView(APIView):
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         self.perform_authentication(request)
-        self.check_permissions(request)
         self.viewer = viewer_for_request(request)
-        require_scope(
-            request, self.read_scope if request.method in ("GET", "HEAD") else self.write_scope
-        )
         super().initial(request, *args, **kwargs)
 
     @property
     def participant(self):
         return self.viewer.participant
 
-    def paginate(self, queryset: Any, serializer: Any) -> Response:
-        paginator = Pagination()
-        page = paginator.paginate_queryset(queryset, self.request, view=self)
-        return paginator.get_paginated_response(serializer(page, many=True).data)
+
+def require_party_scope(request: Request, task: Any, participant: Any) -> None:
+    """An operation open to both parties asks of an API key the scope of the caller's side:
+    managing tasks for the poster, doing the work for the assignee."""
+    poster = participant is not None and participant.pk == task.poster_id
+    require_scope(request, ApiKey.Scope.TASKS_WRITE if poster else ApiKey.Scope.DELIVERIES_WRITE)
 
 
 def _fingerprint(request: Request) -> str:
@@ -112,9 +117,19 @@ def _fingerprint(request: Request) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
+def _lock_id(participant_id: int, key: str) -> int:
+    digest = hashlib.sha256(f"idempotency {participant_id} {key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
 def idempotent(request: Request, viewer: Viewer, produce: Callable[[], Response]) -> Response:
     """Run ``produce`` once per ``Idempotency-Key``: a replay returns the first response (with
-    ``Idempotent-Replayed: true``); the same key with another payload is a 409."""
+    ``Idempotent-Replayed: true``); the same key with another payload is a 409.
+
+    Concurrent requests with one key take turns on a transaction-scoped advisory lock of that
+    key: the first runs, the others wait for its commit and replay its answer (without the lock,
+    a second request could run beside the first and be refused by the effect the first was
+    making, e.g. "you already have an active bid")."""
     key = request.headers.get("Idempotency-Key", "").strip()
     if not key or viewer.participant is None:
         return produce()
@@ -134,24 +149,24 @@ def idempotent(request: Request, viewer: Viewer, produce: Callable[[], Response]
             previous.body, status=previous.status_code, headers={"Idempotent-Replayed": "true"}
         )
 
-    replay = stored()
+    replay = stored()  # the common replay needs no lock
     if replay is not None:
         return replay
-    try:
-        with transaction.atomic():
-            response = produce()
-            if 200 <= response.status_code < 300:
-                IdempotentRequest.objects.create(
-                    participant=viewer.participant,
-                    key=key,
-                    fingerprint=fingerprint,
-                    status_code=response.status_code,
-                    body=json.loads(json.dumps(response.data, default=str)),
-                )
-            return response
-    except IntegrityError:
-        # A concurrent request with this key committed first: its effect stands, ours rolled back.
-        replay = stored()
-        if replay is None:
-            raise
-        return replay
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(%s)", [_lock_id(viewer.participant.pk, key)]
+            )
+        replay = stored()  # read after the lock: what a request that held it committed
+        if replay is not None:
+            return replay
+        response = produce()
+        if 200 <= response.status_code < 300:
+            IdempotentRequest.objects.create(
+                participant=viewer.participant,
+                key=key,
+                fingerprint=fingerprint,
+                status_code=response.status_code,
+                body=json.loads(json.dumps(response.data, default=str)),
+            )
+        return response

@@ -6,32 +6,42 @@ from __future__ import annotations
 import json
 
 from django.http import FileResponse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import exceptions, status
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from agents_registry.models import ApiKey
 from marketplace import selectors, services
 from marketplace.api import serializers as s
-from marketplace.api.common import MarketView, idempotent
+from marketplace.api.common import MarketView, idempotent, require_party_scope
+from marketplace.api.tasks import task_output
+from marketplace.api_parsers import JSONParser, MultiPartParser
 from marketplace.exceptions import NotFound
 from marketplace.models import Delivery, Task
 
 
 class TaskDeliveriesView(MarketView):
-    write_scope = ApiKey.Scope.DELIVERIES_WRITE
-    parser_classes = [JSONParser, MultiPartParser, FormParser]
+    """GET: the task's deliveries, newest first (its parties only). POST: the assignee delivers
+    text, JSON ``data`` and/or files (multipart); the review window starts and the machine
+    checks run. Send an ``Idempotency-Key``: a retry returns the first delivery."""
 
-    @extend_schema(responses=s.DeliveryOutput(many=True))
+    write_scope = ApiKey.Scope.DELIVERIES_WRITE
+    parser_classes = [JSONParser, MultiPartParser]
+
+    @extend_schema(summary="A task's deliveries", responses=s.DeliveryOutput(many=True))
     def get(self, request: Request, task_id: int) -> Response:
         task = selectors.access_task(viewer=self.viewer, task_id=task_id)
         return self.paginate(
             selectors.deliveries_for_task(viewer=self.viewer, task=task), s.DeliveryOutput
         )
 
-    @extend_schema(request=s.DeliveryInput, responses={201: s.DeliveryOutput})
+    @extend_schema(
+        summary="Deliver the work",
+        request={"application/json": s.DeliveryInput, "multipart/form-data": s.DeliveryInput},
+        responses={201: s.DeliveryOutput},
+    )
     def post(self, request: Request, task_id: int) -> Response:
         # The service reads the task once, under its lock (a task the caller may not see: 404).
         task = Task(pk=task_id)
@@ -67,15 +77,24 @@ class TaskDeliveriesView(MarketView):
 
 
 class MyDeliveriesView(MarketView):
-    @extend_schema(responses=s.DeliveryOutput(many=True))
+    """Deliveries you made or received on tasks you posted, newest first (``since``: only those
+    made after it)."""
+
+    @extend_schema(
+        summary="My deliveries", responses=s.DeliveryOutput(many=True), parameters=[s.SinceQuery]
+    )
     def get(self, request: Request) -> Response:
-        return self.paginate(
-            selectors.deliveries_of(participant=self.participant), s.DeliveryOutput
-        )
+        deliveries = selectors.deliveries_of(participant=self.participant)
+        since = s.since_of(request)
+        if since is not None:
+            deliveries = deliveries.filter(created_at__gt=since)
+        return self.paginate(deliveries, s.DeliveryOutput)
 
 
 class DeliveryDetailView(MarketView):
-    @extend_schema(responses=s.DeliveryOutput)
+    """A delivery (its task's parties only)."""
+
+    @extend_schema(summary="A delivery", responses=s.DeliveryOutput)
     def get(self, request: Request, delivery_id: int) -> Response:
         delivery = selectors.access_delivery(viewer=self.viewer, delivery_id=delivery_id)
         return Response(s.DeliveryOutput(delivery).data)
@@ -84,7 +103,14 @@ class DeliveryDetailView(MarketView):
 class DeliveryFileView(MarketView):
     """The file as an attachment (never rendered inline by the browser)."""
 
-    @extend_schema(responses={200: OpenApiResponse(description="the file's bytes")})
+    @extend_schema(
+        summary="A delivered file",
+        responses={
+            (200, "application/octet-stream"): OpenApiResponse(
+                response=OpenApiTypes.BINARY, description="the file's bytes, as an attachment"
+            )
+        },
+    )
     def get(self, request: Request, delivery_id: int, file_id: int) -> FileResponse:
         stored = selectors.access_delivery_file(viewer=self.viewer, file_id=file_id)
         if stored.delivery_id != delivery_id:
@@ -121,19 +147,24 @@ class _ReviewAction(MarketView):
                 values = data.validated_data
             self.act(delivery, values)
             task = selectors.access_task(viewer=self.viewer, task_id=delivery.task_id)
-            return Response(s.TaskOutput(task).data)
+            return Response(task_output(self, task))
 
         return idempotent(request, self.viewer, produce)
 
 
-@extend_schema(request=None, responses=s.TaskOutput)
+@extend_schema(request=None, responses=s.TaskOutput, summary="Accept a delivery")
 class DeliveryAcceptView(_ReviewAction):
+    """The poster accepts: the escrow pays the assignee its price (less the fee and any
+    royalties) and the rest goes back to the poster."""
+
     def act(self, delivery: Delivery, values: dict) -> object:
         return services.delivery_accept(delivery=delivery, actor=self.participant)
 
 
-@extend_schema(request=s.MessageInput, responses=s.TaskOutput)
+@extend_schema(request=s.MessageInput, responses=s.TaskOutput, summary="Request a revision")
 class DeliveryRevisionView(_ReviewAction):
+    """The poster asks for changes; the assignee starts again and delivers anew."""
+
     input_class = s.MessageInput
 
     def act(self, delivery: Delivery, values: dict) -> object:
@@ -142,8 +173,11 @@ class DeliveryRevisionView(_ReviewAction):
         )
 
 
-@extend_schema(request=s.ReasonInput, responses=s.TaskOutput)
+@extend_schema(request=s.ReasonInput, responses=s.TaskOutput, summary="Reject a delivery")
 class DeliveryRejectView(_ReviewAction):
+    """The poster rejects: a dispute opens with the reason as the poster's evidence; staff
+    split the escrow."""
+
     input_class = s.ReasonInput
 
     def act(self, delivery: Delivery, values: dict) -> object:
@@ -153,17 +187,25 @@ class DeliveryRejectView(_ReviewAction):
 
 
 class DisputeEvidenceView(MarketView):
-    write_scope = ApiKey.Scope.DELIVERIES_WRITE
+    """A party states its side of the dispute (replacing what it said before). Needs
+    ``tasks:write`` for the poster's key, ``deliveries:write`` for the assignee's."""
 
-    @extend_schema(request=s.EvidenceInput, responses=None)
+    write_scope = ApiKey.Scope.TASKS_READ  # the side's own scope is asked below
+
+    @extend_schema(summary="Answer a dispute", request=s.EvidenceInput, responses=s.DisputeOutput)
     def post(self, request: Request, task_id: int) -> Response:
         task = selectors.access_task(viewer=self.viewer, task_id=task_id)
+        require_party_scope(request, task, self.participant)
         dispute = selectors.access_dispute(viewer=self.viewer, task=task)
         if dispute is None:
             raise NotFound(f"Task {task_id} has no dispute you can see.")
         data = s.EvidenceInput(data=request.data)
         data.is_valid(raise_exception=True)
-        dispute = services.dispute_evidence_add(
-            dispute=dispute, actor=self.participant, text=data.validated_data["text"]
-        )
-        return Response({"dispute": dispute.pk, "status": dispute.status})
+
+        def produce() -> Response:
+            answered = services.dispute_evidence_add(
+                dispute=dispute, actor=self.participant, text=data.validated_data["text"]
+            )
+            return Response(s.DisputeOutput(answered).data)
+
+        return idempotent(request, self.viewer, produce)

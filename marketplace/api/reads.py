@@ -34,7 +34,16 @@ def _participant(alias: str) -> str:
     )
 
 
-# TaskOutput's fields, in its order; api_timestamp() is in migration 0003.
+# Whether the viewer is one of the task's parties (``selectors.is_task_party``), as SQL: the
+# ``{party}`` of the fields below, filled in per kind of viewer by ``_visibility``.
+_PARTY = """(
+    t.poster_id = %(own)s OR t.assignee_id = %(own)s
+    OR t.poster_id IN (SELECT participant_id FROM agents_registry_agent WHERE owner_id = %(own)s)
+    OR t.assignee_id IN (SELECT participant_id FROM agents_registry_agent WHERE owner_id = %(own)s)
+)"""
+
+# TaskOutput's fields, in its order; api_timestamp() is in migration 0003. ``{party}`` guards
+# what only the parties see.
 _TASK_FIELDS = [
     ("id", "t.id"),
     ("title", "t.title"),
@@ -42,19 +51,21 @@ _TASK_FIELDS = [
     ("acceptance_criteria", "t.acceptance_criteria"),
     ("checks", "t.checks"),
     ("bounty", "t.bounty"),
-    ("price", "t.price"),
-    ("state", "t.state"),
+    ("price", "CASE WHEN {party} THEN t.price END"),
+    ("status", "t.state"),
     ("visibility", "t.visibility"),
+    ("internal", "t.internal"),
     ("deadline", "api_timestamp(t.deadline)"),
     ("auto_award", "t.auto_award"),
     ("bidding_closes_at", "api_timestamp(t.bidding_closes_at)"),
     ("poster", _participant("p")),
-    ("assignee", f"CASE WHEN a.id IS NULL THEN NULL ELSE {_participant('a')} END"),
+    ("assignee", f"CASE WHEN a.id IS NOT NULL AND {{party}} THEN {_participant('a')} END"),
     ("parent_id", "t.parent_id"),
     (
         "active_bids",
         "(SELECT count(*) FROM marketplace_bid b WHERE b.task_id = t.id AND b.status = %(active)s)",
     ),
+    ("execution_id", "CASE WHEN {party} THEN t.execution_ref END"),
     ("created_at", "api_timestamp(t.created_at)"),
     ("updated_at", "api_timestamp(t.updated_at)"),
 ]
@@ -68,12 +79,13 @@ _DETAIL_FIELDS = [
     (
         "children",
         "(SELECT coalesce(json_agg(json_build_object("
-        "'id', c.id, 'title', c.title, 'state', c.state, 'bounty', c.bounty) ORDER BY c.id), '[]')"
+        "'id', c.id, 'title', c.title, 'status', c.state, 'bounty', c.bounty) ORDER BY c.id), '[]')"
         " FROM marketplace_task c WHERE c.parent_id = t.id)",
     ),
 ]
 _TASK_JSON = _object(_TASK_FIELDS)
 _DETAIL_JSON = _object(_DETAIL_FIELDS)
+_PARTY_BY_VIEWER = {"staff": "TRUE", "anonymous": "FALSE", "participant": _PARTY}
 _FROM = """
     FROM marketplace_task t
     JOIN agents_registry_participant p ON p.id = t.poster_id
@@ -101,18 +113,24 @@ def _viewer_key(viewer: Viewer) -> str:
     return f"{viewer.participant.pk}/{viewer.family_id}"
 
 
-def _visibility(viewer: Viewer) -> tuple[str, dict[str, Any]]:
+def _visibility(viewer: Viewer) -> tuple[str, str, dict[str, Any]]:
+    """Which tasks the viewer sees (a condition), what it sees of them (``{party}``), and the
+    parameters of both."""
     params: dict[str, Any] = {
         "public": Task.Visibility.PUBLIC,
         "draft": Task.State.DRAFT,
         "active": Bid.Status.ACTIVE,
     }
     if viewer.is_staff:
-        return "TRUE", params
+        return "TRUE", "staff", params
     if viewer.participant is None:
-        return _PUBLIC, params
+        return _PUBLIC, "anonymous", params
     params.update(own=viewer.participant.pk, family=viewer.family_id)
-    return _VISIBLE, params
+    return _VISIBLE, "participant", params
+
+
+def _shaped(template: str, seen_as: str) -> str:
+    return template.replace("{party}", _PARTY_BY_VIEWER[seen_as])
 
 
 def task_page(
@@ -128,11 +146,15 @@ def task_page(
     posted_by: int | None = None,
     assigned_to: int | None = None,
     parent: int | None = None,
+    updated_after: Any = None,
 ) -> tuple[int, str]:
     """How many tasks ``viewer`` may see (up to ``count_cap``) and one page of them, newest
     first, as a JSON array: one statement whatever the page size."""
-    visible, params = _visibility(viewer)
+    visible, seen_as, params = _visibility(viewer)
     where = [visible]
+    if updated_after is not None:
+        where.append("t.updated_at > %(updated_after)s")
+        params["updated_after"] = updated_after
     if state:
         where.append("t.state = %(state)s")
         params["state"] = state
@@ -161,7 +183,8 @@ def task_page(
                         LIMIT %(cap)s) capped),
                     (SELECT coalesce(json_agg(page.task ORDER BY page.created_at DESC,
                                               page.id DESC), '[]')::text
-                     FROM (SELECT {_TASK_JSON} AS task, t.created_at, t.id {_FROM}
+                     FROM (SELECT {_shaped(_TASK_JSON, seen_as)} AS task, t.created_at, t.id
+                           {_FROM}
                            WHERE {condition} ORDER BY t.created_at DESC, t.id DESC
                            LIMIT %(limit)s OFFSET %(offset)s) page)""",  # noqa: S608
                 params,
@@ -177,13 +200,14 @@ def task_page(
 def task_detail(*, viewer: Viewer, task_id: int) -> str | None:
     """The task with its dependencies and children as a JSON object, or None when it does not
     exist or ``viewer`` may not see it: one statement."""
-    visible, params = _visibility(viewer)
+    visible, seen_as, params = _visibility(viewer)
     params["task"] = task_id
+    shape = _shaped(_DETAIL_JSON, seen_as)
 
     def compute() -> str | None:
         with prepared_cursor() as cursor:
             cursor.execute(
-                f"SELECT {_DETAIL_JSON}::text {_FROM} WHERE t.id = %(task)s AND {visible}",
+                f"SELECT {shape}::text {_FROM} WHERE t.id = %(task)s AND {visible}",
                 params,
             )
             row = cursor.fetchone()

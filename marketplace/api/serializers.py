@@ -4,23 +4,100 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from marketplace.models import Bid, Delivery, Task, TaskEvent
+from agents_registry.api_fields import (
+    CreditsField,
+    IdField,
+    ParticipantOutput,
+    TextField,
+    WholeNumberField,
+    query_of,
+)
+from marketplace import selectors
+from marketplace.models import Bid, Delivery, Dispute, Notification, Task, TaskEvent
 from marketplace.sanitize import sanitize_text
+from marketplace.services import validation
 
 
-class ParticipantOutput(serializers.Serializer):
-    id = serializers.IntegerField()
-    kind = serializers.CharField()
-    display_name = serializers.CharField()
+class StrictSerializer(serializers.Serializer):
+    """Refuses keys it does not know (DRF drops them silently, and a mistyped option would then
+    do nothing)."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError(
+                    {name: [f"Unknown option; use {', '.join(self.fields)}."] for name in unknown}
+                )
+        return super().to_internal_value(data)
+
+
+class ChecksSerializer(StrictSerializer):
+    """Machine checks run on every delivery before the poster reviews it."""
+
+    json_schema = serializers.DictField(
+        required=False,
+        help_text="A JSON Schema the delivery's `data` must match (`pattern` runs on RE2; "
+        "`patternProperties` is not supported).",
+    )
+    regex = TextField(
+        required=False,
+        max_length=500,
+        trim_whitespace=False,
+        help_text="An RE2 pattern the delivery's `text` must contain a match for (linear time: "
+        "no backreferences or lookarounds).",
+    )
+    required_fields = serializers.ListField(
+        child=TextField(max_length=200, trim_whitespace=False),
+        required=False,
+        min_length=1,
+        help_text="Keys the delivery's `data` must have; dots for nesting (`a.b`).",
+    )
+
+
+class AutoAwardSerializer(StrictSerializer):
+    """Let the market award the best bid: at the n-th bid, after a window, or whichever first."""
+
+    after_bids = WholeNumberField(
+        required=False,
+        min_value=1,
+        max_value=validation.MAX_AUTO_AWARD_BIDS,
+        help_text="Award when this many active bids have arrived.",
+    )
+    window_hours = WholeNumberField(
+        required=False,
+        min_value=1,
+        max_value=validation.MAX_AUTO_AWARD_WINDOW_HOURS,
+        help_text="Award the best bid this many hours after posting.",
+    )
 
 
 class TaskOutput(serializers.ModelSerializer):
+    """A task. ``assignee``, ``price`` and ``execution_id`` are shown to the task's parties
+    (poster, assignee, their owners) and staff; to anyone else they are null."""
+
+    status = serializers.ChoiceField(
+        source="state", choices=Task.State.choices, help_text="Where the task is in its lifecycle."
+    )
+    checks = ChecksSerializer()
+    auto_award = AutoAwardSerializer()
+    price = serializers.IntegerField(
+        allow_null=True,
+        help_text="What the assignee is paid on acceptance: null until the task is awarded; "
+        "the winning bid's price, or the whole bounty when the task was claimed.",
+    )
     poster = ParticipantOutput()
     assignee = ParticipantOutput(allow_null=True)
     parent_id = serializers.IntegerField(allow_null=True)
     active_bids = serializers.IntegerField(required=False, default=None, allow_null=True)
+    execution_id = serializers.IntegerField(
+        source="execution_ref",
+        allow_null=True,
+        help_text="The hosted agent's execution of this assignment (GET /api/v1/executions/{id}/).",
+    )
 
     class Meta:
         model = Task
@@ -32,8 +109,9 @@ class TaskOutput(serializers.ModelSerializer):
             "checks",
             "bounty",
             "price",
-            "state",
+            "status",
             "visibility",
+            "internal",
             "deadline",
             "auto_award",
             "bidding_closes_at",
@@ -41,9 +119,17 @@ class TaskOutput(serializers.ModelSerializer):
             "assignee",
             "parent_id",
             "active_bids",
+            "execution_id",
             "created_at",
             "updated_at",
         ]
+
+    def to_representation(self, task: Task) -> dict[str, Any]:
+        data = super().to_representation(task)
+        viewer = self.context.get("viewer")
+        if viewer is not None and not selectors.is_task_party(viewer, task):
+            data["assignee"] = data["price"] = data["execution_id"] = None
+        return data
 
 
 class TaskMatchOutput(TaskOutput):
@@ -66,9 +152,10 @@ class TaskDetailOutput(TaskOutput):
     def get_depends_on(self, task: Task) -> list[int]:
         return sorted(dependency.pk for dependency in task.depends_on.all())
 
+    @extend_schema_field(serializers.ListField(child=serializers.DictField()))
     def get_children(self, task: Task) -> list[dict]:
         return [
-            {"id": child.pk, "title": child.title, "state": child.state, "bounty": child.bounty}
+            {"id": child.pk, "title": child.title, "status": child.state, "bounty": child.bounty}
             for child in task.children.order_by("pk")
         ]
 
@@ -76,47 +163,90 @@ class TaskDetailOutput(TaskOutput):
 class TaskQuery(serializers.Serializer):
     """The task list's query parameters."""
 
-    q = serializers.CharField(required=False, help_text="words in title or description")
-    state = serializers.ChoiceField(choices=Task.State.choices, default=Task.State.OPEN)
-    min_bounty = serializers.IntegerField(required=False, min_value=0)
-    max_bounty = serializers.IntegerField(required=False, min_value=0)
+    q = TextField(required=False, max_length=200, help_text="words in title or description")
+    status = serializers.ChoiceField(choices=Task.State.choices, default=Task.State.OPEN)
+    min_bounty = serializers.IntegerField(
+        required=False, min_value=0, max_value=validation.MAX_BOUNTY
+    )
+    max_bounty = serializers.IntegerField(
+        required=False, min_value=0, max_value=validation.MAX_BOUNTY
+    )
     mine = serializers.ChoiceField(
         choices=[("posted", "posted by me"), ("assigned", "assigned to me")], required=False
     )
-    parent = serializers.IntegerField(required=False, min_value=1, help_text="a task's id")
+    parent = IdField(required=False, help_text="a task's id: its subtasks")
+    since = serializers.DateTimeField(
+        required=False,
+        help_text="Only tasks changed after this time (RFC 3339 with a time zone); pass the "
+        "newest `updated_at` you have seen.",
+    )
 
 
 class TaskDependencyInput(serializers.Serializer):
-    depends_on = serializers.IntegerField(
-        min_value=1, help_text="A sibling subtask (same parent, same poster) to wait for."
-    )
+    depends_on = IdField(help_text="A sibling subtask (same parent, same poster) to wait for.")
 
 
 class TaskPostInput(serializers.Serializer):
-    title = serializers.CharField(max_length=200)
-    description = serializers.CharField(max_length=20_000)
-    acceptance_criteria = serializers.CharField(max_length=20_000, required=False, default="")
-    checks = serializers.JSONField(required=False, default=dict)
-    bounty = serializers.IntegerField(min_value=1)
-    deadline = serializers.DateTimeField(required=False, allow_null=True, default=None)
-    visibility = serializers.ChoiceField(choices=Task.Visibility.choices, default="public")
-    depends_on = serializers.ListField(
-        child=serializers.IntegerField(min_value=1), required=False, default=list
+    title = TextField(max_length=validation.MAX_TITLE)
+    description = TextField(max_length=validation.MAX_DESCRIPTION)
+    acceptance_criteria = TextField(
+        max_length=validation.MAX_DESCRIPTION, required=False, allow_blank=True, default=""
     )
-    auto_award = serializers.JSONField(required=False, default=dict)
+    checks = ChecksSerializer(required=False)
+    bounty = CreditsField(
+        max_value=validation.MAX_BOUNTY,
+        help_text="Credits locked in escrow when the task opens (whole credits, a JSON integer); "
+        "a subtask's come from its parent's escrow.",
+    )
+    deadline = serializers.DateTimeField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="In the future, with a time zone (RFC 3339); null for none.",
+    )
+    visibility = serializers.ChoiceField(
+        choices=Task.Visibility.choices,
+        required=False,
+        help_text="Public by default; private (and the default) for internal work.",
+    )
+    internal = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Work for your own agents: only they may take it and no reputation moves. "
+        "Any other task refuses bids and claims from its poster's own agents and owner.",
+    )
+    depends_on = serializers.ListField(child=IdField(), required=False, default=list, max_length=50)
+    auto_award = AutoAwardSerializer(required=False)
     draft = serializers.BooleanField(
         required=False, default=False, help_text="Save unfunded; publish later to fund and open."
     )
 
+    def validate(self, values: dict[str, Any]) -> dict[str, Any]:
+        # The services check the options themselves (forms call them too); an empty object is
+        # "none", as it always was.
+        values["checks"] = dict(values.get("checks") or {})
+        values["auto_award"] = dict(values.get("auto_award") or {})
+        values.setdefault("visibility", None)
+        return values
+
 
 class BidInput(serializers.Serializer):
-    price = serializers.IntegerField(min_value=1)
-    eta_hours = serializers.IntegerField(min_value=1)
-    plan = serializers.CharField(max_length=2000)
+    price = CreditsField(
+        max_value=validation.MAX_BOUNTY,
+        help_text="What you ask, in whole credits: at most the task's bounty; it becomes the "
+        "task's price if this bid wins.",
+    )
+    eta_hours = WholeNumberField(min_value=1, max_value=validation.MAX_ETA_HOURS)
+    plan = TextField(max_length=validation.MAX_PLAN)
 
 
 class BidOutput(serializers.ModelSerializer):
+    """A bid: shown to its bidder (and the bidder's owner), the task's poster and staff."""
+
     bidder = ParticipantOutput()
+    score = serializers.FloatField(
+        allow_null=True, help_text="The automatic award's score of this bid, once scored."
+    )
 
     class Meta:
         model = Bid
@@ -151,45 +281,72 @@ def bid_output(bid: Bid) -> dict[str, Any]:
 
 
 class ReasonInput(serializers.Serializer):
-    reason = serializers.CharField(max_length=5000)
+    reason = TextField(max_length=validation.MAX_REVIEW_TEXT)
+
+
+class AbandonInput(serializers.Serializer):
+    reason = TextField(max_length=validation.MAX_ABANDON_REASON)
 
 
 class MessageInput(serializers.Serializer):
-    message = serializers.CharField(max_length=5000)
+    message = TextField(max_length=validation.MAX_REVIEW_TEXT)
 
 
 class EvidenceInput(serializers.Serializer):
-    text = serializers.CharField(max_length=5000)
+    text = TextField(max_length=validation.MAX_REVIEW_TEXT)
 
 
 class DeliveryInput(serializers.Serializer):
-    text = serializers.CharField(required=False, allow_blank=True, default="", max_length=100_000)
-    data = serializers.JSONField(required=False, default=None, allow_null=True)
+    text = TextField(required=False, allow_blank=True, default="", max_length=100_000)
+    data = serializers.JSONField(
+        required=False,
+        default=None,
+        allow_null=True,
+        help_text="Any JSON value, at most 1,000,000 bytes encoded (the checks' json_schema "
+        "and required_fields apply to it).",
+    )
     skills_used = serializers.ListField(
-        child=serializers.IntegerField(min_value=1), required=False, default=list
+        child=IdField(), required=False, default=list, max_length=50
     )
     files = serializers.ListField(
-        child=serializers.FileField(allow_empty_file=False), required=False, default=list
+        child=serializers.FileField(allow_empty_file=False),
+        required=False,
+        default=list,
+        max_length=10,
+        help_text="multipart only: up to 10 files (.txt .md .csv .json .pdf .png .jpg .zip).",
     )
 
 
 class DeliveryFileOutput(serializers.Serializer):
     id = serializers.IntegerField()
-    name = serializers.CharField()
-    content_type = serializers.CharField()
+    name = TextField()
+    content_type = TextField()
     size = serializers.IntegerField()
+
+
+class CheckResultOutput(serializers.Serializer):
+    check = TextField()
+    passed = serializers.BooleanField()
+    evidence = TextField()
 
 
 class DeliveryOutput(serializers.ModelSerializer):
     text_html = serializers.SerializerMethodField()
+    submitter = ParticipantOutput()
     files = DeliveryFileOutput(many=True)
+    check_results = CheckResultOutput(many=True)
+    execution_id = serializers.IntegerField(
+        source="execution_ref",
+        allow_null=True,
+        help_text="The hosted agent's execution that produced it, if any.",
+    )
 
     class Meta:
         model = Delivery
         fields = [
             "id",
             "task_id",
-            "submitter_id",
+            "submitter",
             "text",
             "text_html",
             "data",
@@ -200,6 +357,7 @@ class DeliveryOutput(serializers.ModelSerializer):
             "review_message",
             "review_deadline",
             "files",
+            "execution_id",
             "created_at",
         ]
 
@@ -213,7 +371,7 @@ def delivery_output(delivery: Delivery) -> dict[str, Any]:
     return {
         "id": delivery.pk,
         "task_id": delivery.task_id,
-        "submitter_id": delivery.submitter_id,
+        "submitter": _participant(delivery.submitter),
         "text": delivery.text,
         "text_html": sanitize_text(delivery.text),
         "data": delivery.data,
@@ -227,21 +385,161 @@ def delivery_output(delivery: Delivery) -> dict[str, Any]:
             {"id": f.pk, "name": f.name, "content_type": f.content_type, "size": f.size}
             for f in delivery.files.all()
         ],
+        "execution_id": delivery.execution_ref,
         "created_at": _TIMESTAMP.to_representation(delivery.created_at),
     }
 
 
+class AllowedActionOutput(serializers.Serializer):
+    action = serializers.CharField(help_text="e.g. cancel, award, deliver, escalate")
+    label = serializers.CharField()
+    target = serializers.ChoiceField(choices=["task", "bid", "delivery"])
+    target_id = serializers.IntegerField()
+    method = serializers.CharField(default="POST")
+    path = serializers.CharField(
+        allow_null=True, help_text="The API operation; null for a staff-console action."
+    )
+    console_path = serializers.CharField(allow_null=True, required=False)
+
+
+class UpcomingActionOutput(serializers.Serializer):
+    action = serializers.CharField()
+    label = serializers.CharField()
+    opens_at = serializers.DateTimeField(help_text="Allowed from then if nothing changes before.")
+
+
+class TaskActionsOutput(serializers.Serializer):
+    """What the caller may do with the task now (the same table the task page renders), what
+    it may do later and from when, and when silence acts on the task."""
+
+    task_id = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=Task.State.choices)
+    actions = AllowedActionOutput(many=True)
+    upcoming = UpcomingActionOutput(many=True)
+    stalls_at = serializers.DateTimeField(
+        allow_null=True,
+        help_text="Work in progress: from then its poster may cancel (refund) or escalate it.",
+    )
+    review_deadline = serializers.DateTimeField(
+        allow_null=True,
+        help_text="A delivery in review: when silence settles it (see on_silence).",
+    )
+    on_silence = serializers.ChoiceField(
+        choices=["accept", "revision", "wait_for_poster", "check_first"],
+        allow_null=True,
+        help_text="What the end of the review window does: accept a delivery whose checks "
+        "pass; send a failing one back to the assignee as a revision; or, once that happened "
+        "too often, wait for the poster (no deadline).",
+    )
+
+
 class EventOutput(serializers.ModelSerializer):
-    actor_id = serializers.IntegerField(allow_null=True)
+    """A timeline event, as the caller may see it: events about others' bids are left out,
+    and outside the task's parties only the poster is named and only public data shows."""
+
+    actor = ParticipantOutput(allow_null=True)
+    data = serializers.DictField()
 
     class Meta:
         model = TaskEvent
-        fields = ["id", "kind", "actor_id", "data", "created_at"]
+        fields = ["id", "kind", "actor", "data", "created_at"]
+
+    def to_representation(self, event: TaskEvent) -> dict[str, Any]:
+        actor_id, data = self.context["lens"].show(event)
+        return {
+            "id": event.pk,
+            "kind": event.kind,
+            "actor": _participant(event.actor) if actor_id is not None else None,
+            "data": data,
+            "created_at": _TIMESTAMP.to_representation(event.created_at),
+        }
 
 
-class NotificationOutput(serializers.Serializer):
-    id = serializers.IntegerField()
+class NotificationOutput(serializers.ModelSerializer):
+    class Meta:
+        model = Notification
+        fields = ["id", "task_id", "message", "created_at", "read_at"]
+
+
+# --- polling: cursors and filters ----------------------------------------------------------------
+
+_SINCE_HELP = (
+    "Only what was created or changed after this time (RFC 3339 with a time zone): pass the "
+    "newest `created_at`/`updated_at` you have seen, a few seconds early to be safe."
+)
+
+
+class SinceQuery(serializers.Serializer):
+    since = serializers.DateTimeField(required=False, help_text=_SINCE_HELP)
+
+
+def since_of(request: Any) -> Any:
+    given = SinceQuery(data=query_of(request))
+    given.is_valid(raise_exception=True)
+    return given.validated_data.get("since")
+
+
+class ForMeQuery(serializers.Serializer):
+    min_similarity = serializers.FloatField(
+        required=False,
+        min_value=-1.0,
+        max_value=1.0,
+        help_text="Leave out tasks less similar than this (cosine similarity, -1 to 1).",
+    )
+
+
+class WorkQuery(SinceQuery):
+    role = serializers.ChoiceField(
+        choices=[("assigned", "tasks you work on"), ("posted", "tasks you posted")],
+        required=False,
+    )
+
+
+class NotificationQuery(SinceQuery):
+    unread = serializers.BooleanField(required=False, default=False, help_text="only unread")
+
+
+class MarkReadInput(StrictSerializer):
+    ids = serializers.ListField(child=IdField(), required=False, max_length=500)
+    up_to = serializers.DateTimeField(
+        required=False, help_text="Mark every notification created up to this time."
+    )
+
+    def validate(self, values: dict[str, Any]) -> dict[str, Any]:
+        if ("ids" in values) == ("up_to" in values):
+            raise serializers.ValidationError("Send either ids or up_to.")
+        return values
+
+
+class MarkReadOutput(serializers.Serializer):
+    marked = serializers.IntegerField(help_text="newly marked read")
+    unread = serializers.IntegerField(help_text="still unread")
+
+
+class DisputeOutput(serializers.ModelSerializer):
     task_id = serializers.IntegerField()
-    message = serializers.CharField()
-    created_at = serializers.DateTimeField()
-    read_at = serializers.DateTimeField(allow_null=True)
+    delivery_id = serializers.IntegerField()
+    opened_by = ParticipantOutput()
+    assignee_share = serializers.IntegerField(
+        allow_null=True, help_text="Credits the resolution paid the assignee."
+    )
+    refund_share = serializers.IntegerField(
+        allow_null=True, help_text="Credits the resolution returned to the poster's side."
+    )
+
+    class Meta:
+        model = Dispute
+        fields = [
+            "id",
+            "task_id",
+            "delivery_id",
+            "status",
+            "opened_by",
+            "poster_evidence",
+            "assignee_evidence",
+            "assignee_share",
+            "refund_share",
+            "resolution_note",
+            "created_at",
+            "resolved_at",
+        ]

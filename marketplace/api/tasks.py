@@ -11,13 +11,15 @@ from rest_framework import exceptions, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from agents_registry.api_fields import query_of
 from agents_registry.models import ApiKey, Participant
-from marketplace import selectors, services
+from marketplace import actions, selectors, services
 from marketplace.api import reads
 from marketplace.api import serializers as s
-from marketplace.api.common import MarketView, Pagination, idempotent
+from marketplace.api.common import MarketView, Pagination, idempotent, require_party_scope
 from marketplace.exceptions import NotFound
 from marketplace.models import Task
+from marketplace.selectors import Viewer
 
 
 def _json(body: str) -> HttpResponse:
@@ -25,9 +27,14 @@ def _json(body: str) -> HttpResponse:
 
 
 class TaskListView(MarketView):
-    """Open tasks by default (``state`` to change), newest first; POST posts a task."""
+    """GET: the tasks you may see, open ones unless ``status`` says otherwise, newest first
+    (``since``: only those changed after it). POST: post a task; its bounty is locked in escrow
+    from your wallet (402 when the wallet cannot cover it), or saved unfunded as a ``draft``."""
+
+    spends_credits = True
 
     @extend_schema(
+        summary="List and search tasks",
         responses=s.TaskOutput(many=True),
         parameters=[s.TaskQuery],
     )
@@ -35,28 +42,28 @@ class TaskListView(MarketView):
         if set(request.query_params) <= {"limit", "offset"}:
             # The poll of the open tasks, the common call: no filter to validate (building
             # the serializer's fields costs more than the page's query).
-            query = {"state": Task.State.OPEN}
+            query = {"status": Task.State.OPEN}
         else:
-            given = s.TaskQuery(data=request.query_params)
+            given = s.TaskQuery(data=query_of(request))
             given.is_valid(raise_exception=True)
             query = given.validated_data
         own = self.participant.pk if self.participant else None
         paginator = Pagination()
-        limit, offset = paginator.get_limit(request), paginator.get_offset(request)
+        limit, offset = paginator.window(request)
         paginator.count, page = reads.task_page(
             viewer=self.viewer,
             limit=limit,
             offset=offset,
             count_cap=paginator.count_cap,
-            state=query["state"],
+            state=query["status"],
             search=query.get("q", ""),
             min_bounty=query.get("min_bounty"),
             max_bounty=query.get("max_bounty"),
             posted_by=own if query.get("mine") == "posted" else None,
             assigned_to=own if query.get("mine") == "assigned" else None,
             parent=query.get("parent"),
+            updated_after=query.get("since"),
         )
-        paginator.limit, paginator.offset, paginator.request = limit, offset, request
         # LimitOffsetPagination's envelope around the page PostgreSQL wrote.
         next_link, previous_link = paginator.get_next_link(), paginator.get_previous_link()
         return _json(
@@ -64,7 +71,7 @@ class TaskListView(MarketView):
             f' "previous": {json.dumps(previous_link)}, "results": {page}}}'
         )
 
-    @extend_schema(request=s.TaskPostInput, responses={201: s.TaskOutput})
+    @extend_schema(summary="Post a task", request=s.TaskPostInput, responses={201: s.TaskOutput})
     def post(self, request: Request) -> Response:
         return idempotent(request, self.viewer, lambda: _post_task(self, request, parent=None))
 
@@ -84,24 +91,69 @@ def _post_task(view: MarketView, request: Request, *, parent: Task | None) -> Re
         **values,
     )
     task = selectors.access_task(viewer=view.viewer, task_id=task.pk)
-    return Response(s.TaskOutput(task).data, status=status.HTTP_201_CREATED)
+    return Response(task_output(view, task), status=status.HTTP_201_CREATED)
+
+
+def task_output(view: MarketView, task: Task) -> dict:
+    """The task as the caller may see it (``TaskOutput``)."""
+    return s.TaskOutput(task, context={"viewer": view.viewer}).data
 
 
 class TasksForMeView(MarketView):
-    """Open public tasks nearest to the calling agent's current capability profile."""
+    """Open public tasks nearest in meaning to the calling agent's current capability profile,
+    nearest first, with their ``similarity`` (1 - cosine distance). Tasks the agent may not take
+    (its owner's own, those it abandoned) are left out."""
 
-    @extend_schema(responses=s.TaskMatchOutput(many=True))
+    @extend_schema(
+        summary="Tasks that match the calling agent",
+        responses=s.TaskMatchOutput(many=True),
+        parameters=[s.ForMeQuery],
+    )
     def get(self, request: Request) -> Response:
-        if self.participant.kind != Participant.Kind.AGENT:
-            raise exceptions.ValidationError(
-                "Matching is by an agent's capability profile: call this with an agent's API key."
-            )
-        tasks = selectors.tasks_matching_agent(participant=self.participant, limit=20)
-        return Response({"results": s.TaskMatchOutput(tasks, many=True).data})
+        given = s.ForMeQuery(data=query_of(request))
+        given.is_valid(raise_exception=True)
+        paginator = Pagination()
+        limit, offset = paginator.window(request)
+        paginator.count, results = tasks_for_me_output(
+            participant=self.participant,
+            viewer=self.viewer,
+            limit=limit,
+            offset=offset,
+            min_similarity=given.validated_data.get("min_similarity"),
+            count_cap=paginator.count_cap,
+        )
+        return paginator.get_paginated_response(results)
+
+
+def tasks_for_me_output(
+    *,
+    participant: Participant,
+    viewer: Viewer,
+    limit: int = 20,
+    offset: int = 0,
+    min_similarity: float | None = None,
+    count_cap: int = Pagination.count_cap,
+) -> tuple[int, list[dict]]:
+    """How many tasks match and the body of one page of "tasks for me" (shared with the MCP tool
+    of the same name)."""
+    if participant.kind != Participant.Kind.AGENT:
+        raise exceptions.ValidationError(
+            "Matching is by an agent's capability profile: call this with an agent's API key."
+        )
+    count, tasks = selectors.tasks_matching_agent(
+        participant=participant,
+        limit=limit,
+        offset=offset,
+        min_similarity=min_similarity,
+        count_cap=count_cap,
+    )
+    return count, s.TaskMatchOutput(tasks, many=True, context={"viewer": viewer}).data
 
 
 class TaskDetailView(MarketView):
-    @extend_schema(responses=s.TaskDetailOutput)
+    """A task with its dependencies and subtasks (404 when it does not exist or is private)."""
+
+    @extend_schema(summary="A task", responses=s.TaskDetailOutput)
     def get(self, request: Request, task_id: int) -> HttpResponse:
         task = reads.task_detail(viewer=self.viewer, task_id=task_id)
         if task is None:
@@ -110,9 +162,12 @@ class TaskDetailView(MarketView):
 
 
 class SubtaskPostView(MarketView):
-    """The assignee posts a subtask funded from the task's escrow."""
+    """The assignee of a task in progress delegates part of it: a subtask whose bounty comes
+    from this task's escrow, up to what the assignee's price leaves (402 beyond)."""
 
-    @extend_schema(request=s.TaskPostInput, responses={201: s.TaskOutput})
+    spends_credits = True
+
+    @extend_schema(summary="Post a subtask", request=s.TaskPostInput, responses={201: s.TaskOutput})
     def post(self, request: Request, task_id: int) -> Response:
         parent = selectors.access_task(viewer=self.viewer, task_id=task_id)
         return idempotent(request, self.viewer, lambda: _post_task(self, request, parent=parent))
@@ -122,25 +177,41 @@ class TaskDependenciesView(MarketView):
     """The poster of two sibling subtasks makes one wait for the other while it is open; an edge
     that would close a cycle is refused."""
 
-    @extend_schema(request=s.TaskDependencyInput, responses={201: s.TaskDetailOutput})
-    def post(self, request: Request, task_id: int) -> HttpResponse:
+    @extend_schema(
+        summary="Make a subtask wait for a sibling",
+        request=s.TaskDependencyInput,
+        responses={201: s.TaskDetailOutput},
+    )
+    def post(self, request: Request, task_id: int) -> Response:
         task = selectors.access_task(viewer=self.viewer, task_id=task_id)
         data = s.TaskDependencyInput(data=request.data)
         data.is_valid(raise_exception=True)
         depends_on = selectors.access_task(
             viewer=self.viewer, task_id=data.validated_data["depends_on"]
         )
-        services.task_dependency_add(task=task, depends_on=depends_on, actor=self.participant)
-        response = _json(reads.task_detail(viewer=self.viewer, task_id=task_id))
-        response.status_code = status.HTTP_201_CREATED
-        return response
+
+        def produce() -> Response:
+            services.task_dependency_add(task=task, depends_on=depends_on, actor=self.participant)
+            detail = reads.task_detail(viewer=self.viewer, task_id=task_id)
+            return Response(json.loads(detail), status=status.HTTP_201_CREATED)
+
+        return idempotent(request, self.viewer, produce)
 
 
 class TaskEventsView(MarketView):
-    @extend_schema(responses=s.EventOutput(many=True))
+    """The task's timeline, oldest first (``since``: only events after it). Events about other
+    bidders' bids are left out; outside the task's parties only the poster is named and only
+    public data shows."""
+
+    @extend_schema(
+        summary="A task's timeline", responses=s.EventOutput(many=True), parameters=[s.SinceQuery]
+    )
     def get(self, request: Request, task_id: int) -> Response:
         task = selectors.access_task(viewer=self.viewer, task_id=task_id)
-        return self.paginate(selectors.task_events(task=task), s.EventOutput)
+        since = s.since_of(request)
+        events = selectors.task_events(viewer=self.viewer, task=task, since=since)
+        lens = selectors.event_lens(viewer=self.viewer, task=task)
+        return self.paginate(events.select_related("actor"), s.EventOutput, lens=lens)
 
 
 class _TaskAction(MarketView):
@@ -154,14 +225,15 @@ class _TaskAction(MarketView):
         def produce() -> Response:
             changed = self.act(task)
             return Response(
-                s.TaskOutput(selectors.access_task(viewer=self.viewer, task_id=changed.pk)).data
+                task_output(self, selectors.access_task(viewer=self.viewer, task_id=changed.pk))
             )
 
         return idempotent(request, self.viewer, produce)
 
 
 class TaskClaimView(_TaskAction):
-    """Take the task at its asking price."""
+    """Take an open task at its asking price: you are awarded at once and the task's price is its
+    whole bounty. Refused for the poster's own agents and owner unless the task is internal."""
 
     write_scope = ApiKey.Scope.BIDS_WRITE
 
@@ -170,6 +242,8 @@ class TaskClaimView(_TaskAction):
 
 
 class TaskStartView(_TaskAction):
+    """The assignee starts the work (or resumes it after a revision request)."""
+
     write_scope = ApiKey.Scope.DELIVERIES_WRITE
 
     def act(self, task: Task) -> Task:
@@ -177,34 +251,167 @@ class TaskStartView(_TaskAction):
 
 
 class TaskPublishView(_TaskAction):
-    """Fund a draft (lock its bounty in escrow) and open it for bids."""
+    """Fund a draft (lock its bounty in escrow; 402 when the wallet cannot) and open it."""
+
+    spends_credits = True
 
     def act(self, task: Task) -> Task:
         return services.task_publish(task=task, actor=self.participant)
 
 
 class TaskCancelView(_TaskAction):
+    """The poster withdraws the task before work starts, or once work in progress has missed
+    its deadline; the escrow goes back to the poster (or to the parent's escrow)."""
+
     def act(self, task: Task) -> Task:
         return services.task_cancel(task=task, actor=self.participant)
 
 
 class TaskAbandonView(_TaskAction):
+    """The assignee gives the task up: it opens again and the assignee may not take it again."""
+
     write_scope = ApiKey.Scope.DELIVERIES_WRITE
 
-    @extend_schema(request=s.ReasonInput, responses=s.TaskOutput)
+    @extend_schema(request=s.AbandonInput, responses=s.TaskOutput)
     def post(self, request: Request, task_id: int) -> Response:
         return super().post(request, task_id)
 
     def act(self, task: Task) -> Task:
-        data = s.ReasonInput(data=self.request.data)
+        data = s.AbandonInput(data=self.request.data)
         data.is_valid(raise_exception=True)
         return services.task_abandon(
             task=task, actor=self.participant, reason=data.validated_data["reason"]
         )
 
 
-class NotificationsView(MarketView):
-    @extend_schema(responses=s.NotificationOutput(many=True))
+class TaskEscalateView(_TaskAction):
+    """Hand stuck work to staff as a dispute over its latest delivery: the poster, once work in
+    progress has stalled (``stalls_at`` of the task's actions) after a delivery; the assignee,
+    once a delivery waits for a poster who has not decided. Needs ``tasks:write`` for the
+    poster's key, ``deliveries:write`` for the assignee's."""
+
+    write_scope = ApiKey.Scope.TASKS_READ  # the side's own scope is asked below
+
+    @extend_schema(request=s.ReasonInput, responses=s.TaskOutput)
+    def post(self, request: Request, task_id: int) -> Response:
+        return super().post(request, task_id)
+
+    def act(self, task: Task) -> Task:
+        require_party_scope(self.request, task, self.participant)
+        data = s.ReasonInput(data=self.request.data)
+        data.is_valid(raise_exception=True)
+        services.task_escalate(
+            task=task, actor=self.participant, reason=data.validated_data["reason"]
+        )
+        return task
+
+
+class TaskActionsView(MarketView):
+    """What the caller may do with the task now, and later (from when): the same table the
+    task page renders its buttons from. Each action names the operation that takes it."""
+
+    @extend_schema(responses=s.TaskActionsOutput)
+    def get(self, request: Request, task_id: int) -> Response:
+        task = selectors.access_task(viewer=self.viewer, task_id=task_id)
+        found = actions.task_actions(viewer=self.viewer, task=task)
+        situation = found.situation
+        in_review = situation.in_review if task.state == Task.State.DELIVERED else None
+        body = {
+            "task_id": task.pk,
+            "status": task.state,
+            "actions": [
+                {
+                    "action": item.action,
+                    "label": item.label,
+                    "target": item.target,
+                    "target_id": item.target_id,
+                    "method": "POST",
+                    "path": item.api_path,
+                    "console_path": item.console_path,
+                }
+                for item in found.allowed
+            ],
+            "upcoming": [
+                {"action": item.action, "label": item.label, "opens_at": item.opens_at}
+                for item in found.upcoming
+            ],
+            "stalls_at": actions.work_stalls_at(task),
+            "review_deadline": in_review.review_deadline if in_review else None,
+            "on_silence": situation.on_silence,
+        }
+        return Response(s.TaskActionsOutput(body).data)
+
+
+class MyWorkView(MarketView):
+    """Your unfinished tasks in one list, in every state but the final ones: those you work on
+    and those you posted (``role`` to pick one), most recently changed first (``since``: only
+    those changed after it)."""
+
+    @extend_schema(
+        summary="My active work", responses=s.TaskOutput(many=True), parameters=[s.WorkQuery]
+    )
     def get(self, request: Request) -> Response:
-        items = selectors.notifications_for(participant=self.participant)
-        return Response({"results": s.NotificationOutput(items, many=True).data})
+        given = s.WorkQuery(data=query_of(request))
+        given.is_valid(raise_exception=True)
+        tasks = selectors.tasks_active_for(
+            participant=self.participant,
+            role=given.validated_data.get("role"),
+            since=given.validated_data.get("since"),
+        )
+        return self.paginate(tasks, s.TaskOutput, viewer=self.viewer)
+
+
+class NotificationsView(MarketView):
+    """Your notifications, newest first (``unread`` for the unread ones, ``since`` for those
+    after a time)."""
+
+    @extend_schema(
+        summary="My notifications",
+        responses=s.NotificationOutput(many=True),
+        parameters=[s.NotificationQuery],
+    )
+    def get(self, request: Request) -> Response:
+        given = s.NotificationQuery(data=query_of(request))
+        given.is_valid(raise_exception=True)
+        items = selectors.notifications_for(
+            participant=self.participant,
+            unread=given.validated_data["unread"],
+            since=given.validated_data.get("since"),
+        )
+        return self.paginate(items, s.NotificationOutput)
+
+
+class NotificationsReadView(MarketView):
+    """Mark notifications read: the ``ids`` given, or all up to ``up_to`` (a time). Ids that are
+    not yours are ignored; marking twice keeps the first time."""
+
+    @extend_schema(
+        summary="Mark notifications read", request=s.MarkReadInput, responses=s.MarkReadOutput
+    )
+    def post(self, request: Request) -> Response:
+        data = s.MarkReadInput(data=request.data)
+        data.is_valid(raise_exception=True)
+
+        def produce() -> Response:
+            marked = services.notifications_mark_read(
+                participant=self.participant,
+                ids=data.validated_data.get("ids", []),
+                up_to=data.validated_data.get("up_to"),
+            )
+            unread = selectors.notifications_for(participant=self.participant, unread=True)
+            return Response({"marked": marked, "unread": unread.count()})
+
+        return idempotent(request, self.viewer, produce)
+
+
+class TaskDisputeView(MarketView):
+    """The dispute of a rejected delivery, for both parties and staff: its status, both sides'
+    evidence and, once resolved, how the escrow was split."""
+
+    @extend_schema(summary="A task's dispute", responses=s.DisputeOutput)
+    def get(self, request: Request, task_id: int) -> Response:
+        task = selectors.access_task(viewer=self.viewer, task_id=task_id)
+        dispute = selectors.access_dispute(viewer=self.viewer, task=task)
+        if dispute is None:
+            raise NotFound(f"Task {task_id} has no dispute you can see.")
+        return Response(s.DisputeOutput(dispute).data)

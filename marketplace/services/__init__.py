@@ -17,17 +17,19 @@ from marketplace.services.bids import (
 )
 from marketplace.services.deliveries import (
     checks_run,
-    deliveries_auto_accept_due,
+    deliveries_review_due,
     delivery_accept,
-    delivery_auto_accept,
     delivery_reject,
+    delivery_review_window_end,
     delivery_submit,
     delivery_verify_run,
     dispute_evidence_add,
     dispute_resolve,
     revision_request,
+    task_escalate,
 )
 from marketplace.services.moderation import staff_action_record
+from marketplace.services.notifications import notifications_mark_read
 from marketplace.services.tasks import (
     task_abandon,
     task_cancel,
@@ -45,14 +47,15 @@ __all__ = [
     "bid_withdraw",
     "bids_score",
     "checks_run",
-    "deliveries_auto_accept_due",
+    "deliveries_review_due",
     "delivery_accept",
-    "delivery_auto_accept",
     "delivery_reject",
+    "delivery_review_window_end",
     "delivery_submit",
     "delivery_verify_run",
     "dispute_evidence_add",
     "dispute_resolve",
+    "notifications_mark_read",
     "revision_request",
     "staff_action_record",
     "task_abandon",
@@ -60,6 +63,7 @@ __all__ = [
     "task_cancel",
     "task_claim",
     "task_dependency_add",
+    "task_escalate",
     "task_expire",
     "task_post",
     "task_publish",

@@ -19,6 +19,8 @@ from agents_registry import selectors as registry_selectors
 from agents_registry import services as registry_services
 from agents_registry.models import Participant
 from agents_registry.prepared import insert_rows
+from agents_registry.sweeps import sweep
+from marketplace.actions import states_of
 from marketplace.exceptions import (
     DependenciesPending,
     InvalidInput,
@@ -28,7 +30,7 @@ from marketplace.exceptions import (
 )
 from marketplace.models import Bid, Task
 from marketplace.read_cache import market_changed
-from marketplace.selectors import Viewer, can_view_task
+from marketplace.selectors import Viewer, can_view_task, family_id
 from marketplace.services import validation
 from marketplace.services.common import (
     agent_load_change,
@@ -52,6 +54,14 @@ AUCTION_WEIGHTS = {"matcher": 0.4, "price": 0.3, "plan_memory": 0.2, "timeliness
 def _check_can_take(*, task: Task, participant: Participant) -> None:
     if participant.pk == task.poster_id:
         raise NotAllowed("You posted this task; you cannot bid on or claim it.")
+    one_owner = family_id(participant) == family_id(task.poster)
+    if one_owner and not task.internal:
+        raise NotAllowed(
+            "You and the poster belong to one owner: dealing with yourself is refused (it would"
+            " move reputation for nothing). The poster can post the work as internal instead."
+        )
+    if task.internal and not one_owner:
+        raise NotAllowed("This task is internal: only its poster's own agents may take it.")
     if participant.pk in task.barred:
         raise NotAllowed("You abandoned this task before and may not take it again.")
     if not can_view_task(Viewer(participant=participant), task):
@@ -99,7 +109,7 @@ def bid_place(
     try:
         with transaction.atomic():
             task = task_lock_as(viewer, task.pk)
-            require_state(task, "bid on", Task.State.OPEN)
+            require_state(task, "bid on", *states_of("bid"))
             _check_can_take(task=task, participant=bidder)
             if price > task.bounty:
                 raise InvalidInput(f"price must not exceed the bounty of {task.bounty}.")
@@ -109,7 +119,7 @@ def bid_place(
                 task,
                 kind="bid_placed",
                 actor=bidder,
-                notice=(task.poster, f"{bidder.display_name} bid {price} on “{task.title}”."),
+                notice=(task.poster, f"{bidder.display_name} bid {price:,} on “{task.title}”."),
                 fields=(),
                 bid=bid.pk,
                 price=price,
@@ -145,7 +155,7 @@ def bid_award(*, bid: Bid, actor: Participant) -> Task:
     with transaction.atomic():
         task = task_lock(bid.task_id)
         require_actor(actor, task.poster_id, "award this task", "poster")
-        require_state(task, "award", Task.State.OPEN)
+        require_state(task, "award", *states_of("award"))
         bid = _bid_lock(bid.pk)
         if bid.status != Bid.Status.ACTIVE:
             raise InvalidTransition(f"This bid is {bid.status}; only an active bid can win.")
@@ -160,7 +170,7 @@ def task_claim(*, task: Task, claimant: Participant) -> Task:
     """Take the task at its asking price (the bounty), first come first served."""
     with transaction.atomic():
         task = task_lock(task.pk)
-        require_state(task, "claim", Task.State.OPEN)
+        require_state(task, "claim", *states_of("claim"))
         _check_can_take(task=task, participant=claimant)
         _check_dependencies(task)
         Bid.objects.filter(task=task, bidder=claimant, status=Bid.Status.ACTIVE).update(
@@ -190,6 +200,7 @@ def _award(*, task: Task, bid: Bid, actor: Participant | None, how: str) -> None
     task.price = bid.price
     task.awarded_at = timezone.now()
     task.bidding_closes_at = None
+    task.execution_ref = award_handler_call(task=task, assignee=bid.bidder)
     task.save(
         update_fields=[
             "state",
@@ -197,18 +208,18 @@ def _award(*, task: Task, bid: Bid, actor: Participant | None, how: str) -> None
             "price",
             "awarded_at",
             "bidding_closes_at",
+            "execution_ref",
             "updated_at",
         ]
     )
     agent_load_change(participant=bid.bidder, delta=1)
-    award_handler_call(task=task, assignee=bid.bidder)
     event_record(
         task=task, kind="awarded", actor=actor, bid=bid.pk, assignee=bid.bidder_id, how=how
     )
     notify(
         recipient=bid.bidder,
         task=task,
-        message=f"You were awarded “{task.title}” at {bid.price} ({how}).",
+        message=f"You were awarded “{task.title}” at {bid.price:,} credits ({how}).",
     )
     if actor is None or actor.pk != task.poster_id:
         notify(
@@ -365,8 +376,12 @@ def task_auto_award(*, task_id: int) -> bool:
 
 
 def tasks_auto_award_due() -> int:
-    """Beat: award the tasks whose bidding window has closed."""
+    """Beat: award the tasks whose bidding window has closed; one that fails is logged and left
+    for the next round."""
     due = Task.objects.filter(
         state=Task.State.OPEN, bidding_closes_at__lte=timezone.now()
     ).values_list("pk", flat=True)
-    return sum(task_auto_award(task_id=task_id) for task_id in list(due))
+    return sum(
+        bool(awarded)
+        for awarded in sweep(list(due), lambda pk: task_auto_award(task_id=pk), what="task")
+    )

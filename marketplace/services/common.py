@@ -176,14 +176,27 @@ def broadcast_task_changed_on_commit(*, task_id: int, kind: str) -> None:
     publish_on_commit(FEED_GROUP, message)
 
 
-def award_handler_call(*, task: Task, assignee: Participant) -> None:
+def award_handler_call(*, task: Task, assignee: Participant) -> int | None:
     """The explicit award hook (instead of a signal): ``settings.MARKET_AWARD_HANDLER`` names a
     callable ``handler(task=..., assignee=...)`` that runs inside the award's transaction, e.g.
     ``workers.services.execution_create_for_award`` to start a hosted agent. It is called for
-    every award (by hand, by claim, automatic); it decides itself whether the assignee is hosted."""
+    every award (by hand, by claim, automatic); it decides itself whether the assignee is hosted.
+    What it answers with a ``pk`` (an execution) is the task's ``execution_ref``."""
     path = getattr(settings, "MARKET_AWARD_HANDLER", "")
+    if not path:
+        return None
+    started = import_string(path)(task=task, assignee=assignee)
+    return getattr(started, "pk", None)
+
+
+def revision_handler_call(*, task: Task, delivery_id: int, message: str) -> None:
+    """The revision hook: ``settings.MARKET_REVISION_HANDLER`` names ``handler(task=...,
+    delivery_id=..., message=...)``, called inside every revision request's transaction (by the
+    poster, or automatic after failed checks); ``workers.services.execution_create_for_revision``
+    runs a hosted assignee again with the message."""
+    path = getattr(settings, "MARKET_REVISION_HANDLER", "")
     if path:
-        import_string(path)(task=task, assignee=assignee)
+        import_string(path)(task=task, delivery_id=delivery_id, message=message)
 
 
 def post_handler_call(*, task: Task) -> None:
@@ -191,6 +204,15 @@ def post_handler_call(*, task: Task) -> None:
     called inside ``task_post``'s transaction (``workers.services.hosted_bids_queue`` queues the
     hosted agents' bids for after the commit)."""
     path = getattr(settings, "MARKET_POST_HANDLER", "")
+    if path:
+        import_string(path)(task=task)
+
+
+def accept_handler_call(*, task: Task) -> None:
+    """The explicit accept hook: ``settings.MARKET_ACCEPT_HANDLER`` names ``handler(task=...)``,
+    called inside the settlement's transaction (``workers.services.skill_distill_queue`` queues
+    the task's distilled experience skill for after the commit)."""
+    path = getattr(settings, "MARKET_ACCEPT_HANDLER", "")
     if path:
         import_string(path)(task=task)
 

@@ -1,11 +1,10 @@
 """Deliveries: submit, machine checks, accept (settle), request a revision, reject (dispute),
-auto-accept after the review window, and staff resolution of disputes."""
+the end of the review window, escalation of stalled work, and staff resolution of disputes."""
 
 from __future__ import annotations
 
 import json
 import mimetypes
-import re
 import secrets
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -16,14 +15,16 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
-from jsonschema.validators import validator_for
 
+from agents_registry import selectors as registry_selectors
 from agents_registry import services as registry_services
 from agents_registry.models import Participant
 from agents_registry.prepared import insert_rows
+from agents_registry.sweeps import sweep
 from ledger import selectors as ledger_selectors
 from ledger import services as ledger_services
 from marketplace import selectors
+from marketplace.actions import states_of, work_stalls_at
 from marketplace.exceptions import (
     ChildrenOpen,
     IdempotencyConflict,
@@ -33,13 +34,15 @@ from marketplace.exceptions import (
     NotAllowed,
 )
 from marketplace.models import Delivery, DeliveryFile, Dispute, StaffAction, Task
-from marketplace.services import validation
+from marketplace.services import linear_regex, validation
 from marketplace.services.common import (
+    accept_handler_call,
     agent_load_change,
     event_record,
     notify,
     require_actor,
     require_state,
+    revision_handler_call,
     task_lock,
     task_lock_as,
     transition_record,
@@ -117,6 +120,15 @@ def delivery_submit(
     skills = list(skills_used)
     if not all(isinstance(pk, int) and not isinstance(pk, bool) and pk > 0 for pk in skills):
         raise InvalidInput("skills_used must be a list of skill version ids.")
+    if skills:
+        # Refused here, where the submitter can fix it, not at settlement, where it would stop
+        # the payment (and, once, the review-window sweep for every other delivery).
+        unknown = registry_selectors.skill_versions_unknown(version_ids=skills)
+        if unknown:
+            raise InvalidInput(
+                "skills_used names skill versions that do not exist: "
+                f"{', '.join(map(str, unknown))}. Use the ids of versions in the skill library."
+            )
     if idempotency_key is not None:
         idempotency_key = validation.clean_text(
             idempotency_key, field="idempotency_key", maximum=120
@@ -129,7 +141,7 @@ def delivery_submit(
         try:
             task = task_lock_as(viewer, task.pk)
             require_actor(actor, task.assignee_id, "deliver this task", "assignee")
-            require_state(task, "deliver", Task.State.IN_PROGRESS, *startable)
+            require_state(task, "deliver", *states_of("deliver"), *startable)
         except MarketError as refused:
             outcome: Delivery | MarketError = refused
         else:
@@ -175,6 +187,9 @@ def _delivered_locked(
         check_status=(Delivery.CheckStatus.PENDING if task.checks else Delivery.CheckStatus.NONE),
         review_deadline=timezone.now() + timedelta(hours=settings.REVIEW_WINDOW_HOURS),
         idempotency_key=idempotency_key,
+        # A hosted assignee delivers through the execution its award started (also when an
+        # HTTP agent delivers later through the API).
+        execution_ref=task.execution_ref,
     )
     # The insert itself checks that no subtask is open (after the lock, as a statement of its own
     # would) and skips a key used before: one statement, which never fails on either.
@@ -258,7 +273,7 @@ def checks_run(*, checks: dict, text: str, data: Any) -> list[dict[str, Any]]:
                 {"check": "json_schema", "passed": False, "evidence": "The delivery has no data."}
             )
         else:
-            validator = validator_for(checks["json_schema"])(checks["json_schema"])
+            validator = linear_regex.schema_validator(checks["json_schema"])
             errors = sorted(validator.iter_errors(data), key=lambda error: list(error.path))
             evidence = [
                 f"{'/'.join(map(str, error.path)) or '(root)'}: {error.message}"
@@ -272,18 +287,16 @@ def checks_run(*, checks: dict, text: str, data: Any) -> list[dict[str, Any]]:
                 }
             )
     if "regex" in checks:
-        match = re.search(checks["regex"], text or "")
-        results.append(
-            {
-                "check": "regex",
-                "passed": match is not None,
-                "evidence": (
-                    f"Matched “{match.group(0)[:200]}” at position {match.start()}."
-                    if match
-                    else f"No match for {checks['regex']!r} in the text."
-                ),
-            }
-        )
+        try:
+            match = linear_regex.search(checks["regex"], text or "")
+            evidence = (
+                f"Matched “{match.group(0)[:200]}” at position {match.start()}."
+                if match
+                else f"No match for {checks['regex']!r} in the text."
+            )
+        except linear_regex.UnsupportedPattern as error:  # a task posted before checks ran RE2
+            match, evidence = None, f"The pattern cannot run: {error}"
+        results.append({"check": "regex", "passed": match is not None, "evidence": evidence})
     if "required_fields" in checks:
         missing = [name for name in checks["required_fields"] if not _field_present(data, name)]
         results.append(
@@ -321,11 +334,13 @@ def delivery_verify_run(*, delivery_id: int) -> bool:
 # --- review -------------------------------------------------------------------------------------
 
 
-def _locked_for_review(delivery: Delivery, actor: Participant | None, action: str) -> Task:
+def _locked_for_review(
+    delivery: Delivery, actor: Participant | None, action: str, *, rule: str
+) -> Task:
     task = task_lock(delivery.task_id)
     if actor is not None:
         require_actor(actor, task.poster_id, action, "poster")
-    require_state(task, action, Task.State.DELIVERED)
+    require_state(task, action, *states_of(rule))
     delivery.refresh_from_db()
     if delivery.status != Delivery.Status.SUBMITTED:
         raise InvalidTransition(f"This delivery is {delivery.status}; it is no longer in review.")
@@ -337,7 +352,7 @@ def delivery_accept(*, delivery: Delivery, actor: Participant | None) -> Task:
     of the skills it used (capped); the poster's margin (bounty minus price) goes back to the
     poster, or to the parent's escrow for a subtask. ``actor`` None is the review window ending."""
     with transaction.atomic():
-        task = _locked_for_review(delivery, actor, "accept this delivery")
+        task = _locked_for_review(delivery, actor, "accept this delivery", rule="accept")
         _settle(task=task, delivery=delivery, actor=actor)
         return task
 
@@ -379,6 +394,7 @@ def _settle(*, task: Task, delivery: Delivery, actor: Participant | None) -> Non
     task.spent = task.bounty - margin
     task.save(update_fields=["state", "spent", "updated_at"])
     outcome_record_for(task=task, outcome="accepted", cost=task.price)
+    accept_handler_call(task=task)
     agent_load_change(participant=task.assignee, delta=-1)
     event_record(
         task=task,
@@ -401,60 +417,131 @@ def _settle(*, task: Task, delivery: Delivery, actor: Participant | None) -> Non
         )
 
 
-def delivery_auto_accept(*, delivery_id: int, now: datetime | None = None) -> bool:
-    """Accept one delivery whose review window ended in silence. Safe to run twice at once: the
-    second waits for the task's row lock and then finds the delivery accepted."""
+def _checks_message(delivery: Delivery) -> str:
+    failed = [result for result in delivery.check_results if result.get("passed") is False]
+    details = "; ".join(f"{result['check']}: {result['evidence']}" for result in failed)
+    return f"The machine checks failed ({details or 'see the check results'}). Please revise."[
+        :5000
+    ]
+
+
+def delivery_review_window_end(*, delivery_id: int, now: datetime | None = None) -> str | None:
+    """What silence does once a delivery's review window ends: a delivery whose checks passed
+    (or that has none) is accepted; one whose checks failed is never paid by silence: it goes
+    back to the assignee as a revision (a hosted agent runs again), at most
+    ``MARKET_AUTOMATIC_REVISIONS`` times per task, and after that it waits for the poster, with
+    no deadline. Checks still pending (their message was lost) run here first.
+
+    Returns ``"accepted"``, ``"revision"`` or ``"awaiting_poster"``, or None when the delivery
+    is not due. Safe to run twice at once: the second waits for the task's row lock and then
+    finds the delivery handled."""
     now = now or timezone.now()
+    pending = Delivery.objects.filter(
+        pk=delivery_id, check_status=Delivery.CheckStatus.PENDING
+    ).exists()
+    if pending:
+        delivery_verify_run(delivery_id=delivery_id)
     with transaction.atomic():
         delivery = Delivery.objects.filter(pk=delivery_id).first()
         if delivery is None:
-            return False
+            return None
         task = task_lock(delivery.task_id)
         delivery.refresh_from_db()
         if (
             delivery.status != Delivery.Status.SUBMITTED
             or task.state != Task.State.DELIVERED
+            or delivery.review_deadline is None
             or delivery.review_deadline > now
+            or delivery.check_status == Delivery.CheckStatus.PENDING
         ):
-            return False
-        _settle(task=task, delivery=delivery, actor=None)
-        return True
+            return None
+        if delivery.check_status != Delivery.CheckStatus.FAILED:
+            _settle(task=task, delivery=delivery, actor=None)
+            return "accepted"
+        if selectors.automatic_revisions_count(task=task) < settings.MARKET_AUTOMATIC_REVISIONS:
+            _revision_locked(task, delivery, actor=None, message=_checks_message(delivery))
+            return "revision"
+        Delivery.objects.filter(pk=delivery.pk).update(review_deadline=None)
+        transition_record(
+            task,
+            kind="review_awaited",
+            notice=(
+                task.poster,
+                f"The delivery for “{task.title}” failed its checks again; it waits for your "
+                "decision: accept, request a revision or reject it.",
+            ),
+            fields=(),
+            delivery=delivery.pk,
+        )
+        notify(
+            recipient=task.assignee,
+            task=task,
+            message=f"Your delivery for “{task.title}” failed its checks again and now waits "
+            "for the poster; you may escalate it to staff.",
+        )
+        return "awaiting_poster"
 
 
-def deliveries_auto_accept_due() -> int:
-    """Beat: silence until the end of the review window counts as acceptance."""
+def deliveries_review_due() -> int:
+    """Beat: every delivery whose review window ended (see :func:`delivery_review_window_end`);
+    how many it moved. One that fails is logged and left for the next round; the rest go on."""
     due = Delivery.objects.filter(
         status=Delivery.Status.SUBMITTED, review_deadline__lte=timezone.now()
     ).values_list("pk", flat=True)
-    return sum(delivery_auto_accept(delivery_id=pk) for pk in list(due))
+    return sum(
+        outcome is not None
+        for outcome in sweep(
+            list(due), lambda pk: delivery_review_window_end(delivery_id=pk), what="delivery"
+        )
+    )
 
 
 def revision_request(*, delivery: Delivery, actor: Participant, message: str) -> Task:
-    message = validation.clean_text(message, field="message", maximum=5000)
+    """The poster asks for changes; the assignee works again (a hosted agent runs again with
+    ``message``: the revision hook)."""
+    message = validation.clean_text(message, field="message", maximum=validation.MAX_REVIEW_TEXT)
     with transaction.atomic():
-        task = _locked_for_review(delivery, actor, "request a revision")
-        Delivery.objects.filter(pk=delivery.pk).update(
-            status=Delivery.Status.REVISION_REQUESTED,
-            review_message=message,
-            reviewed_at=timezone.now(),
-        )
-        outcome_record_for(task=task, outcome="revised")
-        task.state = Task.State.REVISION_REQUESTED
-        transition_record(
-            task,
-            kind="revision_requested",
-            actor=actor,
-            notice=(task.assignee, f"A revision of “{task.title}” was requested: {message}"),
-            message=message,
-        )
+        task = _locked_for_review(delivery, actor, "request a revision", rule="revise")
+        _revision_locked(task, delivery, actor=actor, message=message)
         return task
+
+
+def _revision_locked(
+    task: Task, delivery: Delivery, *, actor: Participant | None, message: str
+) -> None:
+    """The delivery goes back to the locked ``task``'s assignee; ``actor`` None: its checks
+    failed and the review window ended."""
+    Delivery.objects.filter(pk=delivery.pk).update(
+        status=Delivery.Status.REVISION_REQUESTED,
+        review_message=message,
+        reviewed_at=timezone.now(),
+    )
+    outcome_record_for(task=task, outcome="revised")
+    task.state = Task.State.REVISION_REQUESTED
+    automatic = {"automatic": True} if actor is None else {}
+    transition_record(
+        task,
+        kind="revision_requested",
+        actor=actor,
+        notice=(task.assignee, f"A revision of “{task.title}” was requested: {message}"),
+        message=message,
+        **automatic,
+    )
+    if actor is None:
+        notify(
+            recipient=task.poster,
+            task=task,
+            message=f"The delivery for “{task.title}” failed its checks; it went back to the "
+            "assignee for a revision.",
+        )
+    revision_handler_call(task=task, delivery_id=delivery.pk, message=message)
 
 
 def delivery_reject(*, delivery: Delivery, actor: Participant, reason: str) -> Dispute:
     """The poster rejects the work; a dispute opens, and the escrow waits for staff."""
-    reason = validation.clean_text(reason, field="reason", maximum=5000)
+    reason = validation.clean_text(reason, field="reason", maximum=validation.MAX_REVIEW_TEXT)
     with transaction.atomic():
-        task = _locked_for_review(delivery, actor, "reject this delivery")
+        task = _locked_for_review(delivery, actor, "reject this delivery", rule="reject")
         Delivery.objects.filter(pk=delivery.pk).update(
             status=Delivery.Status.REJECTED, review_message=reason, reviewed_at=timezone.now()
         )
@@ -473,18 +560,88 @@ def delivery_reject(*, delivery: Delivery, actor: Participant, reason: str) -> D
         return dispute
 
 
+def task_escalate(*, task: Task, actor: Participant, reason: str) -> Dispute:
+    """Stuck work goes to staff as a dispute over its latest delivery; the escrow waits for
+    their split. The poster may escalate work that stalled (see ``actions.work_stalls_at``)
+    after something was delivered (with nothing delivered, cancelling refunds it all); the
+    assignee, a delivery that waits for a poster who has not decided (its checks failed too
+    often for silence to send it back)."""
+    reason = validation.clean_text(reason, field="reason", maximum=validation.MAX_REVIEW_TEXT)
+    with transaction.atomic():
+        task = task_lock(task.pk)
+        delivery = Delivery.objects.filter(task=task).order_by("-created_at", "-pk").first()
+        if actor.pk == task.poster_id:
+            require_state(task, "escalate", *states_of("escalate", "poster"))
+            if delivery is None:
+                raise InvalidTransition(
+                    "Nothing was delivered on this task yet: cancel it to get the escrow back."
+                )
+            stalls_at = work_stalls_at(task)
+            if stalls_at > timezone.now():
+                raise InvalidTransition(
+                    "The work has not stalled: this task can be escalated from "
+                    f"{stalls_at:%Y-%m-%d %H:%M} UTC if nothing is delivered by then."
+                )
+            if selectors.unfinished_children_count(task=task):
+                raise ChildrenOpen("Cancel or finish the subtasks of this task first.")
+            other, sides = task.assignee, {"poster_evidence": reason}
+            outcome_record_for(task=task, outcome="timed_out")
+        elif actor.pk == task.assignee_id:
+            require_state(task, "escalate", *states_of("escalate", "assignee"))
+            if delivery.status != Delivery.Status.SUBMITTED or delivery.review_deadline:
+                raise InvalidTransition(
+                    "The poster's review window is still open: silence until it ends settles "
+                    "this delivery."
+                )
+            other, sides = task.poster, {"poster_evidence": "", "assignee_evidence": reason}
+        else:
+            raise NotAllowed("Only the poster or the assignee can escalate this task.")
+        state_before = task.state
+        task.state = Task.State.DISPUTED
+        task.save(update_fields=["state", "updated_at"])
+        dispute = Dispute.objects.create(task=task, delivery=delivery, opened_by=actor, **sides)
+        event_record(
+            task=task,
+            kind="escalated",
+            actor=actor,
+            reason=reason,
+            dispute=dispute.pk,
+            was=state_before,
+        )
+        notify(
+            recipient=other,
+            task=task,
+            message=f"“{task.title}” was escalated to staff: {reason} Add your side to the "
+            "dispute.",
+        )
+        return dispute
+
+
 def dispute_evidence_add(*, dispute: Dispute, actor: Participant, text: str) -> Dispute:
-    """The assignee's side of the story (the poster's is the rejection reason)."""
-    text = validation.clean_text(text, field="text", maximum=5000)
+    """A party states its side (replacing what it said before): the assignee's answer, or the
+    poster's (which starts as the rejection reason). A party that is an agent has its side told
+    by the agent or by the human who owns it."""
+    text = validation.clean_text(text, field="text", maximum=validation.MAX_REVIEW_TEXT)
     with transaction.atomic():
         task = task_lock(dispute.task_id)
-        require_actor(actor, task.assignee_id, "add evidence to this dispute", "assignee")
+        viewer = selectors.Viewer(participant=actor)
+        if selectors.speaks_for(viewer, task.poster):
+            side = "poster_evidence"
+        elif selectors.speaks_for(viewer, task.assignee):
+            side = "assignee_evidence"
+        else:
+            raise NotAllowed("Only the poster or the assignee can add evidence to this dispute.")
         dispute = Dispute.objects.select_for_update().get(pk=dispute.pk)
         if dispute.status != Dispute.Status.OPEN:
             raise InvalidTransition("This dispute is resolved already.")
-        dispute.assignee_evidence = text
-        dispute.save(update_fields=["assignee_evidence"])
+        setattr(dispute, side, text)
+        dispute.save(update_fields=[side])
         event_record(task=task, kind="dispute_evidence", actor=actor)
+        notify(
+            recipient=task.assignee if side == "poster_evidence" else task.poster,
+            task=task,
+            message=f"The other party added its side to the dispute on “{task.title}”.",
+        )
         return dispute
 
 
@@ -507,9 +664,9 @@ def dispute_resolve(
         dispute = Dispute.objects.select_for_update().get(pk=dispute.pk)
         if dispute.status != Dispute.Status.OPEN:
             raise InvalidTransition("This dispute is resolved already.")
-        require_state(task, "resolve a dispute on", Task.State.DISPUTED)
+        require_state(task, "resolve a dispute on", *states_of("resolve"))
         escrow = ledger_selectors.escrow_balance(task_ref=task.ledger_ref)
-        most = escrow - (task.bounty - task.price)
+        most = selectors.most_to_assignee(task=task, escrow=escrow)
         if assignee_share > most:
             raise InvalidInput(
                 f"assignee_share must be at most {most} (the price less what subtasks spent)."

@@ -10,9 +10,11 @@ from django.utils import timezone
 
 from agents_registry import embeddings
 from agents_registry.models import Participant
+from agents_registry.sweeps import sweep
 from ledger import services as ledger_services
 from ledger.exceptions import InsufficientCredits
 from marketplace import selectors
+from marketplace.actions import WORKING, states_of, work_stalls_at
 from marketplace.exceptions import (
     ChildrenOpen,
     DependencyCycle,
@@ -62,7 +64,8 @@ def task_post(
     checks: dict | None = None,
     bounty: int,
     deadline: datetime | None = None,
-    visibility: str = Task.Visibility.PUBLIC,
+    visibility: str | None = None,
+    internal: bool = False,
     parent: Task | None = None,
     depends_on: Sequence[Task] = (),
     auto_award: dict | None = None,
@@ -73,7 +76,9 @@ def task_post(
     for a subtask (``parent`` given, posted by the parent's assignee) from the parent's escrow.
     Insufficient credits creates nothing. A replay with the same ``idempotency_key`` returns the
     first task. A ``draft`` is saved unfunded and seen only by its poster until
-    :func:`task_publish`."""
+    :func:`task_publish`. ``visibility`` defaults to public, and to private for ``internal`` work
+    (an owner's own agents take it): private and internal are one (only the poster's family sees
+    a private task, and only its family may take internal work)."""
     title = validation.clean_text(title, field="title", maximum=validation.MAX_TITLE)
     description = validation.clean_text(
         description, field="description", maximum=validation.MAX_DESCRIPTION
@@ -84,10 +89,19 @@ def task_post(
         maximum=validation.MAX_DESCRIPTION,
         required=False,
     )
-    bounty = validation.clean_positive_int(bounty, field="bounty", maximum=10**12)
+    bounty = validation.clean_positive_int(bounty, field="bounty", maximum=validation.MAX_BOUNTY)
     deadline = validation.clean_deadline(deadline)
+    if visibility is None:
+        visibility = Task.Visibility.PRIVATE if internal else Task.Visibility.PUBLIC
     if visibility not in Task.Visibility.values:
         raise InvalidInput(f"visibility must be one of {', '.join(Task.Visibility.values)}.")
+    if internal and visibility != Task.Visibility.PRIVATE:
+        raise InvalidInput(
+            "An internal task is private to your own agents: leave visibility out or make it"
+            " private."
+        )
+    # Only the poster's family sees a private task, so it is their work: internal.
+    internal = visibility == Task.Visibility.PRIVATE
     checks = validation.clean_checks(checks)
     auto_award = validation.clean_auto_award(auto_award)
     depends_on = list(depends_on)
@@ -112,7 +126,7 @@ def task_post(
             if parent is not None:
                 parent = task_lock(parent.pk)
                 require_actor(poster, parent.assignee_id, "post subtasks of this task", "assignee")
-                require_state(parent, "post subtasks of", Task.State.IN_PROGRESS)
+                require_state(parent, "post subtasks of", *states_of("subtask"))
                 capacity = selectors.task_delegation_capacity(task=parent)
                 if bounty > capacity:
                     raise InsufficientBudget(
@@ -131,6 +145,7 @@ def task_post(
                 bounty=bounty,
                 deadline=deadline,
                 visibility=visibility,
+                internal=bool(internal),
                 auto_award=auto_award,
                 bidding_closes_at=(
                     timezone.now() + timedelta(hours=auto_award["window_hours"])
@@ -192,7 +207,7 @@ def task_publish(*, task: Task, actor: Participant) -> Task:
     with transaction.atomic():
         task = task_lock(task.pk)
         require_actor(actor, task.poster_id, "publish this task", "poster")
-        require_state(task, "publish", Task.State.DRAFT)
+        require_state(task, "publish", *states_of("publish"))
         if task.parent_id is not None:
             parent = task_lock(task.parent_id)
             require_state(parent, "post subtasks of", Task.State.IN_PROGRESS)
@@ -226,7 +241,7 @@ def task_dependency_add(*, task: Task, depends_on: Task, actor: Participant) -> 
     with transaction.atomic():
         locked = task_lock(task.pk)
         require_actor(actor, locked.poster_id, "change this task's dependencies", "poster")
-        require_state(locked, "add dependencies to", Task.State.OPEN)
+        require_state(locked, "add dependencies to", *states_of("depend"))
         _dependencies_check(parent=locked.parent, poster=actor, depends_on=[depends_on])
         if depends_on.pk == locked.pk:
             raise DependencyCycle("A task cannot depend on itself.")
@@ -258,7 +273,7 @@ def task_start(*, task: Task, actor: Participant) -> Task:
     with transaction.atomic():
         task = task_lock(task.pk)
         require_actor(actor, task.assignee_id, "start this task", "assignee")
-        require_state(task, "start", Task.State.AWARDED, Task.State.REVISION_REQUESTED)
+        require_state(task, "start", *states_of("start"))
         task.state = Task.State.IN_PROGRESS
         transition_record(
             task,
@@ -273,17 +288,11 @@ def task_abandon(*, task: Task, actor: Participant, reason: str) -> Task:
     """The assignee gives up: the task reopens for bids, and the assignee may not claim it again.
     Refused while subtasks are open or after subtasks spent part of the escrow (reopening would
     offer a bounty the escrow no longer holds)."""
-    reason = validation.clean_text(reason, field="reason", maximum=2000)
+    reason = validation.clean_text(reason, field="reason", maximum=validation.MAX_ABANDON_REASON)
     with transaction.atomic():
         task = task_lock(task.pk)
         require_actor(actor, task.assignee_id, "abandon this task", "assignee")
-        require_state(
-            task,
-            "abandon",
-            Task.State.AWARDED,
-            Task.State.IN_PROGRESS,
-            Task.State.REVISION_REQUESTED,
-        )
+        require_state(task, "abandon", *states_of("abandon"))
         if selectors.unfinished_children_count(task=task):
             raise ChildrenOpen("Cancel or finish the subtasks of this task before abandoning it.")
         if selectors.task_escrow_expected(task=task) != task.bounty:
@@ -299,9 +308,18 @@ def task_abandon(*, task: Task, actor: Participant, reason: str) -> Task:
         task.assignee = None
         task.price = None
         task.awarded_at = None
+        task.execution_ref = None
         task.barred = [*task.barred, assignee.pk]
         task.save(
-            update_fields=["state", "assignee", "price", "awarded_at", "barred", "updated_at"]
+            update_fields=[
+                "state",
+                "assignee",
+                "price",
+                "awarded_at",
+                "execution_ref",
+                "barred",
+                "updated_at",
+            ]
         )
         event_record(task=task, kind="abandoned", actor=actor, reason=reason)
         notify(
@@ -313,18 +331,21 @@ def task_abandon(*, task: Task, actor: Participant, reason: str) -> Task:
 
 
 def task_cancel(*, task: Task, actor: Participant) -> Task:
-    """The poster withdraws the task before work starts, or once work in progress has missed its
-    deadline (the assignee's outcome is then "timed out"); the escrow goes back (to the poster, or
-    to the parent's escrow for a subtask)."""
-    working = (Task.State.IN_PROGRESS, Task.State.REVISION_REQUESTED)
+    """The poster withdraws the task before work starts, or once work in progress has stalled
+    (its deadline passed, or ``MARKET_STALL_HOURS`` went by without a change: see
+    ``actions.work_stalls_at``) without a delivery; the assignee's outcome is then "timed out".
+    The escrow goes back (to the poster, or to the parent's escrow for a subtask)."""
     with transaction.atomic():
         task = task_lock(task.pk)
         require_actor(actor, task.poster_id, "cancel this task", "poster")
-        if task.state in working:
-            if task.deadline is None or task.deadline > timezone.now():
+        require_state(task, "cancel", *states_of("cancel"))
+        if task.state in WORKING:
+            stalls_at = work_stalls_at(task)
+            if stalls_at > timezone.now():
                 raise InvalidTransition(
                     "Work on this task has started: it can be cancelled only once its deadline"
-                    " has passed without a delivery."
+                    " has passed without a delivery, or once the work has stalled, from "
+                    f"{stalls_at:%Y-%m-%d %H:%M} UTC."
                 )
             if selectors.unfinished_children_count(task=task):
                 raise ChildrenOpen("Cancel or finish the subtasks of this task first.")
@@ -334,8 +355,6 @@ def task_cancel(*, task: Task, actor: Participant) -> Task:
             task.state = Task.State.CANCELLED
             transition_record(task, kind=Task.State.CANCELLED, actor=actor, refunded=0)
             return task
-        else:
-            require_state(task, "cancel", Task.State.OPEN, Task.State.AWARDED)
         _close_with_refund(task=task, state=Task.State.CANCELLED, actor=actor)
         return task
 
@@ -353,11 +372,15 @@ def task_expire(*, task_id: int, now: datetime | None = None) -> bool:
 
 
 def tasks_expire_due() -> int:
-    """Beat: expire every open task past its deadline. Idempotent."""
+    """Beat: expire every open task past its deadline. Idempotent; one that fails is logged and
+    left for the next round."""
     due = Task.objects.filter(state=Task.State.OPEN, deadline__lte=timezone.now()).values_list(
         "pk", flat=True
     )
-    return sum(task_expire(task_id=task_id) for task_id in list(due))
+    return sum(
+        bool(expired)
+        for expired in sweep(list(due), lambda pk: task_expire(task_id=pk), what="task")
+    )
 
 
 def _close_with_refund(*, task: Task, state: str, actor: Participant | None) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Any
 
@@ -11,11 +10,17 @@ from jsonschema import SchemaError
 from jsonschema.validators import validator_for
 
 from marketplace.exceptions import InvalidInput
+from marketplace.services import linear_regex
 
 MAX_TITLE = 200
 MAX_DESCRIPTION = 20_000
 MAX_PLAN = 2_000
 MAX_ETA_HOURS = 24 * 365
+MAX_BOUNTY = 10**12
+MAX_REVIEW_TEXT = 5_000  # a reason to reject, a revision request, dispute evidence
+MAX_ABANDON_REASON = 2_000
+MAX_AUTO_AWARD_BIDS = 100
+MAX_AUTO_AWARD_WINDOW_HOURS = 24 * 90
 CHECK_KEYS = {"json_schema", "regex", "required_fields"}
 
 
@@ -71,18 +76,23 @@ def clean_checks(checks: dict | None) -> dict:
             raise InvalidInput("checks.json_schema must be a JSON Schema object.")
         try:
             validator_for(schema).check_schema(schema)
+            linear_regex.schema_patterns_check(schema, "checks.json_schema")
         except SchemaError as error:
             raise InvalidInput(
                 f"checks.json_schema is not a valid schema: {error.message}"
             ) from None
+        except linear_regex.UnsupportedPattern as error:
+            raise InvalidInput(str(error)) from None
         cleaned["json_schema"] = schema
     if "regex" in checks:
         pattern = checks["regex"]
-        if not isinstance(pattern, str) or not pattern or len(pattern) > 500:
-            raise InvalidInput("checks.regex must be a pattern of 1 to 500 characters.")
+        if not isinstance(pattern, str) or not pattern or len(pattern) > linear_regex.MAX_PATTERN:
+            raise InvalidInput(
+                f"checks.regex must be a pattern of 1 to {linear_regex.MAX_PATTERN} characters."
+            )
         try:
-            re.compile(pattern)
-        except re.error as error:
+            linear_regex.compiled(pattern)
+        except linear_regex.UnsupportedPattern as error:
             raise InvalidInput(f"checks.regex does not compile: {error}") from None
         cleaned["regex"] = pattern
     if "required_fields" in checks:
@@ -110,11 +120,13 @@ def clean_auto_award(auto_award: dict | None) -> dict:
     cleaned: dict[str, int] = {}
     if auto_award.get("after_bids") is not None:
         cleaned["after_bids"] = clean_positive_int(
-            auto_award["after_bids"], field="auto_award.after_bids", maximum=100
+            auto_award["after_bids"], field="auto_award.after_bids", maximum=MAX_AUTO_AWARD_BIDS
         )
     if auto_award.get("window_hours") is not None:
         cleaned["window_hours"] = clean_positive_int(
-            auto_award["window_hours"], field="auto_award.window_hours", maximum=24 * 90
+            auto_award["window_hours"],
+            field="auto_award.window_hours",
+            maximum=MAX_AUTO_AWARD_WINDOW_HOURS,
         )
     if not cleaned:
         raise InvalidInput("auto_award needs after_bids or window_hours.")

@@ -13,14 +13,15 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.text import capfirst
 from django.views.decorators.http import require_POST
 
 from agents_registry import selectors as registry_selectors
 from ledger import selectors as ledger_selectors
-from marketplace import selectors, services
+from marketplace import actions, selectors, services
 from marketplace.api.deliveries import delivery_file_response
-from marketplace.exceptions import MarketError
-from marketplace.models import Bid, Delivery, Task
+from marketplace.exceptions import MarketError, NotFound
+from marketplace.models import Bid, Task
 from marketplace.sanitize import sanitize_text
 
 
@@ -75,7 +76,7 @@ def task_new(request: HttpRequest) -> HttpResponse:
                     draft="save_draft" in values,
                 )
             except MarketError as error:
-                errors = str(error)
+                errors = capfirst(str(error))
             else:
                 if task.state == task.State.DRAFT:
                     messages.success(
@@ -125,28 +126,20 @@ def _task_context(request: HttpRequest, task_id: int) -> dict:
     deliveries = list(selectors.deliveries_for_task(viewer=viewer, task=task))
     for delivery in deliveries:
         delivery.safe_html = sanitize_text(delivery.text)
-    is_poster = participant is not None and participant.pk == task.poster_id
-    is_assignee = participant is not None and participant.pk == task.assignee_id
+    # The buttons and forms come from the same table as the API's answer of what is allowed.
+    allowed = actions.task_actions(viewer=viewer, task=task)
     return {
         "task": task,
         "bids": list(selectors.bids_for_task(viewer=viewer, task=task)),
         "bid_count": Bid.objects.filter(task=task, status=Bid.Status.ACTIVE).count(),
         "deliveries": deliveries,
         "children": list(selectors.task_children(task=task)),
-        "events": list(selectors.task_events(task=task)),
+        "events": selectors.task_timeline(viewer=viewer, task=task),
         "dispute": selectors.access_dispute(viewer=viewer, task=task),
-        "is_poster": is_poster,
-        "is_assignee": is_assignee,
-        "can_bid": participant is not None and not is_poster and task.state == "open",
-        "can_cancel": is_poster
-        and (
-            task.state in ("draft", "open", "awarded")
-            or (
-                task.state in ("in_progress", "revision_requested")
-                and task.deadline is not None
-                and task.deadline <= timezone.now()
-            )
-        ),
+        "is_poster": participant is not None and participant.pk == task.poster_id,
+        "is_assignee": participant is not None and participant.pk == task.assignee_id,
+        "actions": allowed,
+        "stalls_at": actions.work_stalls_at(task),
         "escrow": ledger_selectors.escrow_balance(task_ref=task.ledger_ref)
         if selectors.is_task_party(viewer, task)
         else None,
@@ -222,24 +215,51 @@ def task_act(request: HttpRequest, task_id: int, action: str) -> HttpResponseBas
             services.delivery_accept(delivery=delivery, actor=actor)
             message = "Accepted and settled."
         elif action == "revise":
-            services.revision_request(delivery=delivery, actor=actor, message=data.get("message"))
+            services.revision_request(
+                delivery=delivery, actor=actor, message=data.get("message", "")
+            )
             message = "Revision requested."
         elif action == "reject":
-            services.delivery_reject(delivery=delivery, actor=actor, reason=data.get("reason"))
+            services.delivery_reject(delivery=delivery, actor=actor, reason=data.get("reason", ""))
             message = "Rejected; a dispute is open for staff to resolve."
         elif action == "publish":
             services.task_publish(task=task, actor=actor)
             message = f"Published. {task.bounty} credits are held in escrow."
         elif action == "cancel":
+            was_draft = task.state == Task.State.DRAFT
             services.task_cancel(task=task, actor=actor)
-            message = "Cancelled; the escrow was refunded."
+            message = "Draft discarded." if was_draft else "Cancelled; the escrow was refunded."
         elif action == "abandon":
             services.task_abandon(task=task, actor=actor, reason=data.get("reason", ""))
-            message = "You gave the task up."
+            message = "You gave the task up; it is open for bids again."
+        elif action == "withdraw":
+            bid = selectors.access_bid(viewer=viewer, bid_id=_int(data.get("bid")) or 0)
+            services.bid_withdraw(bid=bid, actor=actor)
+            message = "Your bid is withdrawn."
+        elif action == "escalate":
+            services.task_escalate(task=task, actor=actor, reason=data.get("reason", ""))
+            message = "Escalated: a dispute is open for staff to resolve."
+        elif action == "answer":
+            dispute = selectors.access_dispute(viewer=viewer, task=task)
+            if dispute is None:
+                raise NotFound(f"Task #{task.pk} has no dispute you can see.")
+            services.dispute_evidence_add(dispute=dispute, actor=actor, text=data.get("text", ""))
+            message = "Your side of the dispute is saved; staff will read it."
+        elif action == "depend":
+            depends_on = selectors.access_task(
+                viewer=viewer, task_id=_int(data.get("depends_on")) or 0
+            )
+            services.task_dependency_add(task=task, depends_on=depends_on, actor=actor)
+            message = f"This task now waits for #{depends_on.pk} to be accepted."
         else:
             return render(request, "marketplace/not_found.html", status=404)
     except MarketError as error:
-        messages.error(request, str(error))
+        messages.error(request, capfirst(str(error)))
+        if action == "deliver":
+            # A refused delivery comes back with what was typed, not an empty form.
+            context = _task_context(request, task_id)
+            context["typed"] = {"text": data.get("text", "")}
+            return render(request, "marketplace/task.html", context, status=400)
     else:
         messages.success(request, message)
     return redirect(reverse("task-detail", args=[task_id]))
@@ -257,18 +277,24 @@ def delivery_file(request: HttpRequest, file_id: int) -> HttpResponseBase:
 
 @login_required
 def dashboard(request: HttpRequest) -> HttpResponse:
+    """The user's tasks, bids and notifications; refetched (htmx) whenever a notice reaches them.
+    Showing the notifications marks them read."""
     viewer = selectors.viewer_for_request(request)
     participant = viewer.participant
-    return render(
-        request,
-        "marketplace/dashboard.html",
-        {
-            "posted": selectors.tasks_posted_by(participant=participant)[:50],
-            "assigned": selectors.tasks_assigned_to(participant=participant)[:50],
-            "bids": selectors.bids_of(participant=participant)[:50],
-            "notifications": selectors.notifications_for(participant=participant, limit=20),
-            "available": _available(participant),
-            "states": dict(Task.State.choices),
-            "delivery_states": dict(Delivery.Status.choices),
-        },
-    )
+    context = {
+        "posted": selectors.tasks_posted_by(participant=participant)[:50],
+        "assigned": selectors.tasks_assigned_to(participant=participant)[:50],
+        "bids": selectors.bids_of(participant=participant)[:50],
+        # Read before they are marked read below, so the page still shows which ones are new.
+        "notifications": list(selectors.notifications_for(participant=participant, limit=20)),
+        "available": _available(participant),
+    }
+    services.notifications_mark_read(participant=participant, up_to=timezone.now())
+    template = "marketplace/dashboard.html#work" if request.htmx else "marketplace/dashboard.html"
+    return render(request, template, context)
+
+
+@login_required
+def notifications_unread(request: HttpRequest) -> HttpResponse:
+    """The count of unread notifications beside "My work", refetched on each notice."""
+    return render(request, "base.html#unread")

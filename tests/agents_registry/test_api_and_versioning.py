@@ -41,7 +41,7 @@ def counts() -> tuple[int, int]:
 def test_register_an_agent_with_its_first_profile(client_for, alice: User) -> None:
     body = register(client_for(alice))
     assert body["slug"] == "invoice-reader"
-    assert body["owner_id"] == participant_of(alice).pk
+    assert body["owner"]["id"] == participant_of(alice).pk
     assert body["current_profile"]["version"] == 1
     assert body["current_profile"]["is_matchable"] is False  # the worker has not embedded it yet
     assert body["current_profile"]["policy_flags"] == ["no_health_data"]
@@ -76,7 +76,7 @@ def test_editing_keeps_the_old_version_and_its_vector_and_decisions_keep_theirs(
     assert list(first.embedding) == first_vector
     assert first.description == PROFILE["description"]
     assert agent_current_profile(agent=agent).version == 2
-    versions = client.get("/api/v1/agents/invoice-reader/profiles/").json()
+    versions = client.get("/api/v1/agents/invoice-reader/profiles/").json()["results"]
     assert [v["version"] for v in versions] == [2, 1]
     record.refresh_from_db()
     assert record.chosen_profile_id == first.pk
@@ -183,7 +183,7 @@ def test_keys_are_issued_once_listed_without_secret_and_revoked(client_for, alic
     assert issued.status_code == 201
     secret = issued.json()["key"]
     assert secret.startswith(issued.json()["prefix"] + ".")
-    listed = client.get("/api/v1/agents/invoice-reader/keys/").json()
+    listed = client.get("/api/v1/agents/invoice-reader/keys/").json()["results"]
     assert [key["prefix"] for key in listed] == [issued.json()["prefix"]]
     assert "key" not in listed[0]
     bad = client.post(

@@ -92,7 +92,7 @@ def test_directory_search_and_profile_page(client_for, alice: User) -> None:
     outcomes = client.get("/api/v1/agents/translator/outcomes/").json()
     assert outcomes["count"] == 1
     assert outcomes["results"][0] == {
-        "task_ref": "task:1",
+        "task_id": 1,
         "outcome": "accepted",
         "profile_version": 1,
         "cost": 120,

@@ -185,7 +185,7 @@ def test_skill_pages_and_api(client_for, chain, alice) -> None:
     page = client.get(f"/skills/{chain['workflow'].skill.slug}/")
     assert page.status_code == 200
     html = page.content.decode()
-    assert "Invoice reading prompt v1" in html and "50%" in html and "task:17" in html
+    assert "Invoice reading prompt v1" in html and "50%" in html and "task #17" in html
     assert client.get("/skills/").status_code == 200
     detail = client.get(f"/api/v1/skills/{chain['prompt'].skill.slug}/").json()
     assert detail["versions"][0]["dependencies"] == [
@@ -225,6 +225,7 @@ def test_publish_a_skill_from_a_delivery_through_the_page(client_for, chain, bob
             "dependencies": f"{chain['tool'].skill.slug} 12.5",
             "provenance_task_ref": "task:42",
         },
+        format="multipart",  # a page's form, not the API
     )
     assert response.status_code == 302
     version = SkillVersion.objects.get(skill__title="Receipt workflow")

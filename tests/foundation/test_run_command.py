@@ -19,8 +19,10 @@ def test_run_command_serves_the_site_and_ctrl_c_stops_everything() -> None:
         assert ready is not None, "the site never became ready"
         assert ready["checks"]["worker"]["ok"] is True
         assert own_marketplace.http_get(f"http://127.0.0.1:{port}/")[0] == 200
+        # The MCP endpoint is on the same origin, and refuses a request without an API key.
+        assert own_marketplace.http_get(f"http://127.0.0.1:{port}/mcp")[0] == 401
         children = psutil.Process(process.pid).children(recursive=True)
-        assert len(children) >= 4  # web, ws, worker, beat (and their own children)
+        assert len(children) >= 3  # web, worker, beat (and their own children)
 
         process.send_signal(signal.SIGINT)
         remaining, _ = process.communicate(timeout=60)

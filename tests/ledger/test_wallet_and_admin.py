@@ -45,9 +45,9 @@ def test_wallet_page_shows_balances_statement_and_no_payments(settings: object) 
     page = logged_in(user).get("/wallet/")
     assert page.status_code == 200
     html = page.content.decode()
-    assert '<p class="stat" id="available">7500</p>' in html
-    assert '<p class="stat" id="held">2500</p>' in html
-    assert '<p class="stat" id="posted">10000</p>' in html
+    assert '<p class="stat" id="available">7,500</p>' in html
+    assert '<p class="stat" id="held">2,500</p>' in html
+    assert '<p class="stat" id="posted">10,000</p>' in html
     assert "Payments are not configured" in html
     assert "Bounty locked in escrow" in html and "Promotional grant" in html
 

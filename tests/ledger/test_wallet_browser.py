@@ -23,7 +23,7 @@ def test_wallet_statement_pages_with_htmx(live_server, browser, settings) -> Non
         )  # fmt: skip
     page = log_in(browser, live_server.url, "carol")
     page.goto(f"{live_server.url}/wallet/")
-    assert page.text_content("#available").strip() == str(10_000 - sum(range(10, 34)))
+    assert page.text_content("#available").strip() == f"{10_000 - sum(range(10, 34)):,}"
     assert page.locator("#statement-lines tr").count() == 21  # 20 lines and "More"
     page.screenshot(path=str(settings.DATA_DIR / "wallet.png"), full_page=True)
     page.click("#statement-lines a:text('More')")
@@ -31,4 +31,4 @@ def test_wallet_statement_pages_with_htmx(live_server, browser, settings) -> Non
     assert page.url == f"{live_server.url}/wallet/"  # swapped in place, no navigation
     last = page.locator("#statement-lines tr").last
     assert "Promotional grant" in last.text_content()
-    assert last.locator("td").last.text_content().strip() == "10000"
+    assert last.locator("td").last.text_content().strip() == "10,000"

@@ -37,7 +37,7 @@ def test_full_lifecycle_through_the_api(alice: User, bob: User) -> None:
     )
     assert posted.status_code == 201, posted.json()
     task_id = posted.json()["id"]
-    assert posted.json()["state"] == "open"
+    assert posted.json()["status"] == "open"
     assert available(poster) == start[poster] - 1000
     replay = human.post(
         "/api/v1/tasks/",
@@ -77,10 +77,10 @@ def test_full_lifecycle_through_the_api(alice: User, bob: User) -> None:
     assert [(row["price"], row["status"]) for row in bids] == [(800, "active")]
     awarded = human.post(f"/api/v1/bids/{bid.json()['id']}/award/")
     assert awarded.status_code == 200, awarded.json()
-    assert awarded.json()["state"] == "awarded"
+    assert awarded.json()["status"] == "awarded"
     assert awarded.json()["assignee"]["id"] == writer.participant.pk
 
-    assert writer_api.post(f"/api/v1/tasks/{task_id}/start/").json()["state"] == "in_progress"
+    assert writer_api.post(f"/api/v1/tasks/{task_id}/start/").json()["status"] == "in_progress"
 
     subtask = writer_api.post(
         f"/api/v1/tasks/{task_id}/subtasks/",
@@ -102,7 +102,7 @@ def test_full_lifecycle_through_the_api(alice: User, bob: User) -> None:
     assert early.json()["error"]["code"] == "subtasks_open"
     assert not Delivery.objects.filter(task_id=task_id).exists()
 
-    assert helper_api.post(f"/api/v1/tasks/{subtask_id}/claim/").json()["state"] == "awarded"
+    assert helper_api.post(f"/api/v1/tasks/{subtask_id}/claim/").json()["status"] == "awarded"
     helper_api.post(f"/api/v1/tasks/{subtask_id}/start/")
     sub_delivery = helper_api.post(
         f"/api/v1/tasks/{subtask_id}/deliveries/",
@@ -112,7 +112,7 @@ def test_full_lifecycle_through_the_api(alice: User, bob: User) -> None:
     )
     assert sub_delivery.status_code == 201, sub_delivery.json()
     accepted_sub = writer_api.post(f"/api/v1/deliveries/{sub_delivery.json()['id']}/accept/")
-    assert accepted_sub.json()["state"] == "accepted"
+    assert accepted_sub.json()["status"] == "accepted"
     assert available(helper.participant) == start[helper.participant] + 190  # 200 less the 5% fee
 
     upload = SimpleUploadedFile("notes.md", b"# Notes\n- revenue up", content_type="text/markdown")
@@ -147,7 +147,7 @@ def test_full_lifecycle_through_the_api(alice: User, bob: User) -> None:
 
     accepted = human.post(f"/api/v1/deliveries/{delivery_id}/accept/")
     assert accepted.status_code == 200, accepted.json()
-    assert accepted.json()["state"] == "accepted"
+    assert accepted.json()["status"] == "accepted"
     # Escrow 800 (1000 less the subtask's 200); payout 800 - (1000 - 800) = 600, fee 30.
     assert available(writer.participant) == start[writer.participant] + 570
     assert available(poster) == start[poster] - 800

@@ -78,4 +78,4 @@ def test_lifecycle_in_a_real_browser(live_server, browser, bob: User) -> None:
     assert available(worker) == worker_before + 380
     assert available(carol) == starting - 400
     page.goto(f"{live_server.url}/dashboard/")
-    assert str(starting - 400) in page.inner_text("main")
+    assert f"{starting - 400:,}" in page.inner_text("main")

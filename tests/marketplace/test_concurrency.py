@@ -101,8 +101,8 @@ def test_beat_tasks_running_twice_at_once_settle_once(
 
     results = run_together(
         [
-            services.deliveries_auto_accept_due,
-            services.deliveries_auto_accept_due,
+            services.deliveries_review_due,
+            services.deliveries_review_due,
             services.tasks_expire_due,
             services.tasks_expire_due,
         ]
@@ -117,5 +117,5 @@ def test_beat_tasks_running_twice_at_once_settle_once(
     assert available(poster) == poster_before + 200 + 300
     assert JournalEntry.objects.filter(domain_ref=delivered.ledger_ref).count() == 2
     assert JournalEntry.objects.filter(domain_ref=expiring.ledger_ref).count() == 2
-    assert services.deliveries_auto_accept_due() == 0
+    assert services.deliveries_review_due() == 0
     assert services.tasks_expire_due() == 0

@@ -21,14 +21,14 @@ def test_a_draft_holds_nothing_and_only_its_poster_sees_it(poster, bob: User, cl
 
     outsider_agent = make_agent(bob, "Browser")
     assert outsider_agent.client().get(f"/api/v1/tasks/{draft.pk}/").status_code == 404
-    listed = outsider_agent.client().get("/api/v1/tasks/?state=draft").json()
+    listed = outsider_agent.client().get("/api/v1/tasks/?status=draft").json()
     assert listed["count"] == 0
     owner = client_for(poster.user)
-    assert owner.get(f"/api/v1/tasks/{draft.pk}/").json()["state"] == "draft"
+    assert owner.get(f"/api/v1/tasks/{draft.pk}/").json()["status"] == "draft"
 
     response = owner.post(f"/api/v1/tasks/{draft.pk}/publish/")
     assert response.status_code == 200, response.json()
-    assert response.json()["state"] == "open"
+    assert response.json()["status"] == "open"
     assert available(poster) == start - 400
     assert escrow(Task.objects.get(pk=draft.pk)) == 400
     assert outsider_agent.client().get(f"/api/v1/tasks/{draft.pk}/").status_code == 200
@@ -54,7 +54,7 @@ def test_a_draft_is_posted_through_the_api_and_cancelled_without_refund(poster, 
         {"title": "Later", "description": "Not yet.", "bounty": 50, "draft": True},
         format="json",
     ).json()
-    assert body["state"] == "draft"
+    assert body["status"] == "draft"
     start = available(poster)
-    assert client.post(f"/api/v1/tasks/{body['id']}/cancel/").json()["state"] == "cancelled"
+    assert client.post(f"/api/v1/tasks/{body['id']}/cancel/").json()["status"] == "cancelled"
     assert available(poster) == start

@@ -31,7 +31,7 @@ def world(alice: User, bob: User, mallory: User, staff: User) -> dict:
         title=f"Private work {SECRET}",
         description=f"Confidential {SECRET}",
         bounty=900,
-        visibility="private",
+        internal=True,
     )
     bid = services.bid_place(
         task=task, bidder=assignee.participant, price=700, eta_hours=2, plan=f"Plan {SECRET}"

@@ -64,7 +64,7 @@ def test_answers_are_kept_until_a_change_commits(alice: User, bob: User) -> None
 
     services.task_cancel(task=Task.objects.get(pk=task.pk), actor=poster)
     assert _get(client, "/api/v1/tasks/")[0]["count"] == 0
-    assert _get(client, f"/api/v1/tasks/{task.pk}/")[0]["state"] == "cancelled"
+    assert _get(client, f"/api/v1/tasks/{task.pk}/")[0]["status"] == "cancelled"
 
 
 @pytest.mark.django_db(transaction=True)

@@ -111,10 +111,10 @@ def test_filters_narrow_the_page(market: dict) -> None:
 
 def test_the_list_endpoint_validates_its_query(bob: User) -> None:
     client = make_agent(bob, "Asker").client()
-    response = client.get("/api/v1/tasks/?state=nonsense&min_bounty=lots")
+    response = client.get("/api/v1/tasks/?status=nonsense&min_bounty=lots")
     assert response.status_code == 400
     body = response.json()
-    assert "state" in str(body) and "min_bounty" in str(body)
+    assert "status" in str(body) and "min_bounty" in str(body)
     assert client.get("/api/v1/tasks/999999/").status_code == 404
     page = client.get("/api/v1/tasks/?limit=1")
     assert page["Content-Type"] == "application/json"
@@ -164,7 +164,7 @@ def test_prepared_lookups_load_what_the_orm_loads(market: dict, bob: User) -> No
         "limit=20",
         "limit=5&offset=5",
         "offset=10&limit=20",
-        "q=a%20b&state=open&offset=3",
+        "q=a%20b&status=open&offset=3",
         "x=&limit=2&offset=100",
         "tag=a&tag=b&offset=7",
         "q=%C3%A9t%C3%A9&offset=4&limit=2",

@@ -24,8 +24,8 @@ def test_writes_over_the_limit_are_refused_with_retry_after_and_change_nothing(
     client = agent.client()
     body = {"price": 10, "eta_hours": 1, "plan": "Do it."}
     for task in tasks[:3]:
-        assert client.post(f"/api/v1/tasks/{task.pk}/bids/", body).status_code == 201
-    refused = client.post(f"/api/v1/tasks/{tasks[3].pk}/bids/", body)
+        assert client.post(f"/api/v1/tasks/{task.pk}/bids/", body, format="json").status_code == 201
+    refused = client.post(f"/api/v1/tasks/{tasks[3].pk}/bids/", body, format="json")
     assert refused.status_code == 429
     assert 1 <= int(refused["Retry-After"]) <= 80  # the rest of this minute and a third of the next
     assert "throttled" in refused.json()["error"]["message"]

@@ -29,6 +29,8 @@ _grants = itertools.count(1)
 def _fast_embeddings(settings: object) -> None:
     # The hashing embedder keeps these tests fast; matching quality is the registry's concern.
     settings.EMBEDDING_BACKEND = "hashing"
+    # The cast's passwords need no strength here; PBKDF2 would dominate the setup time.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 def fund(participant: Participant, amount: int) -> None:

@@ -149,10 +149,12 @@ def test_the_trace_page_shows_the_timeline_and_its_partial(
     html = page.content.decode()
     assert "Execution #" in html and "Download trace (JSON)" in html
     assert "builtin:text-stats" in html
-    assert "ws-connect" not in html  # final: no live socket
+    assert "/ws/executions/" not in html  # final: no live socket
     partial = client_for(alice).get(f"/executions/{finished.pk}/", HTTP_HX_REQUEST="true")
     body = partial.content.decode()
-    assert body.lstrip().startswith('<div id="timeline"')
+    # A finished execution's partial also replaces the refetching element with an inert one.
+    assert body.lstrip().startswith('<div id="timeline-refresh" hx-swap-oob="true"></div>')
+    assert '<div id="timeline" aria-live="polite">' in body
     assert "<html" not in body
     assert client_for(mallory).get(f"/executions/{finished.pk}/").status_code == 404
     download = client_for(alice).get(f"/executions/{finished.pk}/trace.json")

@@ -16,7 +16,18 @@ from typing import Any
 
 from workers.exceptions import BudgetExceeded
 
-_FENCED = re.compile(r"```[a-zA-Z0-9_-]*\n(.*?)```", re.DOTALL)
+# Browsers send a textarea's lines ending in \r\n: a fence is recognised either way.
+_FENCED = re.compile(r"```[a-zA-Z0-9_-]*\r?\n(.*?)```", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class Revision:
+    """A run that revises an earlier delivery: what the poster asked to change (or, after failed
+    checks, their evidence), and what was delivered."""
+
+    delivery_id: int
+    message: str
+    previous_text: str = ""
 
 
 @dataclass(frozen=True)
@@ -29,6 +40,7 @@ class TaskBrief:
     acceptance_criteria: str = ""
     checks: dict[str, Any] = field(default_factory=dict)
     budget: int = 0
+    revision: Revision | None = None
 
     @property
     def material(self) -> str:

@@ -21,6 +21,7 @@ from typing import Any
 
 import jsonschema
 
+from marketplace.services import linear_regex
 from workers.exceptions import RuntimeFailure
 from workers.runtimes.base import RunContext, RunResult, TaskBrief
 
@@ -204,7 +205,9 @@ def summarize(task: TaskBrief) -> RunResult:
     sentences = sentences_of(task.material)
     if len(sentences) < 2:
         raise RuntimeFailure("Summarising needs a text of at least two sentences.")
-    wanted = re.search(r"(\d+)\s+sentences?", f"{task.acceptance_criteria} {task.title}")
+    # A revision's message comes first: "in 2 sentences, please" overrides the criteria.
+    asked = task.revision.message if task.revision else ""
+    wanted = re.search(r"(\d+)\s+sentences?", f"{asked} {task.acceptance_criteria} {task.title}")
     count = int(wanted.group(1)) if wanted else max(1, min(5, round(len(sentences) / 4)))
     count = max(1, min(count, len(sentences)))
     scores = _sentence_scores(sentences)
@@ -240,7 +243,8 @@ def verify_against_criteria(task: TaskBrief) -> RunResult:
         except json.JSONDecodeError as error:
             add("json", False, f"not JSON: {error.msg} at line {error.lineno}")
     if "json_schema" in checks and parsed is not None:
-        errors = list(jsonschema.Draft202012Validator(checks["json_schema"]).iter_errors(parsed))
+        validator = linear_regex.schema_validator(checks["json_schema"])
+        errors = list(validator.iter_errors(parsed))
         add("json_schema", not errors, "; ".join(e.message for e in errors[:5]) or "valid")
     if "required_fields" in checks and parsed is not None:
         missing = [
@@ -251,8 +255,8 @@ def verify_against_criteria(task: TaskBrief) -> RunResult:
         add("required_fields", not missing, f"missing: {', '.join(missing)}" if missing else "all")
     if "regex" in checks:
         try:
-            found = re.search(checks["regex"], material, re.MULTILINE)
-        except re.error as error:
+            found = linear_regex.search(f"(?m){checks['regex']}", material)
+        except linear_regex.UnsupportedPattern as error:
             add("regex", False, f"the pattern is invalid: {error}")
         else:
             add("regex", found is not None, f"matched {found.group(0)!r}" if found else "no match")

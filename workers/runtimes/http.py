@@ -27,6 +27,7 @@ USER_AGENT = "agent-marketplace-worker/1"
 
 def request_body(context: RunContext) -> dict[str, Any]:
     task = context.task
+    revision = task.revision
     return {
         "type": "task.execute",
         "execution": {"id": context.execution_id, "attempt": context.attempt},
@@ -38,6 +39,10 @@ def request_body(context: RunContext) -> dict[str, Any]:
             "checks": task.checks,
             "budget": task.budget,
         },
+        # Set when the poster asked to revise an earlier delivery of this task.
+        "revision": {"delivery_id": revision.delivery_id, "message": revision.message}
+        if revision
+        else None,
         "callbacks": context.callback_urls,
     }
 

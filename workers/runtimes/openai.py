@@ -36,7 +36,13 @@ def messages_for(context: RunContext, skills: list[str]) -> list[dict[str, str]]
     user = f"Task: {task.title}\n\n{task.description}"
     if task.acceptance_criteria:
         user += f"\n\nAcceptance criteria:\n{task.acceptance_criteria}"
-    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+    messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+    if task.revision is not None:
+        messages += [
+            {"role": "assistant", "content": task.revision.previous_text},
+            {"role": "user", "content": f"Please revise your answer: {task.revision.message}"},
+        ]
+    return messages
 
 
 def affordable_output_tokens(context: RunContext, *, estimated_input_tokens: int) -> int:

@@ -7,6 +7,7 @@ from workers.services.executions import (
     execution_claim,
     execution_complete,
     execution_create_for_award,
+    execution_create_for_revision,
     execution_enqueue,
     execution_reap,
     execution_run,
@@ -22,6 +23,7 @@ from workers.services.secrets import (
     webhook_secret_rotate,
     webhook_secrets_valid,
 )
+from workers.services.skills import skill_distill_from_task, skill_distill_queue
 from workers.services.traces import trace_event_append, trace_recorder
 
 __all__ = [
@@ -33,6 +35,7 @@ __all__ = [
     "execution_claim",
     "execution_complete",
     "execution_create_for_award",
+    "execution_create_for_revision",
     "execution_enqueue",
     "execution_reap",
     "execution_run",
@@ -41,6 +44,8 @@ __all__ = [
     "hosted_bids_queue",
     "lease_for",
     "retry_delay_seconds",
+    "skill_distill_from_task",
+    "skill_distill_queue",
     "time_limits_for",
     "trace_event_append",
     "trace_recorder",

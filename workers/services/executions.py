@@ -23,13 +23,14 @@ from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError, OperationalError, transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from agents_registry import queueing
 from agents_registry.models import Agent, Participant, SkillVersion
 from agents_registry.prepared import fetch_row, update_row
+from agents_registry.sweeps import sweep
 from marketplace import selectors as market_selectors
 from marketplace import services as market_services
 from marketplace.exceptions import MarketError, NotFound
@@ -44,8 +45,8 @@ from workers.exceptions import (
 )
 from workers.live import execution_changed_on_commit
 from workers.models import Execution, TraceEvent
-from workers.runtimes import builtin, http, openai
-from workers.runtimes.base import RunContext, RunResult, TaskBrief
+from workers.runtimes import a2a, builtin, http, openai
+from workers.runtimes.base import Revision, RunContext, RunResult, TaskBrief
 from workers.selectors import execution_with_agent
 from workers.services.secrets import api_key_stored, webhook_secrets_valid
 from workers.services.traces import (
@@ -57,7 +58,12 @@ from workers.services.traces import (
 
 logger = logging.getLogger(__name__)
 
-HOSTED_RUNTIMES = (Agent.Runtime.HTTP, Agent.Runtime.OPENAI, Agent.Runtime.BUILTIN)
+HOSTED_RUNTIMES = (
+    Agent.Runtime.HTTP,
+    Agent.Runtime.OPENAI,
+    Agent.Runtime.BUILTIN,
+    Agent.Runtime.A2A,
+)
 EXECUTION_RUN_TASK = "workers.execution_run"
 
 
@@ -77,7 +83,11 @@ def _skill_texts(agent: Agent) -> list[str]:
 def _runtime_for(agent: Agent) -> Callable[[RunContext], RunResult]:
     if agent.runtime == Agent.Runtime.OPENAI:
         return partial(openai.run, skills=_skill_texts(agent))
-    return {Agent.Runtime.BUILTIN: builtin.run, Agent.Runtime.HTTP: http.run}[agent.runtime]
+    return {
+        Agent.Runtime.BUILTIN: builtin.run,
+        Agent.Runtime.HTTP: http.run,
+        Agent.Runtime.A2A: a2a.run,
+    }[agent.runtime]
 
 
 def time_limits_for(agent: Agent) -> tuple[int, int]:
@@ -175,6 +185,32 @@ def execution_create_for_award(*, task: Any, assignee: Participant) -> Execution
     return execution
 
 
+def execution_create_for_revision(*, task: Any, delivery_id: int, message: str) -> Execution | None:
+    """The market's revision hook: a hosted assignee runs again, as a new execution of its own
+    (its own attempts and trace), whose brief carries the poster's message (read from the
+    revised delivery when the run starts). Inside the revision request's transaction, like the
+    award's hook, so the run exists if and only if the request committed."""
+    assignee = task.assignee
+    if assignee is None or assignee.kind != Participant.Kind.AGENT:
+        return None
+    # An agent that accepted the task and delivered through the API leaves its execution
+    # waiting until the reaper sees the delivery: close it now (one live execution per task).
+    # SKIP LOCKED: the reaper locks executions before tasks, this request holds the task.
+    for waiting in Execution.objects.select_for_update(skip_locked=True).filter(
+        task_ref=task.pk, status=Execution.Status.WAITING
+    ):
+        waiting.agent = assignee.agent
+        _reap_waiting(waiting, timezone.now())
+    if Execution.objects.filter(task_ref=task.pk, status__in=Execution.ACTIVE_STATUSES).exists():
+        logger.warning(
+            "task %s: a run is still live, so the revision of delivery %s starts none",
+            task.pk,
+            delivery_id,
+        )
+        return None
+    return execution_create_for_award(task=task, assignee=assignee)
+
+
 # --- running -------------------------------------------------------------------------------------
 
 
@@ -256,6 +292,14 @@ def _task_started(execution: Execution) -> Task | None:
 
 
 def _task_brief(execution: Execution, task: Task) -> TaskBrief:
+    revision = None
+    # A task just awarded has no delivery to revise (the common first run asks nothing more).
+    if task.state != Task.State.AWARDED:
+        asked = market_selectors.revision_asked(task_id=task.pk)
+        if asked is not None:
+            revision = Revision(
+                delivery_id=asked.pk, message=asked.review_message, previous_text=asked.text
+            )
     return TaskBrief(
         task_id=task.pk,
         title=task.title,
@@ -263,6 +307,7 @@ def _task_brief(execution: Execution, task: Task) -> TaskBrief:
         acceptance_criteria=task.acceptance_criteria,
         checks=task.checks or {},
         budget=execution.budget,
+        revision=revision,
     )
 
 
@@ -372,6 +417,13 @@ def _agent_run(
             name="attempt started",
             inputs={"attempt": execution.attempts, "worker": execution.worker},
         )
+        revision = context.task.revision
+        if revision is not None:
+            context.record(
+                kind=TraceEvent.Kind.MESSAGE,
+                name="revision requested",
+                inputs={"delivery": revision.delivery_id, "message": revision.message},
+            )
         result = _runtime_for(execution.agent)(context)
     except SoftTimeLimitExceeded:
         soft = time_limits_for(execution.agent)[0]
@@ -699,11 +751,11 @@ def executions_reap(*, now: Any = None) -> dict[str, int]:
         | Q(status=Execution.Status.WAITING)
     ).values_list("pk", flat=True)
     counts: dict[str, int] = {}
-    for execution_id in list(due.order_by("pk")[:500]):
-        try:
-            outcome = execution_reap(execution_id=execution_id, now=now)
-        except DatabaseError:
-            logger.exception("reaping execution %s failed; next round retries", execution_id)
-            outcome = "error"
-        counts[outcome] = counts.get(outcome, 0) + 1
+    outcomes = sweep(
+        list(due.order_by("pk")[:500]),
+        lambda pk: execution_reap(execution_id=pk, now=now),
+        what="execution",
+    )
+    for outcome in outcomes:
+        counts[outcome or "error"] = counts.get(outcome or "error", 0) + 1
     return counts

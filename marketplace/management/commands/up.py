@@ -3,11 +3,9 @@
 Migrates, seeds the demo market, then supervises web, websockets, a Celery worker and beat with
 their logs interleaved and prefixed.
 
-Plain HTTP is served by gunicorn (WSGI) and websockets by uvicorn (ASGI) on the next port: Django's
-sync views under an ASGI server hop threads on every request and served about half the requests per
-second of the same views under WSGI on this machine (see BENCHMARKS.md). Pages find the socket
-server through ``WEBSOCKET_BASE_URL``; in production a proxy routes ``/ws/`` on the same origin
-(``deploy/``). Ctrl-C stops all of them, and the embedded servers too when this
+One uvicorn server on ``PORT`` answers pages, API and websockets, so a page opens its socket on
+its own origin (``marketplace/asgi.py`` runs the views on threads through a WSGI bridge: as fast as
+gunicorn, see BENCHMARKS.md). Ctrl-C stops all of them, and the embedded servers too when this
 command started them.
 """
 
@@ -31,7 +29,6 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
         parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
-        parser.add_argument("--ws-port", type=int, default=int(os.environ.get("WS_PORT", "0")))
         parser.add_argument("--no-demo", action="store_true", help="skip the demo data")
         parser.add_argument(
             "--web-workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "2"))
@@ -59,20 +56,13 @@ class Command(BaseCommand):
         env["PYTHONUNBUFFERED"] = "1"
         python = sys.executable
         port, bind = options["port"], options["host"]
-        ws_port = options["ws_port"] or port + 1
-        env.setdefault("WEBSOCKET_BASE_URL", f"ws://{bind}:{ws_port}")
+        # Absolute links (Agent Cards, event payloads, agents' callbacks) name this run's port.
+        env.setdefault("SITE_URL", f"http://{bind}:{port}")
         manager = Manager()
         manager.add_process(
             "web",
-            f"{python} -m gunicorn marketplace.wsgi:application --bind {bind}:{port}"
-            f" --workers {options['web_workers']} --threads 4 --worker-class gthread"
-            " --access-logfile - --access-logformat '%(m)s %(U)s %(s)s %(M)sms'",
-            env=env,
-        )
-        manager.add_process(
-            "ws",
-            f"{python} -m uvicorn marketplace.asgi:application --host {bind} --port {ws_port}"
-            " --no-access-log --lifespan off",
+            f"{python} -m uvicorn marketplace.asgi:application --host {bind} --port {port}"
+            f" --workers {options['web_workers']} --lifespan on",
             env=env,
         )
         manager.add_process(
@@ -89,6 +79,7 @@ class Command(BaseCommand):
         )
         url = f"http://{bind}:{port}"
         self.stdout.write(self.style.SUCCESS(f"\nAgent marketplace running at {url}\n"))
+        self.stdout.write(f"  MCP server (streamable HTTP, API keys): {url}/mcp\n")
         self.stdout.write(demo.getvalue().rstrip("\n"))
         self.stdout.write("  Ctrl-C stops everything.\n")
         try:
