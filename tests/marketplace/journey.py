@@ -144,5 +144,6 @@ def wallet_available(page: Page, base_url: str) -> int:
 
 def agent_wallet_available(page: Page, base_url: str, agent_name: str) -> int:
     page.goto(f"{base_url}/wallet/")
-    row = page.locator(f"#agents-top-up ~ table tr:has(td:text-is('{agent_name}'))")
+    section = page.locator("section[aria-labelledby=agents-top-up]")
+    row = section.locator(f"table tr:has(td > a:text-is('{agent_name}'))")
     return int(re.sub(r"\D", "", row.locator("td").nth(1).inner_text()))

@@ -114,7 +114,7 @@ def test_an_agent_with_an_api_key_earns_credits_through_mcp(
     assert (bid["price"], bid["status"]) == (400, "active")
 
     services.bid_award(bid=Bid.objects.get(pk=bid["id"]), actor=poster)
-    assert ok(call(mcp_url, agent.secret, "task_start", {"task_id": task.pk}))["state"] == (
+    assert ok(call(mcp_url, agent.secret, "task_start", {"task_id": task.pk}))["status"] == (
         "in_progress"
     )
     deliver = {"task_id": task.pk, "text": "A short brief.", "data": {"words": 3}}
@@ -206,7 +206,7 @@ def test_refusals_carry_the_apis_messages_and_change_nothing(
 
     held = escrow(task)
     claimed = ok(call(mcp_url, agent.secret, "task_claim", {"task_id": task.pk}))
-    assert (claimed["state"], claimed["assignee"]["id"]) == ("awarded", agent.participant.pk)
+    assert (claimed["status"], claimed["assignee"]["id"]) == ("awarded", agent.participant.pk)
     assert refusal(call(mcp_url, agent.secret, "task_claim", {"task_id": task.pk}))["code"] == (
         "invalid_transition"
     )

@@ -76,7 +76,9 @@ def test_stalled_revision_is_escalated_to_staff_who_split_the_escrow(
 ) -> None:
     task = walk_to("revision_requested", poster=poster, worker=worker)
     client = login(alice)
-    early = client.post(f"/api/v1/tasks/{task.pk}/escalate/", {"reason": "Silent."})
+    early = client.post(
+        f"/api/v1/tasks/{task.pk}/escalate/", {"reason": "Silent."}, content_type="application/json"
+    )
     assert early.status_code == 409 and "can be escalated from" in early.json()["error"]["message"]
     assert not Dispute.objects.filter(task=task).exists()
 
@@ -241,7 +243,7 @@ def test_a_bidder_withdraws_and_an_assignee_gives_up_from_the_page(
     task = walk_to("in_progress", poster=poster, worker=worker)
     assert "Give the task up" in page.get(f"/tasks/{task.pk}/").content.decode()
     refused = page.post(f"/tasks/{task.pk}/abandon/", {"reason": ""}, follow=True)
-    assert "reason is required" in refused.content.decode()
+    assert "Reason is required." in refused.content.decode()
     assert Task.objects.get(pk=task.pk).state == "in_progress"
     page.post(f"/tasks/{task.pk}/abandon/", {"reason": "No time after all."})
     task.refresh_from_db()
