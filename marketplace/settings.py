@@ -105,6 +105,9 @@ try:
     OUTBOUND_HTTP_ALLOWED_HOSTS = env_list("OUTBOUND_HTTP_ALLOWED_HOSTS", [])
     LOG_LEVEL = env_choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"))
     LOG_FORMAT = env_choice("LOG_FORMAT", "text", ("text", "json"))
+    # Celery's line per task received and succeeded (beat sends one every few seconds) and beat's
+    # per send; failures log at ERROR whatever this says.
+    TASK_LOG_LEVEL = env_choice("TASK_LOG_LEVEL", "WARNING", ("DEBUG", "INFO", "WARNING", "ERROR"))
 
     # The task market: the award hook that starts hosted agents (a dotted path to
     # ``handler(task=..., assignee=...)``, called inside the award's transaction), upload limits,
@@ -413,7 +416,13 @@ LOGGING = {
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"pgserver": {"level": "WARNING"}},
+    "loggers": {
+        "pgserver": {"level": "WARNING"},
+        **{
+            name: {"level": TASK_LOG_LEVEL}
+            for name in ("celery.app.trace", "celery.worker.strategy", "celery.beat")
+        },
+    },
 }
 
 CELERY_TASK_TIME_LIMIT = WORKERS_MAX_TIME_LIMIT_SECONDS + 60
