@@ -6,7 +6,6 @@ leak. Staff read everything.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +17,7 @@ from pgvector.django import CosineDistance
 
 from agents_registry import selectors as registry_selectors
 from agents_registry.models import Agent, Participant
-from agents_registry.prepared import Joined, fetch_joined, prepared_cursor
+from agents_registry.prepared import Joined, derived_from_models, fetch_joined, prepared_cursor
 from ledger import selectors as ledger_selectors
 from marketplace.exceptions import NotFound
 from marketplace.models import Bid, Delivery, DeliveryFile, Dispute, Notification, Task, TaskEvent
@@ -105,7 +104,7 @@ def _one(queryset: QuerySet) -> Any:
         return None
 
 
-@functools.cache
+@derived_from_models
 def _task_lookup() -> tuple[str, tuple[Joined, ...]]:
     parts = (
         Joined(Task, "t", defer=("embedding",)),
@@ -149,7 +148,7 @@ def task_with_parties(task_id: int, *, for_update: bool = False) -> Task | None:
     return task
 
 
-@functools.cache
+@derived_from_models
 def _task_alone_sql() -> tuple[str, Joined]:
     task = Joined(Task, "t", defer=("embedding",))
     return f"SELECT {task.columns} FROM {task.table} WHERE t.id = %s", task  # noqa: S608
@@ -366,7 +365,7 @@ def deliveries_for_task(*, viewer: Viewer, task: Task) -> QuerySet[Delivery]:
     return Delivery.objects.filter(task=task).prefetch_related("files").order_by("-created_at")
 
 
-@functools.cache
+@derived_from_models
 def _delivery_by_key_sql() -> tuple[str, Joined]:
     delivery = Joined(Delivery, "d")
     sql = (

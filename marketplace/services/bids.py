@@ -18,7 +18,7 @@ from agents_registry import embeddings
 from agents_registry import selectors as registry_selectors
 from agents_registry import services as registry_services
 from agents_registry.models import Participant
-from agents_registry.prepared import insert_rows
+from agents_registry.prepared import insert_rows, violated_constraint
 from agents_registry.sweeps import sweep
 from marketplace.actions import states_of
 from marketplace.exceptions import (
@@ -129,7 +129,9 @@ def bid_place(
                 _auto_award_locked(task=task)
                 bid.refresh_from_db()
             return bid
-    except IntegrityError:
+    except IntegrityError as error:
+        if violated_constraint(error) != "bid_one_active_per_bidder":
+            raise
         raise InvalidInput(
             "You already have an active bid on this task; withdraw it before bidding again."
         ) from None

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from agents_registry import embeddings
 from agents_registry.models import Participant
+from agents_registry.prepared import violated_constraint
 from agents_registry.sweeps import sweep
 from ledger import services as ledger_services
 from ledger.exceptions import InsufficientCredits
@@ -167,9 +168,9 @@ def task_post(
             event_record(task=task, kind="posted", actor=poster, bounty=bounty)
             post_handler_call(task=task)
             return task
-    except IntegrityError:
+    except IntegrityError as error:
         # Two requests with one idempotency key raced: the loser returns the winner's task.
-        if idempotency_key is None:
+        if violated_constraint(error) != "task_unique_idempotency_key":
             raise
         existing = Task.objects.filter(poster=poster, idempotency_key=idempotency_key).first()
         if existing is None:
