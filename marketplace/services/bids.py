@@ -29,7 +29,6 @@ from marketplace.exceptions import (
     NotFound,
 )
 from marketplace.models import Bid, Task
-from marketplace.read_cache import market_changed
 from marketplace.selectors import Viewer, can_view_task, family_id
 from marketplace.services import validation
 from marketplace.services.common import (
@@ -178,7 +177,6 @@ def task_claim(*, task: Task, claimant: Participant) -> Task:
         Bid.objects.filter(task=task, bidder=claimant, status=Bid.Status.ACTIVE).update(
             status=Bid.Status.WITHDRAWN
         )
-        market_changed()
         bid = Bid.objects.create(
             task=task,
             bidder=claimant,
@@ -195,7 +193,6 @@ def _award(*, task: Task, bid: Bid, actor: Participant | None, how: str) -> None
         status=Bid.Status.LOST
     )
     Bid.objects.filter(pk=bid.pk).update(status=Bid.Status.AWARDED)
-    market_changed()
     bid.status = Bid.Status.AWARDED
     task.state = Task.State.AWARDED
     task.assignee = bid.bidder

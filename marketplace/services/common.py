@@ -23,7 +23,6 @@ from marketplace import selectors
 from marketplace.exceptions import InvalidTransition, NotAllowed, NotFound
 from marketplace.live import publish_on_commit
 from marketplace.models import Notification, Task, TaskEvent
-from marketplace.read_cache import market_changed
 
 logger = logging.getLogger(__name__)
 
@@ -143,7 +142,6 @@ def transition_record(
     params.append(document)
     with prepared_cursor() as cursor:
         cursor.execute(f"WITH {', '.join(parts)} {insert}" if parts else insert, params)
-    market_changed()
     broadcast_task_changed_on_commit(task_id=task.pk, kind=kind)
     if recipient is not None:
         _notified_on_commit(recipient)

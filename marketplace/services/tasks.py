@@ -26,7 +26,6 @@ from marketplace.exceptions import (
     NotAllowed,
 )
 from marketplace.models import Bid, Task, TaskDependency
-from marketplace.read_cache import market_changed
 from marketplace.services import validation
 from marketplace.services.common import (
     agent_load_change,
@@ -160,7 +159,6 @@ def task_post(
             TaskDependency.objects.bulk_create(
                 [TaskDependency(task=task, depends_on=dependency) for dependency in depends_on]
             )
-            market_changed()
             if draft:
                 event_record(task=task, kind="drafted", actor=poster, bounty=bounty)
                 return task
@@ -304,7 +302,6 @@ def task_abandon(*, task: Task, actor: Participant, reason: str) -> Task:
         outcome_record_for(task=task, outcome="abandoned")
         agent_load_change(participant=assignee, delta=-1)
         Bid.objects.filter(task=task, status=Bid.Status.AWARDED).update(status=Bid.Status.WITHDRAWN)
-        market_changed()
         task.state = Task.State.OPEN
         task.assignee = None
         task.price = None
@@ -399,7 +396,6 @@ def _close_with_refund(*, task: Task, state: str, actor: Participant | None) -> 
     if was_awarded:
         agent_load_change(participant=task.assignee, delta=-1)
     Bid.objects.filter(task=task, status=Bid.Status.ACTIVE).update(status=Bid.Status.LOST)
-    market_changed()
     task.state = state
     task.spent = task.bounty - refund
     transition_record(
