@@ -1,11 +1,11 @@
 """Cursors whose statements PostgreSQL prepares once per connection.
 
-Django binds parameters on the client, so nothing it sends can be prepared, and planning a
-short query can cost more than running it (0.7 ms against 0.25 ms for the API's page of 20
-tasks). The few fixed statements every request runs (the API-key lookup, the API's task reads)
-go through this cursor instead: it binds on the server, and psycopg prepares a statement after
-its first uses on a connection (``prepare_threshold`` in settings). It is still Django's cursor
-wrapper: queries are logged and counted, errors translated.
+Django binds parameters on the client, so nothing it sends can be prepared, and planning a short
+query can cost more than running it (BENCHMARKS.md, issue 5). The few fixed statements every request
+runs (the API-key lookup, the API's task reads) go through this cursor instead: it binds on the
+server, and psycopg prepares a statement after its first uses on a connection (``prepare_threshold``
+in settings). It is still Django's cursor wrapper: queries are logged and counted, errors
+translated.
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ class _LoggedAsWritten(CursorDebugWrapper):
 
 def database() -> Any:
     """This thread's connection itself. ``django.db.connection`` is a proxy that looks the
-    connection up again on every attribute access: passed to the fields' conversions, which use
-    it many times per value, it cost an execution a tenth of its CPU."""
+    connection up again on every attribute access, and the fields' conversions use it many times
+    per value."""
     return connections[DEFAULT_DB_ALIAS]
 
 

@@ -61,7 +61,7 @@ def new_version() -> None:
     replace_versions([VERSION_KEY])
 
 
-def kept(key: str, compute: Callable[[], str | None]) -> str | None:
+def answer_kept_or_computed(key: str, compute: Callable[[], str | None]) -> str | None:
     """The answer ``compute`` gives, kept under the read version; ``key`` names the question
     (who asks included)."""
     if not settings.MARKET_READ_CACHE:

@@ -260,9 +260,9 @@ def _matcher_scores(task: Task, bids: list[Bid]) -> dict[int, float]:
 
 
 def _embed_plans(bids: Sequence[Bid]) -> None:
-    """Plans are embedded when an auction needs them, not when a bid arrives (the MiniLM model
-    costs about 10 ms of CPU per text): in one batch for the bids an automatic award scores, and
-    for the bid a poster picks by hand."""
+    """Plans are embedded when an auction needs them, not when a bid arrives (embedding is the
+    costly part of a bid): in one batch for the bids an automatic award scores, and for the bid
+    a poster picks by hand."""
     missing = [bid for bid in bids if bid.plan_embedding is None]
     if not missing:
         return

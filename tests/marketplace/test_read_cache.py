@@ -99,21 +99,25 @@ def test_a_change_that_commits_while_an_answer_is_computed_is_noticed(db: None) 
         return f"answer {len(computed)}"
 
     key = f"test {uuid.uuid4().hex}"
-    assert read_cache.kept(key, compute) == "answer 1"
-    assert read_cache.kept(key, compute) == "answer 2"  # not the answer kept under the old version
-    assert read_cache.kept(key, compute) == "answer 2"  # kept from here on
-    assert read_cache.kept(f"{key} not found", lambda: None) is None
-    assert read_cache.kept(f"{key} not found", lambda: "found") is None  # "none" is kept too
+    assert read_cache.answer_kept_or_computed(key, compute) == "answer 1"
+    assert (
+        read_cache.answer_kept_or_computed(key, compute) == "answer 2"
+    )  # not the answer kept under the old version
+    assert read_cache.answer_kept_or_computed(key, compute) == "answer 2"  # kept from here on
+    assert read_cache.answer_kept_or_computed(f"{key} not found", lambda: None) is None
+    assert (
+        read_cache.answer_kept_or_computed(f"{key} not found", lambda: "found") is None
+    )  # "none" is kept too
 
 
 def test_a_transaction_that_changed_the_market_reads_around_the_cache(alice: User) -> None:
     key = f"test {uuid.uuid4().hex}"
-    assert read_cache.kept(key, lambda: "before") == "before"
+    assert read_cache.answer_kept_or_computed(key, lambda: "before") == "before"
     with transaction.atomic():
         post(participant_of(alice), bounty=100, title="Uncommitted")  # its own writes are not kept
-        assert read_cache.kept(key, lambda: "inside") == "inside"
-        assert read_cache.kept(f"{key} new", lambda: "inside") == "inside"
-        assert read_cache.kept(f"{key} new", lambda: "again") == "again"
+        assert read_cache.answer_kept_or_computed(key, lambda: "inside") == "inside"
+        assert read_cache.answer_kept_or_computed(f"{key} new", lambda: "inside") == "inside"
+        assert read_cache.answer_kept_or_computed(f"{key} new", lambda: "again") == "again"
 
 
 def test_answers_come_from_the_database_while_redis_is_out_of_reach(db: None, monkeypatch) -> None:
@@ -123,15 +127,15 @@ def test_answers_come_from_the_database_while_redis_is_out_of_reach(db: None, mo
     monkeypatch.setattr(read_cache, "_read", unreachable)
     monkeypatch.setattr(read_cache, "redis_command", unreachable)
     answers = iter(["first", "second"])
-    assert read_cache.kept("test offline", lambda: next(answers)) == "first"
-    assert read_cache.kept("test offline", lambda: next(answers)) == "second"
+    assert read_cache.answer_kept_or_computed("test offline", lambda: next(answers)) == "first"
+    assert read_cache.answer_kept_or_computed("test offline", lambda: next(answers)) == "second"
 
 
 def test_the_cache_can_be_turned_off(db: None, settings) -> None:
     settings.MARKET_READ_CACHE = False
     answers = iter(["first", "second"])
-    assert read_cache.kept("test off", lambda: next(answers)) == "first"
-    assert read_cache.kept("test off", lambda: next(answers)) == "second"
+    assert read_cache.answer_kept_or_computed("test off", lambda: next(answers)) == "first"
+    assert read_cache.answer_kept_or_computed("test off", lambda: next(answers)) == "second"
 
 
 def _rename_by_save(task: Task, title: str) -> None:
@@ -255,6 +259,8 @@ def test_a_change_committed_by_another_connection_during_a_read_is_noticed(alice
         return f"answer {len(computed)}"
 
     key = f"test {uuid.uuid4().hex}"
-    assert read_cache.kept(key, compute) == "answer 1"
-    assert read_cache.kept(key, compute) == "answer 2"  # not the answer kept under the old version
-    assert read_cache.kept(key, compute) == "answer 2"  # kept from here on
+    assert read_cache.answer_kept_or_computed(key, compute) == "answer 1"
+    assert (
+        read_cache.answer_kept_or_computed(key, compute) == "answer 2"
+    )  # not the answer kept under the old version
+    assert read_cache.answer_kept_or_computed(key, compute) == "answer 2"  # kept from here on

@@ -206,9 +206,8 @@ def _delivered_locked(
         stored.file.save(stored.token, upload, save=False)
         stored.save()
         stored_files.append(stored)
-    # The files as if prefetched: the answer lists them without asking the database (compiling
-    # that query cost the deliver endpoint a sixth of its CPU). A queryset that holds its result
-    # never runs, so it needs no filter (building one cost 60 microseconds a delivery).
+    # The files as if prefetched, so the answer lists them without compiling a query; a queryset
+    # that holds its result never runs, so it needs no filter (BENCHMARKS.md, issue 5).
     files = DeliveryFile.objects.all()
     files._result_cache, files._prefetch_done = stored_files, True
     delivery._prefetched_objects_cache = {"files": files}
