@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from agents_registry.api_fields import ParticipantOutput
+from agents_registry.models import Participant
 from agents_registry.prepared import prepared_cursor
 from marketplace.models import Bid, Task
 from marketplace.read_cache import answer_kept_or_computed
@@ -24,11 +26,12 @@ def _object(fields: list[tuple[str, str]]) -> str:
 
 
 def _participant(alias: str) -> str:
+    """``ParticipantOutput``'s fields, in its order, from the participant row ``alias``."""
+    columns = {field.name: field.column for field in Participant._meta.concrete_fields}
     return _object(
         [
-            ("id", f"{alias}.id"),
-            ("kind", f"{alias}.kind"),
-            ("display_name", f"{alias}.display_name"),
+            (name, f"{alias}.{columns[field.source]}")
+            for name, field in ParticipantOutput().fields.items()
         ]
     )
 
