@@ -105,7 +105,8 @@ def transition_record(
     *,
     kind: str,
     actor: Participant | None = None,
-    notice: tuple[Participant | None, str] | None = None,
+    notified: Participant | None = None,
+    notice: str = "",
     fields: Sequence[str] = ("state",),
     preceded_by: Sequence[str] = (),
     **data: Any,
@@ -113,12 +114,12 @@ def transition_record(
     """What a transition writes besides rows of its own, in one prepared statement instead of
     three that the ORM compiles: the ``fields`` it changed on the locked ``task`` (with
     ``updated_at``; none for a bid), its timeline event (after events of the kinds
-    ``preceded_by``, by the same actor and without data: steps taken in one go) and, with
-    ``notice`` (recipient, message), the recipient's notification. The same rows, live hints
+    ``preceded_by``, by the same actor and without data: steps taken in one go) and the
+    ``notice`` to ``notified``, when there is one. The same rows, live hints
     and read-cache change as ``task.save(update_fields=...)``, :func:`event_record` and
     :func:`notify`; the rows are model instances, so their columns and defaults are the
     models'."""
-    recipient, message = notice if notice is not None else (None, "")
+    recipient = notified if notice else None
     parts: list[str] = []
     params: list[Any] = []
     if fields:
@@ -132,7 +133,7 @@ def transition_record(
         ]
         params.append(task.pk)
     if recipient is not None:
-        notification = Notification(recipient=recipient, task=task, message=message[:300])
+        notification = Notification(recipient=recipient, task=task, message=notice[:300])
         insert, document = insert_statement(Notification, [notification])
         parts.append(f"notice AS ({insert})")
         params.append(document)

@@ -278,7 +278,8 @@ def task_start(*, task: Task, actor: Participant) -> Task:
             task,
             kind="started",
             actor=actor,
-            notice=(task.poster, f"Work started on “{task.title}”."),
+            notified=task.poster,
+            notice=f"Work started on “{task.title}”.",
         )
         return task
 
@@ -402,7 +403,8 @@ def _close_with_refund(*, task: Task, state: str, actor: Participant | None) -> 
         task,
         kind=state,
         actor=actor,
-        notice=(task.poster, f"“{task.title}” was {state}; {refund} refunded."),
+        notified=task.poster,
+        notice=f"“{task.title}” was {state}; {refund} refunded.",
         fields=("state", "spent"),
         refunded=refund,
     )

@@ -216,7 +216,8 @@ def _delivered_locked(
         task,
         kind="delivered",
         actor=actor,
-        notice=(task.poster, f"“{task.title}” was delivered; please review it."),
+        notified=task.poster,
+        notice=f"“{task.title}” was delivered; please review it.",
         preceded_by=started,
         delivery=delivery.pk,
     )

@@ -73,10 +73,10 @@ def delivery_review_window_end(*, delivery_id: int, now: datetime | None = None)
         transition_record(
             task,
             kind="review_awaited",
+            notified=task.poster,
             notice=(
-                task.poster,
                 f"The delivery for “{task.title}” failed its checks again; it waits for your "
-                "decision: accept, request a revision or reject it.",
+                "decision: accept, request a revision or reject it."
             ),
             fields=(),
             delivery=delivery.pk,
@@ -131,7 +131,8 @@ def _revision_locked(
         task,
         kind="revision_requested",
         actor=actor,
-        notice=(task.assignee, f"A revision of “{task.title}” was requested: {message}"),
+        notified=task.assignee,
+        notice=f"A revision of “{task.title}” was requested: {message}",
         message=message,
         **automatic,
     )
