@@ -6,6 +6,10 @@ runs (the API-key lookup, the API's task reads) go through this cursor instead: 
 server, and psycopg prepares a statement after its first uses on a connection (``prepare_threshold``
 in settings). It is still Django's cursor wrapper: queries are logged and counted, errors
 translated.
+
+Django internals relied on (``tests/marketplace/test_django_internals.py`` fails by name if
+an upgrade changes one): ``CursorDebugWrapper.debug_sql``, ``DatabaseWrapper.queries_logged`` and
+``make_cursor``; ``Model.from_db`` and ``Model._state`` (``adding``, ``db``).
 """
 
 from __future__ import annotations
