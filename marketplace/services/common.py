@@ -115,10 +115,10 @@ def transition_record(
     three that the ORM compiles: the ``fields`` it changed on the locked ``task`` (with
     ``updated_at``; none for a bid), its timeline event (after events of the kinds
     ``preceded_by``, by the same actor and without data: steps taken in one go) and the
-    ``notice`` to ``notified``, when there is one. The same rows, live hints
-    and read-cache change as ``task.save(update_fields=...)``, :func:`event_record` and
-    :func:`notify`; the rows are model instances, so their columns and defaults are the
-    models'."""
+    ``notice`` to ``notified``, when there is one. The same rows and live hints as
+    ``task.save(update_fields=...)``, :func:`event_record` and :func:`notify`: the rows are
+    model instances, so their columns and defaults are the models' (the read cache learns of
+    the change from the database's own trigger)."""
     recipient = notified if notice else None
     parts: list[str] = []
     params: list[Any] = []
