@@ -27,6 +27,7 @@ test: $(STAMP)
 	bash scripts/ensure-nginx.sh
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	DEBUG=true EMBEDDED_SERVICES_START=false $(PY) -m mypy
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

@@ -24,7 +24,10 @@ class SkillPublishInput(serializers.Serializer):
     kind = serializers.ChoiceField(choices=Skill.Kind.choices)
     title = TextField(max_length=160)
     body = serializers.JSONField(help_text="Text, or for workflows {'steps': [...]}.")
-    dependencies = DependencyInput(many=True, required=False, default=list, max_length=20)
+    # many=True hands max_length to the ListSerializer (DRF 3.14+); the stubs do not know it.
+    dependencies = DependencyInput(  # type: ignore[call-arg]
+        many=True, required=False, default=list, max_length=20
+    )
     skill_id = IdField(
         required=False,
         allow_null=True,

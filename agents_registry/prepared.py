@@ -1,11 +1,15 @@
 """Cursors whose statements PostgreSQL prepares once per connection.
 
-Django binds parameters on the client, so nothing it sends can be prepared, and planning a
-short query can cost more than running it (0.7 ms against 0.25 ms for the API's page of 20
-tasks). The few fixed statements every request runs (the API-key lookup, the API's task reads)
-go through this cursor instead: it binds on the server, and psycopg prepares a statement after
-its first uses on a connection (``prepare_threshold`` in settings). It is still Django's cursor
-wrapper: queries are logged and counted, errors translated.
+Django binds parameters on the client, so nothing it sends can be prepared, and planning a short
+query can cost more than running it (BENCHMARKS.md, issue 5). The few fixed statements every request
+runs (the API-key lookup, the API's task reads) go through this cursor instead: it binds on the
+server, and psycopg prepares a statement after its first uses on a connection (``prepare_threshold``
+in settings). It is still Django's cursor wrapper: queries are logged and counted, errors
+translated.
+
+Django internals relied on (``tests/marketplace/test_django_internals.py`` fails by name if
+an upgrade changes one): ``CursorDebugWrapper.debug_sql``, ``DatabaseWrapper.queries_logged`` and
+``make_cursor``; ``Model.from_db`` and ``Model._state`` (``adding``, ``db``).
 """
 
 from __future__ import annotations
@@ -20,9 +24,10 @@ from functools import cached_property
 from typing import Any
 
 import psycopg
-from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 from django.db.models import Field, Model
+from django.db.models.expressions import DatabaseDefault
 
 
 class _LoggedAsWritten(CursorDebugWrapper):
@@ -37,9 +42,27 @@ class _LoggedAsWritten(CursorDebugWrapper):
 
 def database() -> Any:
     """This thread's connection itself. ``django.db.connection`` is a proxy that looks the
-    connection up again on every attribute access: passed to the fields' conversions, which use
-    it many times per value, it cost an execution a tenth of its CPU."""
+    connection up again on every attribute access, and the fields' conversions use it many times
+    per value."""
     return connections[DEFAULT_DB_ALIAS]
+
+
+_derived: list[Any] = []
+
+
+def derived_from_models(function: Any) -> Any:
+    """``functools.cache`` for what is built from the models' fields (statements, column lists):
+    built once per process, as the models are, and forgotten by :func:`models_changed`."""
+    cached = functools.cache(function)
+    _derived.append(cached)
+    return cached
+
+
+def models_changed() -> None:
+    """Forget everything built from the models' fields: what a restart after a migration does,
+    for a test that adds a field to a model in its own process."""
+    for cached in _derived:
+        cached.cache_clear()
 
 
 @contextlib.contextmanager
@@ -157,17 +180,24 @@ def update_row(
         ]
 
     params = [*prepared(changes), model._meta.pk.get_db_prep_save(pk, db), *prepared(where)]
-    sql = _update_sql(model, tuple(changes), tuple(where))
+    sql = update_statement(model, tuple(changes), tuple(where))
     if inserting:
-        sql = f"WITH inserted AS ({_insert_sql(type(inserting[0]))}) {sql}"
-        params.insert(0, _rows_document(inserting))
+        insert, document = insert_statement(type(inserting[0]), inserting)
+        sql = f"WITH inserted AS ({insert}) {sql}"
+        params.insert(0, document)
     with prepared_cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.rowcount
 
 
-@functools.cache
-def _update_sql(model: type[Model], changes: tuple[str, ...], where: tuple[str, ...]) -> str:
+@derived_from_models
+def update_statement(
+    model: type[Model], changes: tuple[str, ...], where: tuple[str, ...] = ()
+) -> str:
+    """The UPDATE :func:`update_row` runs: ``changes`` (field names) set on the row whose
+    primary key is the parameter after their values, where the fields ``where`` equal the
+    parameters after it."""
+
     # Names come from the model, never from input; every value is a bound parameter.
     def column(name: str) -> str:
         return connection.ops.quote_name(model._meta.get_field(name).column)
@@ -206,11 +236,9 @@ def insert_rows(
         raise ValueError("skip_conflicts cannot tell which of several rows was refused")
     db = database()
     condition, condition_params = unless or ("", ())
+    sql, document = insert_statement(model, rows, unless=condition, skip_conflicts=skip_conflicts)
     with prepared_cursor() as cursor:
-        cursor.execute(
-            _insert_sql(model, condition, skip_conflicts),
-            [_rows_document(rows), *condition_params],
-        )
+        cursor.execute(sql, [document, *condition_params])
         keys = cursor.fetchall()
     if not keys:
         return False
@@ -220,13 +248,31 @@ def insert_rows(
     return True
 
 
-def _rows_document(rows: Sequence[Model]) -> str:
-    """The rows (of one model) as the JSON array that ``_insert_sql`` reads."""
-    fields = _insert_fields(type(rows[0]))
-    return json.dumps(
-        [{field.column: field.pre_save(row, add=True) for field in fields} for row in rows],
-        default=_json_value,
+def insert_statement(
+    model: type[Model], rows: Sequence[Model], *, unless: str = "", skip_conflicts: bool = False
+) -> tuple[str, str]:
+    """The INSERT of ``rows`` (of ``model``) that :func:`insert_rows` runs, and its one parameter,
+    for a caller that puts it in a ``WITH`` of a statement of its own. Its columns are the
+    model's: every concrete field but the primary key, and a ``db_default`` field that no row
+    sets is left to the database."""
+    fields = tuple(
+        field
+        for field in _insertable_fields(model)
+        if not (
+            field.has_db_default()
+            and all(isinstance(getattr(row, field.attname), DatabaseDefault) for row in rows)
+        )
     )
+    sql = _insert_sql(model, tuple(field.column for field in fields), unless, skip_conflicts)
+    return sql, _rows_document(rows, fields)
+
+
+def _rows_document(rows: Sequence[Model], fields: Sequence[Field]) -> str:
+    """The rows (of one model) as the JSON array that ``_insert_sql`` reads."""
+    document = [{field.column: field.pre_save(row, add=True) for field in fields} for row in rows]
+    if any(isinstance(value, DatabaseDefault) for row in document for value in row.values()):
+        raise ValueError("rows that leave different database defaults to the database")
+    return json.dumps(document, default=_json_value)
 
 
 def _json_value(value: Any) -> Any:
@@ -237,21 +283,34 @@ def _json_value(value: Any) -> Any:
     return value.tolist() if hasattr(value, "tolist") else str(value)
 
 
-@functools.cache
-def _insert_fields(model: type[Model]) -> list[Field]:
-    return [field for field in model._meta.concrete_fields if not field.primary_key]
+@derived_from_models
+def _insertable_fields(model: type[Model]) -> tuple[Field, ...]:
+    return tuple(
+        field
+        for field in model._meta.concrete_fields
+        if not field.primary_key and not getattr(field, "generated", False)
+    )
 
 
-@functools.cache
-def _insert_sql(model: type[Model], unless: str = "", skip_conflicts: bool = False) -> str:
+@derived_from_models
+def _insert_sql(
+    model: type[Model], columns: tuple[str, ...], unless: str = "", skip_conflicts: bool = False
+) -> str:
     # Names come from the model and conditions from the code, never from input; the rows are
     # one bound parameter.
-    columns = ", ".join(connection.ops.quote_name(field.column) for field in _insert_fields(model))
+    quoted = ", ".join(map(connection.ops.quote_name, columns))
     table = connection.ops.quote_name(model._meta.db_table)
     return (
-        f"INSERT INTO {table} ({columns}) SELECT {columns}"  # noqa: S608
+        f"INSERT INTO {table} ({quoted}) SELECT {quoted}"  # noqa: S608
         f" FROM jsonb_populate_recordset(NULL::{table}, %s::jsonb)"
         + (f" WHERE NOT EXISTS ({unless})" if unless else "")
         + (" ON CONFLICT DO NOTHING" if skip_conflicts else "")
         + f" RETURNING {connection.ops.quote_name(model._meta.pk.column)}"
     )
+
+
+def violated_constraint(error: IntegrityError) -> str | None:
+    """The name of the constraint that ``error`` reports (psycopg's diagnostics of the error it
+    wraps), None when the database named none."""
+    diagnostics = getattr(error.__cause__, "diag", None)
+    return getattr(diagnostics, "constraint_name", None)

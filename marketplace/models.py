@@ -370,3 +370,18 @@ class IdempotentRequest(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key} ({self.status_code})"
+
+
+class ReadVersion(models.Model):
+    """The version of what the API's kept reads show (``read_cache``), kept by the database: a
+    statement-level trigger on every table those reads use adds one to a row in the first
+    statement of a transaction that writes them (migration ``0007_read_version_triggers``), so
+    any committed write, raw SQL included, gives the next reader a new version. The version is
+    the sum of the rows: each connection adds to its own row (``pg_backend_pid()``), so writers
+    never wait for each other's version, and a reader sees it in the same snapshot as the data."""
+
+    slot = models.PositiveSmallIntegerField(primary_key=True)
+    version = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"slot {self.slot}: {self.version}"

@@ -1,16 +1,16 @@
 """The API's task list and task detail kept in Redis while the market's data is unchanged.
 
-Agents poll these two endpoints far more often than anything changes, and each answer costs
-PostgreSQL a statement (the list: a count of up to 1,000 rows and a page of JSON). An answer is
-kept under the market's *read version*, a value in Redis that :func:`market_changed` replaces when
-a transaction that wrote tasks, bids, dependencies or participants commits (``apps.py`` connects
-it to their saves and deletes; the services that write with ``QuerySet.update`` or ``bulk_create``
-call it). A reader reads the version first, in the same round trip as the kept answer, and keeps
-what it then computes under that version: a change that commits after its database read replaces
-the version afterwards, so nothing older than the data is served past that point. A transaction
-that has changed the market reads around the cache (its own writes are not committed yet), and
-answers live at most ``TTL`` seconds in case a new version could not be written.
-``MARKET_READ_CACHE=false`` turns it off.
+Agents poll these two endpoints far more often than anything changes. An answer is kept under
+the market's *read version*, which the database itself moves when a transaction that writes the
+tables these reads show commits (``models.ReadVersion``, its triggers in migration
+``0007_read_version_triggers``): a save, ``QuerySet.update``, ``prepared.update_row`` or raw SQL
+alike, with nothing for a writer to remember. A reader reads the version from the database
+first, then the answer kept under it from Redis (with Redis's own part of the version, which
+:func:`new_version` changes after a flush), and keeps what it then computes under that version:
+the data it computes from is at least as new as the version, so nothing older than the data is
+ever served under a version. A transaction that has written those tables reads around the cache
+(its own writes are not committed yet; the version's statement tells), and answers live at most
+``TTL`` seconds. ``MARKET_READ_CACHE=false`` turns it off.
 """
 
 from __future__ import annotations
@@ -18,19 +18,34 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable
-from typing import Any
 
 import redis
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection
 
+from agents_registry.prepared import derived_from_models, fetch_row
 from agents_registry.redis_calls import TTL, RedisScript, redis_command, replace_versions
+from marketplace.models import ReadVersion
 
 logger = logging.getLogger(__name__)
 
+
+@derived_from_models
+def _version_sql() -> str:
+    table = connection.ops.quote_name(ReadVersion._meta.db_table)
+    version = connection.ops.quote_name(ReadVersion._meta.get_field("version").column)
+    # The setting is the triggers' mark that this transaction has written what reads show.
+    return (
+        f"SELECT coalesce(sum({version}), 0)::text,"  # noqa: S608
+        " current_setting('market.read_version_moved', true) IS NOT DISTINCT FROM 'on'"
+        f" FROM {table}"
+    )
+
+
 VERSION_KEY = "reads:version"
 
-# The version, and the answer kept under it (empty when there is none), in one round trip.
+# Redis's own part of the version (changed only by :func:`new_version`), and the answer kept
+# under both, in one round trip.
 _READ = """
 local version = redis.call('GET', KEYS[1]) or ''
 return {version, redis.call('GET', ARGV[1] .. version) or ''}
@@ -41,26 +56,22 @@ _read = RedisScript(_READ)
 
 
 def new_version() -> None:
+    """Every kept answer out of reach: for a database emptied by a flush, whose read version
+    starts again from zero."""
     replace_versions([VERSION_KEY])
 
 
-def market_changed(**kwargs: Any) -> None:
-    """Kept answers end when the current transaction commits (at once outside one): once per
-    transaction however many rows it writes. Also the receiver of the models' signals."""
-    if not _changed_in_this_transaction():
-        transaction.on_commit(new_version)
-
-
-def _changed_in_this_transaction() -> bool:
-    return any(callback is new_version for _, callback, _ in connection.run_on_commit)
-
-
-def kept(key: str, compute: Callable[[], str | None]) -> str | None:
+def answer_kept_or_computed(key: str, compute: Callable[[], str | None]) -> str | None:
     """The answer ``compute`` gives, kept under the read version; ``key`` names the question
     (who asks included)."""
-    if not settings.MARKET_READ_CACHE or _changed_in_this_transaction():
+    if not settings.MARKET_READ_CACHE:
         return compute()
-    prefix = "reads:" + hashlib.blake2b(key.encode(), digest_size=16).hexdigest() + ":"
+    database_version, written_here = fetch_row(_version_sql(), [])
+    if written_here:
+        return compute()
+    prefix = (
+        f"reads:{hashlib.blake2b(key.encode(), digest_size=16).hexdigest()}:{database_version}:"
+    )
     try:
         version, found = _read(keys=[VERSION_KEY], args=[prefix])
     except redis.RedisError:

@@ -6,7 +6,6 @@ leak. Staff read everything.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,13 +17,13 @@ from pgvector.django import CosineDistance
 
 from agents_registry import selectors as registry_selectors
 from agents_registry.models import Agent, Participant
-from agents_registry.prepared import Joined, fetch_joined, prepared_cursor
+from agents_registry.prepared import Joined, derived_from_models, fetch_joined, prepared_cursor
 from ledger import selectors as ledger_selectors
 from marketplace.exceptions import NotFound
 from marketplace.models import Bid, Delivery, DeliveryFile, Dispute, Notification, Task, TaskEvent
 
 TASK_RELATED = ("poster__agent", "assignee__agent", "parent")
-# Reads never show the 384-float vectors: not parsing them saves about 45 µs a row.
+# Reads never show the 384-float vectors, so they are never parsed.
 TASK_VECTORS = ("embedding", "parent__embedding")
 
 
@@ -96,16 +95,16 @@ def spoken_for_ids(viewer: Viewer) -> set[int]:
     return {own, *Agent.objects.filter(owner_id=own).values_list("participant_id", flat=True)}
 
 
-def _one(queryset: QuerySet) -> Any:
-    """The row or None. Not ``first()``: its ORDER BY costs the ORM about 1 ms of compiling on
-    a wide select_related, more than the query."""
+def _single_or_none(queryset: QuerySet) -> Any:
+    """The row or None. Not ``first()``: its ORDER BY costs the ORM more compiling on a wide
+    select_related than the query costs."""
     try:
         return queryset.get()
     except queryset.model.DoesNotExist:
         return None
 
 
-@functools.cache
+@derived_from_models
 def _task_lookup() -> tuple[str, tuple[Joined, ...]]:
     parts = (
         Joined(Task, "t", defer=("embedding",)),
@@ -129,8 +128,8 @@ def _task_lookup() -> tuple[str, tuple[Joined, ...]]:
 def task_with_parties(task_id: int, *, for_update: bool = False) -> Task | None:
     """The task (vector deferred) with its poster and assignee and their agents loaded: what
     ``select_related("poster__agent", "assignee__agent")`` gives, from one prepared statement
-    (every task endpoint starts here, every transition locks with it; the ORM spent 2 to 4 ms
-    compiling that join, the database 0.2 ms running it). The parent loads when asked for.
+    (every task endpoint starts here, every transition locks with it; the ORM compiles that
+    join for far longer than the database runs it). The parent loads when asked for.
     ``for_update`` locks the task's row (not the parties') until the transaction ends."""
     sql, parts = _task_lookup()
     if for_update:
@@ -149,7 +148,7 @@ def task_with_parties(task_id: int, *, for_update: bool = False) -> Task | None:
     return task
 
 
-@functools.cache
+@derived_from_models
 def _task_alone_sql() -> tuple[str, Joined]:
     task = Joined(Task, "t", defer=("embedding",))
     return f"SELECT {task.columns} FROM {task.table} WHERE t.id = %s", task  # noqa: S608
@@ -172,7 +171,7 @@ def access_task(*, viewer: Viewer, task_id: int) -> Task:
 
 
 def access_bid(*, viewer: Viewer, bid_id: int) -> Bid:
-    bid = _one(
+    bid = _single_or_none(
         Bid.objects.select_related(
             "bidder__agent", *(f"task__{name}" for name in TASK_RELATED)
         ).filter(pk=bid_id)
@@ -183,7 +182,7 @@ def access_bid(*, viewer: Viewer, bid_id: int) -> Bid:
 
 
 def access_delivery(*, viewer: Viewer, delivery_id: int) -> Delivery:
-    delivery = _one(
+    delivery = _single_or_none(
         Delivery.objects.select_related(*(f"task__{name}" for name in TASK_RELATED))
         .prefetch_related("files")
         .filter(pk=delivery_id)
@@ -194,7 +193,7 @@ def access_delivery(*, viewer: Viewer, delivery_id: int) -> Delivery:
 
 
 def access_delivery_file(*, viewer: Viewer, file_id: int) -> DeliveryFile:
-    stored = _one(
+    stored = _single_or_none(
         DeliveryFile.objects.select_related(
             *(f"delivery__task__{name}" for name in TASK_RELATED)
         ).filter(pk=file_id)
@@ -223,7 +222,7 @@ def viewer_for_request(request: object) -> Viewer:
 
 def _with_counts(queryset: QuerySet[Task]) -> QuerySet[Task]:
     # A correlated subquery, not Count() with GROUP BY: PostgreSQL then walks the ordered index,
-    # stops at the page's LIMIT and counts bids for those rows only (at 100k tasks, 38 ms -> 1 ms).
+    # stops at the page's LIMIT and counts bids for those rows only.
     active_bids = (
         Bid.objects.filter(task=OuterRef("pk"), status=Bid.Status.ACTIVE)
         .order_by()
@@ -366,7 +365,7 @@ def deliveries_for_task(*, viewer: Viewer, task: Task) -> QuerySet[Delivery]:
     return Delivery.objects.filter(task=task).prefetch_related("files").order_by("-created_at")
 
 
-@functools.cache
+@derived_from_models
 def _delivery_by_key_sql() -> tuple[str, Joined]:
     delivery = Joined(Delivery, "d")
     sql = (
@@ -394,7 +393,7 @@ def automatic_revisions_count(*, task: Task) -> int:
 def revision_asked(*, task_id: int) -> Delivery | None:
     """The delivery whose revision the assignee now works on: the task's latest delivery, when
     the poster (or failed checks) sent it back. None for first work."""
-    latest = _one(
+    latest = _single_or_none(
         Delivery.objects.filter(task_id=task_id)
         .only("pk", "status", "review_message", "text")
         .order_by("-created_at", "-pk")[:1]
@@ -574,7 +573,7 @@ _UNFINISHED_CHILDREN = "FROM marketplace_task WHERE parent_id = %s AND state = A
 
 def unfinished_children_count(*, task: Task) -> int:
     """Subtasks still holding escrow: every cancellation and abandonment asks (a fixed
-    statement; the ORM took 0.5 ms to compile the count)."""
+    statement, so nothing is compiled per call)."""
     with prepared_cursor() as cursor:
         cursor.execute(
             f"SELECT count(*) {_UNFINISHED_CHILDREN}",

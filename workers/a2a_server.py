@@ -55,7 +55,7 @@ from google.protobuf import json_format, struct_pb2
 from agents_registry.authentication import require_scope
 from agents_registry.models import Agent, ApiKey, CapabilityProfile
 from marketplace import selectors, services
-from marketplace.api import serializers as s
+from marketplace.api import serializers
 from marketplace.exceptions import InvalidInput, NotFound
 from marketplace.models import Bid, Delivery, Task
 from marketplace.protocols.auth import Caller, caller_authenticate, caller_throttle, error_body
@@ -188,7 +188,7 @@ def _post(caller: Caller, request: SendMessageRequest, tenant: str) -> Task:
     }
     if metadata.get("acceptance_criteria"):
         given["acceptance_criteria"] = metadata["acceptance_criteria"]
-    values = s.TaskPostInput(data=given)
+    values = serializers.TaskPostInput(data=given)
     values.is_valid(raise_exception=True)
     fields = dict(values.validated_data)
     fields.pop("depends_on", None)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import functools
 import json
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +11,7 @@ from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from agents_registry.models import Agent, Participant
-from agents_registry.prepared import Joined, fetch_joined
+from agents_registry.prepared import Joined, derived_from_models, fetch_joined
 from marketplace import selectors as market_selectors
 from marketplace.models import Task
 from workers.exceptions import ExecutionNotFound, SubscriptionNotFound
@@ -21,12 +21,12 @@ TRACE_SCHEMA_VERSION = "1.0"
 TRACE_SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "trace-v1.schema.json"
 
 
-@cache
+@functools.cache
 def trace_schema() -> dict[str, Any]:
     return json.loads(TRACE_SCHEMA_PATH.read_text())
 
 
-@cache
+@derived_from_models
 def _execution_lookup() -> tuple[str, tuple[Joined, ...]]:
     parts = (Joined(Execution, "e"), Joined(Agent, "a"), Joined(Participant, "p"))
     execution, agent, participant = parts

@@ -9,7 +9,7 @@ from rest_framework.response import Response
 
 from agents_registry.models import ApiKey
 from marketplace import selectors, services
-from marketplace.api import serializers as s
+from marketplace.api import serializers
 from marketplace.api.common import MarketView, idempotent
 from marketplace.api.tasks import task_output
 from marketplace.models import Task
@@ -22,15 +22,21 @@ class TaskBidsView(MarketView):
 
     write_scope = ApiKey.Scope.BIDS_WRITE
 
-    @extend_schema(summary="A task's bids", responses=s.BidOutput(many=True))
+    @extend_schema(summary="A task's bids", responses=serializers.BidOutput(many=True))
     def get(self, request: Request, task_id: int) -> Response:
         task = selectors.access_task(viewer=self.viewer, task_id=task_id)
-        return self.paginate(selectors.bids_for_task(viewer=self.viewer, task=task), s.BidOutput)
+        return self.paginate(
+            selectors.bids_for_task(viewer=self.viewer, task=task), serializers.BidOutput
+        )
 
-    @extend_schema(summary="Bid on a task", request=s.BidInput, responses={201: s.BidOutput})
+    @extend_schema(
+        summary="Bid on a task",
+        request=serializers.BidInput,
+        responses={201: serializers.BidOutput},
+    )
     def post(self, request: Request, task_id: int) -> Response:
         def produce() -> Response:
-            data = s.BidInput(data=request.data)
+            data = serializers.BidInput(data=request.data)
             data.is_valid(raise_exception=True)
             # The service reads the task once, under its lock, and answers a task the caller may
             # not see with access_task's 404; its bid carries task and bidder: no read back.
@@ -40,7 +46,7 @@ class TaskBidsView(MarketView):
                 viewer=self.viewer,
                 **data.validated_data,
             )
-            return Response(s.bid_output(bid), status=status.HTTP_201_CREATED)
+            return Response(serializers.bid_output(bid), status=status.HTTP_201_CREATED)
 
         return idempotent(request, self.viewer, produce)
 
@@ -48,13 +54,17 @@ class TaskBidsView(MarketView):
 class MyBidsView(MarketView):
     """Your bids, newest first, in every status (``since``: only those placed after it)."""
 
-    @extend_schema(summary="My bids", responses=s.BidOutput(many=True), parameters=[s.SinceQuery])
+    @extend_schema(
+        summary="My bids",
+        responses=serializers.BidOutput(many=True),
+        parameters=[serializers.SinceQuery],
+    )
     def get(self, request: Request) -> Response:
         bids = selectors.bids_of(participant=self.participant)
-        since = s.since_of(request)
+        since = serializers.since_of(request)
         if since is not None:
             bids = bids.filter(created_at__gt=since)
-        return self.paginate(bids, s.BidOutput)
+        return self.paginate(bids, serializers.BidOutput)
 
 
 class BidWithdrawView(MarketView):
@@ -62,14 +72,14 @@ class BidWithdrawView(MarketView):
 
     write_scope = ApiKey.Scope.BIDS_WRITE
 
-    @extend_schema(request=None, responses=s.BidOutput)
+    @extend_schema(request=None, responses=serializers.BidOutput)
     def post(self, request: Request, bid_id: int) -> Response:
         bid = selectors.access_bid(viewer=self.viewer, bid_id=bid_id)
 
         def produce() -> Response:
             services.bid_withdraw(bid=bid, actor=self.participant)
             return Response(
-                s.BidOutput(selectors.access_bid(viewer=self.viewer, bid_id=bid_id)).data
+                serializers.BidOutput(selectors.access_bid(viewer=self.viewer, bid_id=bid_id)).data
             )
 
         return idempotent(request, self.viewer, produce)
@@ -78,7 +88,7 @@ class BidWithdrawView(MarketView):
 class BidAwardView(MarketView):
     """The poster awards the task to this bid: its price becomes the task's price."""
 
-    @extend_schema(request=None, responses=s.TaskOutput)
+    @extend_schema(request=None, responses=serializers.TaskOutput)
     def post(self, request: Request, bid_id: int) -> Response:
         bid = selectors.access_bid(viewer=self.viewer, bid_id=bid_id)
 

@@ -14,7 +14,7 @@ from rest_framework.response import Response
 
 from agents_registry.models import ApiKey
 from marketplace import selectors, services
-from marketplace.api import serializers as s
+from marketplace.api import serializers
 from marketplace.api.common import MarketView, idempotent, require_party_scope
 from marketplace.api.tasks import task_output
 from marketplace.api_parsers import JSONParser, MultiPartParser
@@ -30,17 +30,20 @@ class TaskDeliveriesView(MarketView):
     write_scope = ApiKey.Scope.DELIVERIES_WRITE
     parser_classes = [JSONParser, MultiPartParser]
 
-    @extend_schema(summary="A task's deliveries", responses=s.DeliveryOutput(many=True))
+    @extend_schema(summary="A task's deliveries", responses=serializers.DeliveryOutput(many=True))
     def get(self, request: Request, task_id: int) -> Response:
         task = selectors.access_task(viewer=self.viewer, task_id=task_id)
         return self.paginate(
-            selectors.deliveries_for_task(viewer=self.viewer, task=task), s.DeliveryOutput
+            selectors.deliveries_for_task(viewer=self.viewer, task=task), serializers.DeliveryOutput
         )
 
     @extend_schema(
         summary="Deliver the work",
-        request={"application/json": s.DeliveryInput, "multipart/form-data": s.DeliveryInput},
-        responses={201: s.DeliveryOutput},
+        request={
+            "application/json": serializers.DeliveryInput,
+            "multipart/form-data": serializers.DeliveryInput,
+        },
+        responses={201: serializers.DeliveryOutput},
     )
     def post(self, request: Request, task_id: int) -> Response:
         # The service reads the task once, under its lock (a task the caller may not see: 404).
@@ -62,7 +65,7 @@ class TaskDeliveriesView(MarketView):
                         raise exceptions.ValidationError(
                             {"data": ["Must be valid JSON in a multipart request."]}
                         ) from None
-            data = s.DeliveryInput(data=raw)
+            data = serializers.DeliveryInput(data=raw)
             data.is_valid(raise_exception=True)
             delivery = services.delivery_submit(
                 task=task,
@@ -71,7 +74,7 @@ class TaskDeliveriesView(MarketView):
                 viewer=self.viewer,
                 **data.validated_data,
             )
-            return Response(s.delivery_output(delivery), status=status.HTTP_201_CREATED)
+            return Response(serializers.delivery_output(delivery), status=status.HTTP_201_CREATED)
 
         return idempotent(request, self.viewer, produce)
 
@@ -81,23 +84,25 @@ class MyDeliveriesView(MarketView):
     made after it)."""
 
     @extend_schema(
-        summary="My deliveries", responses=s.DeliveryOutput(many=True), parameters=[s.SinceQuery]
+        summary="My deliveries",
+        responses=serializers.DeliveryOutput(many=True),
+        parameters=[serializers.SinceQuery],
     )
     def get(self, request: Request) -> Response:
         deliveries = selectors.deliveries_of(participant=self.participant)
-        since = s.since_of(request)
+        since = serializers.since_of(request)
         if since is not None:
             deliveries = deliveries.filter(created_at__gt=since)
-        return self.paginate(deliveries, s.DeliveryOutput)
+        return self.paginate(deliveries, serializers.DeliveryOutput)
 
 
 class DeliveryDetailView(MarketView):
     """A delivery (its task's parties only)."""
 
-    @extend_schema(summary="A delivery", responses=s.DeliveryOutput)
+    @extend_schema(summary="A delivery", responses=serializers.DeliveryOutput)
     def get(self, request: Request, delivery_id: int) -> Response:
         delivery = selectors.access_delivery(viewer=self.viewer, delivery_id=delivery_id)
-        return Response(s.DeliveryOutput(delivery).data)
+        return Response(serializers.DeliveryOutput(delivery).data)
 
 
 class DeliveryFileView(MarketView):
@@ -152,7 +157,7 @@ class _ReviewAction(MarketView):
         return idempotent(request, self.viewer, produce)
 
 
-@extend_schema(request=None, responses=s.TaskOutput, summary="Accept a delivery")
+@extend_schema(request=None, responses=serializers.TaskOutput, summary="Accept a delivery")
 class DeliveryAcceptView(_ReviewAction):
     """The poster accepts: the escrow pays the assignee its price (less the fee and any
     royalties) and the rest goes back to the poster."""
@@ -161,11 +166,13 @@ class DeliveryAcceptView(_ReviewAction):
         return services.delivery_accept(delivery=delivery, actor=self.participant)
 
 
-@extend_schema(request=s.MessageInput, responses=s.TaskOutput, summary="Request a revision")
+@extend_schema(
+    request=serializers.MessageInput, responses=serializers.TaskOutput, summary="Request a revision"
+)
 class DeliveryRevisionView(_ReviewAction):
     """The poster asks for changes; the assignee starts again and delivers anew."""
 
-    input_class = s.MessageInput
+    input_class = serializers.MessageInput
 
     def act(self, delivery: Delivery, values: dict) -> object:
         return services.revision_request(
@@ -173,12 +180,14 @@ class DeliveryRevisionView(_ReviewAction):
         )
 
 
-@extend_schema(request=s.ReasonInput, responses=s.TaskOutput, summary="Reject a delivery")
+@extend_schema(
+    request=serializers.ReasonInput, responses=serializers.TaskOutput, summary="Reject a delivery"
+)
 class DeliveryRejectView(_ReviewAction):
     """The poster rejects: a dispute opens with the reason as the poster's evidence; staff
     split the escrow."""
 
-    input_class = s.ReasonInput
+    input_class = serializers.ReasonInput
 
     def act(self, delivery: Delivery, values: dict) -> object:
         return services.delivery_reject(
@@ -192,20 +201,24 @@ class DisputeEvidenceView(MarketView):
 
     write_scope = ApiKey.Scope.TASKS_READ  # the side's own scope is asked below
 
-    @extend_schema(summary="Answer a dispute", request=s.EvidenceInput, responses=s.DisputeOutput)
+    @extend_schema(
+        summary="Answer a dispute",
+        request=serializers.EvidenceInput,
+        responses=serializers.DisputeOutput,
+    )
     def post(self, request: Request, task_id: int) -> Response:
         task = selectors.access_task(viewer=self.viewer, task_id=task_id)
         require_party_scope(request, task, self.participant)
         dispute = selectors.access_dispute(viewer=self.viewer, task=task)
         if dispute is None:
             raise NotFound(f"Task {task_id} has no dispute you can see.")
-        data = s.EvidenceInput(data=request.data)
+        data = serializers.EvidenceInput(data=request.data)
         data.is_valid(raise_exception=True)
 
         def produce() -> Response:
             answered = services.dispute_evidence_add(
                 dispute=dispute, actor=self.participant, text=data.validated_data["text"]
             )
-            return Response(s.DisputeOutput(answered).data)
+            return Response(serializers.DisputeOutput(answered).data)
 
         return idempotent(request, self.viewer, produce)

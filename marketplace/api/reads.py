@@ -1,11 +1,10 @@
 """The task list and task detail of the API: JSON built by PostgreSQL from fixed statements.
 
-These two endpoints are what agents poll. Through the ORM and DRF's ModelSerializer they cost 36 and
-22 ms of CPU each on the 2-core bench machine, nearly all of it compiling querysets and building
-serializer fields, against 0.3 ms for the database work; even plain dicts from rows cost 1.1 ms
-for a page of 20. Here each response body is one prepared statement whose JSON PostgreSQL writes
-in the shapes the serializers describe (``TaskOutput``, ``TaskDetailOutput``, still the OpenAPI
-schema). ``tests/marketplace/test_reads.py`` checks both against the serializers, and the
+These two endpoints are what agents poll. Through the ORM and DRF's ModelSerializer nearly all of
+their cost was compiling querysets and building serializer fields, far more than the database work
+(BENCHMARKS.md, issue 5). Here each response body is one prepared statement whose JSON PostgreSQL
+writes in the shapes the serializers describe (``TaskOutput``, ``TaskDetailOutput``, still the
+OpenAPI schema). ``tests/marketplace/test_reads.py`` checks both against the serializers, and the
 visibility rule against ``selectors.tasks_visible`` for every kind of viewer. Answers are kept in
 Redis between changes to the market (``marketplace/read_cache.py``).
 """
@@ -14,9 +13,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from agents_registry.api_fields import ParticipantOutput
+from agents_registry.models import Participant
 from agents_registry.prepared import prepared_cursor
 from marketplace.models import Bid, Task
-from marketplace.read_cache import kept
+from marketplace.read_cache import answer_kept_or_computed
 from marketplace.selectors import Viewer
 
 
@@ -25,11 +26,12 @@ def _object(fields: list[tuple[str, str]]) -> str:
 
 
 def _participant(alias: str) -> str:
+    """``ParticipantOutput``'s fields, in its order, from the participant row ``alias``."""
+    columns = {field.name: field.column for field in Participant._meta.concrete_fields}
     return _object(
         [
-            ("id", f"{alias}.id"),
-            ("kind", f"{alias}.kind"),
-            ("display_name", f"{alias}.display_name"),
+            (name, f"{alias}.{columns[field.source]}")
+            for name, field in ParticipantOutput().fields.items()
         ]
     )
 
@@ -193,7 +195,7 @@ def task_page(
         return f"{total} {page}"
 
     key = f"list {_viewer_key(viewer)} {condition} {sorted(params.items())!r}"
-    total, page = kept(key, compute).split(" ", 1)
+    total, page = answer_kept_or_computed(key, compute).split(" ", 1)
     return int(total), page
 
 
@@ -213,4 +215,4 @@ def task_detail(*, viewer: Viewer, task_id: int) -> str | None:
             row = cursor.fetchone()
         return None if row is None else row[0]
 
-    return kept(f"detail {_viewer_key(viewer)} {task_id}", compute)
+    return answer_kept_or_computed(f"detail {_viewer_key(viewer)} {task_id}", compute)

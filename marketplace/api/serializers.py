@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from drf_spectacular.utils import extend_schema_field
@@ -254,30 +255,16 @@ class BidOutput(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-_TIMESTAMP = serializers.DateTimeField()
-
-
-def _participant(participant: Any) -> dict[str, Any]:
-    return {
-        "id": participant.pk,
-        "kind": participant.kind,
-        "display_name": participant.display_name,
-    }
+@functools.cache
+def _bound_output(serializer_class: type[serializers.Serializer]) -> serializers.Serializer:
+    """One instance of an output serializer, kept: its fields are built once (building them
+    costs more than the rest of an answer), and ``to_representation`` keeps no state."""
+    return serializer_class()
 
 
 def bid_output(bid: Bid) -> dict[str, Any]:
-    """``BidOutput(bid).data`` without building the serializer's fields for every answer (they
-    cost more than the rest of the bid's answer): the bid endpoint's body."""
-    return {
-        "id": bid.pk,
-        "task_id": bid.task_id,
-        "bidder": _participant(bid.bidder),
-        "price": bid.price,
-        "eta_hours": bid.eta_hours,
-        "plan": bid.plan,
-        "status": bid.status,
-        "score": None if bid.score is None else float(bid.score),
-    }
+    """``BidOutput(bid).data``, from the kept instance: the bid endpoint's body."""
+    return _bound_output(BidOutput).to_representation(bid)
 
 
 class ReasonInput(serializers.Serializer):
@@ -366,28 +353,8 @@ class DeliveryOutput(serializers.ModelSerializer):
 
 
 def delivery_output(delivery: Delivery) -> dict[str, Any]:
-    """``DeliveryOutput(delivery).data`` without building the serializer's fields: the deliver
-    endpoint's body."""
-    return {
-        "id": delivery.pk,
-        "task_id": delivery.task_id,
-        "submitter": _participant(delivery.submitter),
-        "text": delivery.text,
-        "text_html": sanitize_text(delivery.text),
-        "data": delivery.data,
-        "skills_used": [int(pk) for pk in delivery.skills_used],
-        "status": delivery.status,
-        "check_status": delivery.check_status,
-        "check_results": delivery.check_results,
-        "review_message": delivery.review_message,
-        "review_deadline": _TIMESTAMP.to_representation(delivery.review_deadline),
-        "files": [
-            {"id": f.pk, "name": f.name, "content_type": f.content_type, "size": f.size}
-            for f in delivery.files.all()
-        ],
-        "execution_id": delivery.execution_ref,
-        "created_at": _TIMESTAMP.to_representation(delivery.created_at),
-    }
+    """``DeliveryOutput(delivery).data``, from the kept instance: the deliver endpoint's body."""
+    return _bound_output(DeliveryOutput).to_representation(delivery)
 
 
 class AllowedActionOutput(serializers.Serializer):
@@ -445,13 +412,15 @@ class EventOutput(serializers.ModelSerializer):
         fields = ["id", "kind", "actor", "data", "created_at"]
 
     def to_representation(self, event: TaskEvent) -> dict[str, Any]:
+        # The lens decides what shows; the declared fields say how it reads.
         actor_id, data = self.context["lens"].show(event)
+        fields = self.fields
         return {
             "id": event.pk,
             "kind": event.kind,
-            "actor": _participant(event.actor) if actor_id is not None else None,
+            "actor": None if actor_id is None else fields["actor"].to_representation(event.actor),
             "data": data,
-            "created_at": _TIMESTAMP.to_representation(event.created_at),
+            "created_at": fields["created_at"].to_representation(event.created_at),
         }
 
 

@@ -14,8 +14,7 @@ from rest_framework.response import Response
 from agents_registry.api_fields import query_of
 from agents_registry.models import ApiKey, Participant
 from marketplace import actions, selectors, services
-from marketplace.api import reads
-from marketplace.api import serializers as s
+from marketplace.api import reads, serializers
 from marketplace.api.common import MarketView, Pagination, idempotent, require_party_scope
 from marketplace.exceptions import NotFound
 from marketplace.models import Task
@@ -35,8 +34,8 @@ class TaskListView(MarketView):
 
     @extend_schema(
         summary="List and search tasks",
-        responses=s.TaskOutput(many=True),
-        parameters=[s.TaskQuery],
+        responses=serializers.TaskOutput(many=True),
+        parameters=[serializers.TaskQuery],
     )
     def get(self, request: Request) -> HttpResponse:
         if set(request.query_params) <= {"limit", "offset"}:
@@ -44,7 +43,7 @@ class TaskListView(MarketView):
             # the serializer's fields costs more than the page's query).
             query = {"status": Task.State.OPEN}
         else:
-            given = s.TaskQuery(data=query_of(request))
+            given = serializers.TaskQuery(data=query_of(request))
             given.is_valid(raise_exception=True)
             query = given.validated_data
         own = self.participant.pk if self.participant else None
@@ -71,13 +70,17 @@ class TaskListView(MarketView):
             f' "previous": {json.dumps(previous_link)}, "results": {page}}}'
         )
 
-    @extend_schema(summary="Post a task", request=s.TaskPostInput, responses={201: s.TaskOutput})
+    @extend_schema(
+        summary="Post a task",
+        request=serializers.TaskPostInput,
+        responses={201: serializers.TaskOutput},
+    )
     def post(self, request: Request) -> Response:
         return idempotent(request, self.viewer, lambda: _post_task(self, request, parent=None))
 
 
 def _post_task(view: MarketView, request: Request, *, parent: Task | None) -> Response:
-    data = s.TaskPostInput(data=request.data)
+    data = serializers.TaskPostInput(data=request.data)
     data.is_valid(raise_exception=True)
     values = data.validated_data
     depends_on = [
@@ -96,7 +99,7 @@ def _post_task(view: MarketView, request: Request, *, parent: Task | None) -> Re
 
 def task_output(view: MarketView, task: Task) -> dict:
     """The task as the caller may see it (``TaskOutput``)."""
-    return s.TaskOutput(task, context={"viewer": view.viewer}).data
+    return serializers.TaskOutput(task, context={"viewer": view.viewer}).data
 
 
 class TasksForMeView(MarketView):
@@ -106,11 +109,11 @@ class TasksForMeView(MarketView):
 
     @extend_schema(
         summary="Tasks that match the calling agent",
-        responses=s.TaskMatchOutput(many=True),
-        parameters=[s.ForMeQuery],
+        responses=serializers.TaskMatchOutput(many=True),
+        parameters=[serializers.ForMeQuery],
     )
     def get(self, request: Request) -> Response:
-        given = s.ForMeQuery(data=query_of(request))
+        given = serializers.ForMeQuery(data=query_of(request))
         given.is_valid(raise_exception=True)
         paginator = Pagination()
         limit, offset = paginator.window(request)
@@ -147,13 +150,13 @@ def tasks_for_me_output(
         min_similarity=min_similarity,
         count_cap=count_cap,
     )
-    return count, s.TaskMatchOutput(tasks, many=True, context={"viewer": viewer}).data
+    return count, serializers.TaskMatchOutput(tasks, many=True, context={"viewer": viewer}).data
 
 
 class TaskDetailView(MarketView):
     """A task with its dependencies and subtasks (404 when it does not exist or is private)."""
 
-    @extend_schema(summary="A task", responses=s.TaskDetailOutput)
+    @extend_schema(summary="A task", responses=serializers.TaskDetailOutput)
     def get(self, request: Request, task_id: int) -> HttpResponse:
         task = reads.task_detail(viewer=self.viewer, task_id=task_id)
         if task is None:
@@ -167,7 +170,11 @@ class SubtaskPostView(MarketView):
 
     spends_credits = True
 
-    @extend_schema(summary="Post a subtask", request=s.TaskPostInput, responses={201: s.TaskOutput})
+    @extend_schema(
+        summary="Post a subtask",
+        request=serializers.TaskPostInput,
+        responses={201: serializers.TaskOutput},
+    )
     def post(self, request: Request, task_id: int) -> Response:
         parent = selectors.access_task(viewer=self.viewer, task_id=task_id)
         return idempotent(request, self.viewer, lambda: _post_task(self, request, parent=parent))
@@ -179,12 +186,12 @@ class TaskDependenciesView(MarketView):
 
     @extend_schema(
         summary="Make a subtask wait for a sibling",
-        request=s.TaskDependencyInput,
-        responses={201: s.TaskDetailOutput},
+        request=serializers.TaskDependencyInput,
+        responses={201: serializers.TaskDetailOutput},
     )
     def post(self, request: Request, task_id: int) -> Response:
         task = selectors.access_task(viewer=self.viewer, task_id=task_id)
-        data = s.TaskDependencyInput(data=request.data)
+        data = serializers.TaskDependencyInput(data=request.data)
         data.is_valid(raise_exception=True)
         depends_on = selectors.access_task(
             viewer=self.viewer, task_id=data.validated_data["depends_on"]
@@ -204,21 +211,23 @@ class TaskEventsView(MarketView):
     public data shows."""
 
     @extend_schema(
-        summary="A task's timeline", responses=s.EventOutput(many=True), parameters=[s.SinceQuery]
+        summary="A task's timeline",
+        responses=serializers.EventOutput(many=True),
+        parameters=[serializers.SinceQuery],
     )
     def get(self, request: Request, task_id: int) -> Response:
         task = selectors.access_task(viewer=self.viewer, task_id=task_id)
-        since = s.since_of(request)
+        since = serializers.since_of(request)
         events = selectors.task_events(viewer=self.viewer, task=task, since=since)
         lens = selectors.event_lens(viewer=self.viewer, task=task)
-        return self.paginate(events.select_related("actor"), s.EventOutput, lens=lens)
+        return self.paginate(events.select_related("actor"), serializers.EventOutput, lens=lens)
 
 
 class _TaskAction(MarketView):
     def act(self, task: Task) -> Task:
         raise NotImplementedError
 
-    @extend_schema(request=None, responses=s.TaskOutput)
+    @extend_schema(request=None, responses=serializers.TaskOutput)
     def post(self, request: Request, task_id: int) -> Response:
         task = selectors.access_task(viewer=self.viewer, task_id=task_id)
 
@@ -272,12 +281,12 @@ class TaskAbandonView(_TaskAction):
 
     write_scope = ApiKey.Scope.DELIVERIES_WRITE
 
-    @extend_schema(request=s.AbandonInput, responses=s.TaskOutput)
+    @extend_schema(request=serializers.AbandonInput, responses=serializers.TaskOutput)
     def post(self, request: Request, task_id: int) -> Response:
         return super().post(request, task_id)
 
     def act(self, task: Task) -> Task:
-        data = s.AbandonInput(data=self.request.data)
+        data = serializers.AbandonInput(data=self.request.data)
         data.is_valid(raise_exception=True)
         return services.task_abandon(
             task=task, actor=self.participant, reason=data.validated_data["reason"]
@@ -292,13 +301,13 @@ class TaskEscalateView(_TaskAction):
 
     write_scope = ApiKey.Scope.TASKS_READ  # the side's own scope is asked below
 
-    @extend_schema(request=s.ReasonInput, responses=s.TaskOutput)
+    @extend_schema(request=serializers.ReasonInput, responses=serializers.TaskOutput)
     def post(self, request: Request, task_id: int) -> Response:
         return super().post(request, task_id)
 
     def act(self, task: Task) -> Task:
         require_party_scope(self.request, task, self.participant)
-        data = s.ReasonInput(data=self.request.data)
+        data = serializers.ReasonInput(data=self.request.data)
         data.is_valid(raise_exception=True)
         services.task_escalate(
             task=task, actor=self.participant, reason=data.validated_data["reason"]
@@ -310,7 +319,7 @@ class TaskActionsView(MarketView):
     """What the caller may do with the task now, and later (from when): the same table the
     task page renders its buttons from. Each action names the operation that takes it."""
 
-    @extend_schema(responses=s.TaskActionsOutput)
+    @extend_schema(responses=serializers.TaskActionsOutput)
     def get(self, request: Request, task_id: int) -> Response:
         task = selectors.access_task(viewer=self.viewer, task_id=task_id)
         found = actions.task_actions(viewer=self.viewer, task=task)
@@ -339,7 +348,7 @@ class TaskActionsView(MarketView):
             "review_deadline": in_review.review_deadline if in_review else None,
             "on_silence": situation.on_silence,
         }
-        return Response(s.TaskActionsOutput(body).data)
+        return Response(serializers.TaskActionsOutput(body).data)
 
 
 class MyWorkView(MarketView):
@@ -348,17 +357,19 @@ class MyWorkView(MarketView):
     those changed after it)."""
 
     @extend_schema(
-        summary="My active work", responses=s.TaskOutput(many=True), parameters=[s.WorkQuery]
+        summary="My active work",
+        responses=serializers.TaskOutput(many=True),
+        parameters=[serializers.WorkQuery],
     )
     def get(self, request: Request) -> Response:
-        given = s.WorkQuery(data=query_of(request))
+        given = serializers.WorkQuery(data=query_of(request))
         given.is_valid(raise_exception=True)
         tasks = selectors.tasks_active_for(
             participant=self.participant,
             role=given.validated_data.get("role"),
             since=given.validated_data.get("since"),
         )
-        return self.paginate(tasks, s.TaskOutput, viewer=self.viewer)
+        return self.paginate(tasks, serializers.TaskOutput, viewer=self.viewer)
 
 
 class NotificationsView(MarketView):
@@ -367,18 +378,18 @@ class NotificationsView(MarketView):
 
     @extend_schema(
         summary="My notifications",
-        responses=s.NotificationOutput(many=True),
-        parameters=[s.NotificationQuery],
+        responses=serializers.NotificationOutput(many=True),
+        parameters=[serializers.NotificationQuery],
     )
     def get(self, request: Request) -> Response:
-        given = s.NotificationQuery(data=query_of(request))
+        given = serializers.NotificationQuery(data=query_of(request))
         given.is_valid(raise_exception=True)
         items = selectors.notifications_for(
             participant=self.participant,
             unread=given.validated_data["unread"],
             since=given.validated_data.get("since"),
         )
-        return self.paginate(items, s.NotificationOutput)
+        return self.paginate(items, serializers.NotificationOutput)
 
 
 class NotificationsReadView(MarketView):
@@ -386,10 +397,12 @@ class NotificationsReadView(MarketView):
     not yours are ignored; marking twice keeps the first time."""
 
     @extend_schema(
-        summary="Mark notifications read", request=s.MarkReadInput, responses=s.MarkReadOutput
+        summary="Mark notifications read",
+        request=serializers.MarkReadInput,
+        responses=serializers.MarkReadOutput,
     )
     def post(self, request: Request) -> Response:
-        data = s.MarkReadInput(data=request.data)
+        data = serializers.MarkReadInput(data=request.data)
         data.is_valid(raise_exception=True)
 
         def produce() -> Response:
@@ -408,10 +421,10 @@ class TaskDisputeView(MarketView):
     """The dispute of a rejected delivery, for both parties and staff: its status, both sides'
     evidence and, once resolved, how the escrow was split."""
 
-    @extend_schema(summary="A task's dispute", responses=s.DisputeOutput)
+    @extend_schema(summary="A task's dispute", responses=serializers.DisputeOutput)
     def get(self, request: Request, task_id: int) -> Response:
         task = selectors.access_task(viewer=self.viewer, task_id=task_id)
         dispute = selectors.access_dispute(viewer=self.viewer, task=task)
         if dispute is None:
             raise NotFound(f"Task {task_id} has no dispute you can see.")
-        return Response(s.DisputeOutput(dispute).data)
+        return Response(serializers.DisputeOutput(dispute).data)

@@ -30,8 +30,7 @@ from agents_registry.models import Participant
 from marketplace import selectors, services
 from marketplace.api import bids as bid_api
 from marketplace.api import deliveries as delivery_api
-from marketplace.api import reads
-from marketplace.api import serializers as s
+from marketplace.api import reads, serializers
 from marketplace.api import tasks as task_api
 from marketplace.api.common import Pagination
 from marketplace.exceptions import NotFound
@@ -78,7 +77,7 @@ def _validated(serializer_class: type, data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _task_output(caller: Caller, task_id: int) -> dict[str, Any]:
-    return s.TaskOutput(selectors.access_task(viewer=caller.viewer, task_id=task_id)).data
+    return serializers.TaskOutput(selectors.access_task(viewer=caller.viewer, task_id=task_id)).data
 
 
 def _task_detail(caller: Caller, task_id: int) -> dict[str, Any]:
@@ -122,7 +121,9 @@ def tasks_search(
 
     def search(caller: Caller) -> dict[str, Any]:
         query = {"q": q, "state": state, "min_bounty": min_bounty, "max_bounty": max_bounty}
-        values = _validated(s.TaskQuery, {k: v for k, v in query.items() if v not in (None, "")})
+        values = _validated(
+            serializers.TaskQuery, {k: v for k, v in query.items() if v not in (None, "")}
+        )
         count, page = reads.task_page(
             viewer=caller.viewer,
             limit=max(1, min(limit, Pagination.max_limit)),
@@ -154,7 +155,7 @@ def my_bids(ctx: Context, limit: int = 20) -> dict[str, Any]:
         ctx,
         bid_api.MyBidsView.read_scope,
         lambda caller: {
-            "results": s.BidOutput(
+            "results": serializers.BidOutput(
                 selectors.bids_of(participant=caller.participant)[: max(1, min(limit, 100))],
                 many=True,
             ).data
@@ -171,11 +172,13 @@ def bid_place(ctx: Context, task_id: int, price: int, eta_hours: int, plan: str)
     with a short `plan`. The poster awards one bid, or the market does automatically."""
 
     def place(caller: Caller) -> dict[str, Any]:
-        values = _validated(s.BidInput, {"price": price, "eta_hours": eta_hours, "plan": plan})
+        values = _validated(
+            serializers.BidInput, {"price": price, "eta_hours": eta_hours, "plan": plan}
+        )
         bid = services.bid_place(
             task=Task(pk=task_id), bidder=caller.participant, viewer=caller.viewer, **values
         )
-        return s.bid_output(bid)
+        return serializers.bid_output(bid)
 
     return _call(ctx, bid_api.TaskBidsView.write_scope, place)
 
@@ -187,7 +190,7 @@ def bid_withdraw(ctx: Context, bid_id: int) -> dict[str, Any]:
     def withdraw(caller: Caller) -> dict[str, Any]:
         bid = selectors.access_bid(viewer=caller.viewer, bid_id=bid_id)
         services.bid_withdraw(bid=bid, actor=caller.participant)
-        return s.BidOutput(selectors.access_bid(viewer=caller.viewer, bid_id=bid_id)).data
+        return serializers.BidOutput(selectors.access_bid(viewer=caller.viewer, bid_id=bid_id)).data
 
     return _call(ctx, bid_api.BidWithdrawView.write_scope, withdraw)
 
@@ -240,7 +243,7 @@ def delivery_submit(
     reviews it; accepted work pays you the price less the platform fee."""
 
     def deliver(caller: Caller) -> dict[str, Any]:
-        values = _validated(s.DeliveryInput, {"text": text, "data": data})
+        values = _validated(serializers.DeliveryInput, {"text": text, "data": data})
         values.pop("files", None)
         # After a revision request the same content is a new delivery, not a replay.
         revised = Delivery.objects.filter(
@@ -257,7 +260,7 @@ def delivery_submit(
             viewer=caller.viewer,
             **values,
         )
-        return s.delivery_output(delivery)
+        return serializers.delivery_output(delivery)
 
     return _call(ctx, delivery_api.TaskDeliveriesView.write_scope, deliver)
 
@@ -287,7 +290,7 @@ def subtask_post(
             "checks": checks or {},
             "deadline": deadline,
         }
-        values = _validated(s.TaskPostInput, given)
+        values = _validated(serializers.TaskPostInput, given)
         depends_on = [
             selectors.access_task(viewer=caller.viewer, task_id=pk)
             for pk in values.pop("depends_on")
@@ -363,6 +366,6 @@ def task_deliveries_resource(task_id: int, ctx: Context) -> str:
     def deliveries(caller: Caller) -> dict[str, Any]:
         task = selectors.access_task(viewer=caller.viewer, task_id=task_id)
         found = selectors.deliveries_for_task(viewer=caller.viewer, task=task)
-        return {"results": s.DeliveryOutput(found[:100], many=True).data}
+        return {"results": serializers.DeliveryOutput(found[:100], many=True).data}
 
     return _read(ctx, delivery_api.TaskDeliveriesView.read_scope, deliveries)

@@ -18,7 +18,7 @@ from agents_registry import embeddings
 from agents_registry import selectors as registry_selectors
 from agents_registry import services as registry_services
 from agents_registry.models import Participant
-from agents_registry.prepared import insert_rows
+from agents_registry.prepared import insert_rows, violated_constraint
 from agents_registry.sweeps import sweep
 from marketplace.actions import states_of
 from marketplace.exceptions import (
@@ -29,7 +29,6 @@ from marketplace.exceptions import (
     NotFound,
 )
 from marketplace.models import Bid, Task
-from marketplace.read_cache import market_changed
 from marketplace.selectors import Viewer, can_view_task, family_id
 from marketplace.services import validation
 from marketplace.services.common import (
@@ -119,7 +118,8 @@ def bid_place(
                 task,
                 kind="bid_placed",
                 actor=bidder,
-                notice=(task.poster, f"{bidder.display_name} bid {price:,} on “{task.title}”."),
+                notified=task.poster,
+                notice=f"{bidder.display_name} bid {price:,} on “{task.title}”.",
                 fields=(),
                 bid=bid.pk,
                 price=price,
@@ -129,7 +129,9 @@ def bid_place(
                 _auto_award_locked(task=task)
                 bid.refresh_from_db()
             return bid
-    except IntegrityError:
+    except IntegrityError as error:
+        if violated_constraint(error) != "bid_one_active_per_bidder":
+            raise
         raise InvalidInput(
             "You already have an active bid on this task; withdraw it before bidding again."
         ) from None
@@ -176,7 +178,6 @@ def task_claim(*, task: Task, claimant: Participant) -> Task:
         Bid.objects.filter(task=task, bidder=claimant, status=Bid.Status.ACTIVE).update(
             status=Bid.Status.WITHDRAWN
         )
-        market_changed()
         bid = Bid.objects.create(
             task=task,
             bidder=claimant,
@@ -193,7 +194,6 @@ def _award(*, task: Task, bid: Bid, actor: Participant | None, how: str) -> None
         status=Bid.Status.LOST
     )
     Bid.objects.filter(pk=bid.pk).update(status=Bid.Status.AWARDED)
-    market_changed()
     bid.status = Bid.Status.AWARDED
     task.state = Task.State.AWARDED
     task.assignee = bid.bidder
@@ -261,9 +261,9 @@ def _matcher_scores(task: Task, bids: list[Bid]) -> dict[int, float]:
 
 
 def _embed_plans(bids: Sequence[Bid]) -> None:
-    """Plans are embedded when an auction needs them, not when a bid arrives (the MiniLM model
-    costs about 10 ms of CPU per text): in one batch for the bids an automatic award scores, and
-    for the bid a poster picks by hand."""
+    """Plans are embedded when an auction needs them, not when a bid arrives (embedding is the
+    costly part of a bid): in one batch for the bids an automatic award scores, and for the bid
+    a poster picks by hand."""
     missing = [bid for bid in bids if bid.plan_embedding is None]
     if not missing:
         return

@@ -5,22 +5,24 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from functools import cache
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from agents_registry import services as registry_services
 from agents_registry.models import Participant
-from agents_registry.prepared import database, prepared_cursor
+from agents_registry.prepared import (
+    database,
+    insert_statement,
+    prepared_cursor,
+    update_statement,
+)
 from marketplace import selectors
 from marketplace.exceptions import InvalidTransition, NotAllowed, NotFound
 from marketplace.live import publish_on_commit
 from marketplace.models import Notification, Task, TaskEvent
-from marketplace.read_cache import market_changed
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +105,8 @@ def transition_record(
     *,
     kind: str,
     actor: Participant | None = None,
-    notice: tuple[Participant | None, str] | None = None,
+    notified: Participant | None = None,
+    notice: str = "",
     fields: Sequence[str] = ("state",),
     preceded_by: Sequence[str] = (),
     **data: Any,
@@ -111,63 +114,38 @@ def transition_record(
     """What a transition writes besides rows of its own, in one prepared statement instead of
     three that the ORM compiles: the ``fields`` it changed on the locked ``task`` (with
     ``updated_at``; none for a bid), its timeline event (after events of the kinds
-    ``preceded_by``, by the same actor and without data: steps taken in one go) and, with
-    ``notice`` (recipient, message), the recipient's notification. The same rows, live hints
-    and read-cache change as ``task.save(update_fields=...)``, :func:`event_record` and
-    :func:`notify`. Every transition whose writes are only these uses it; each call saves two
-    round trips and about a millisecond of the ORM's CPU."""
-    now = timezone.now()
-    recipient, message = notice if notice is not None else (None, "")
-    columns = (*fields, "updated_at") if fields else ()
-    db = database()
-    params = []
-    if columns:
-        task.updated_at = now
+    ``preceded_by``, by the same actor and without data: steps taken in one go) and the
+    ``notice`` to ``notified``, when there is one. The same rows and live hints as
+    ``task.save(update_fields=...)``, :func:`event_record` and :func:`notify`: the rows are
+    model instances, so their columns and defaults are the models' (the read cache learns of
+    the change from the database's own trigger)."""
+    recipient = notified if notice else None
+    parts: list[str] = []
+    params: list[Any] = []
+    if fields:
+        columns = (*fields, "updated_at")
+        task.updated_at = timezone.now()
+        db = database()
+        parts.append(f"moved AS ({update_statement(Task, columns)})")
         params += [
             field.get_db_prep_save(getattr(task, field.attname), db)
             for field in map(Task._meta.get_field, columns)
         ]
         params.append(task.pk)
     if recipient is not None:
-        params += [recipient.pk, task.pk, message[:300], now]
-    data_field = TaskEvent._meta.get_field("data")
-    actor_id = actor.pk if actor else None
-    for earlier in preceded_by:
-        params += [task.pk, earlier, actor_id, data_field.get_db_prep_save({}, db), now]
-    params += [task.pk, kind, actor_id, data_field.get_db_prep_save(data, db), now]
+        notification = Notification(recipient=recipient, task=task, message=notice[:300])
+        insert, document = insert_statement(Notification, [notification])
+        parts.append(f"notice AS ({insert})")
+        params.append(document)
+    events = [TaskEvent(task=task, kind=earlier, actor=actor, data={}) for earlier in preceded_by]
+    events.append(TaskEvent(task=task, kind=kind, actor=actor, data=data))
+    insert, document = insert_statement(TaskEvent, events)
+    params.append(document)
     with prepared_cursor() as cursor:
-        cursor.execute(
-            _transition_sql(columns, recipient is not None, 1 + len(preceded_by)), params
-        )
-    market_changed()
+        cursor.execute(f"WITH {', '.join(parts)} {insert}" if parts else insert, params)
     broadcast_task_changed_on_commit(task_id=task.pk, kind=kind)
     if recipient is not None:
         _notified_on_commit(recipient)
-
-
-@cache
-def _transition_sql(columns: tuple[str, ...], notifies: bool, events: int) -> str:
-    # Names come from the models, never from input; every value is a bound parameter.
-    quote = connection.ops.quote_name
-    task, event, notification = (
-        quote(model._meta.db_table) for model in (Task, TaskEvent, Notification)
-    )
-    parts = []
-    if columns:
-        assignments = ", ".join(
-            f"{quote(Task._meta.get_field(name).column)} = %s" for name in columns
-        )
-        parts.append(f"moved AS (UPDATE {task} SET {assignments} WHERE id = %s)")  # noqa: S608
-    if notifies:
-        parts.append(
-            f"notice AS (INSERT INTO {notification} (recipient_id, task_id, message, created_at)"  # noqa: S608
-            " VALUES (%s, %s, %s, %s))"
-        )
-    insert_event = (
-        f"INSERT INTO {event} (task_id, kind, actor_id, data, created_at) VALUES "  # noqa: S608
-        + ", ".join(["(%s, %s, %s, %s, %s)"] * events)
-    )
-    return f"WITH {', '.join(parts)} {insert_event}" if parts else insert_event
 
 
 def broadcast_task_changed_on_commit(*, task_id: int, kind: str) -> None:

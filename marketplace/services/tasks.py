@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from agents_registry import embeddings
 from agents_registry.models import Participant
+from agents_registry.prepared import violated_constraint
 from agents_registry.sweeps import sweep
 from ledger import services as ledger_services
 from ledger.exceptions import InsufficientCredits
@@ -25,7 +26,6 @@ from marketplace.exceptions import (
     NotAllowed,
 )
 from marketplace.models import Bid, Task, TaskDependency
-from marketplace.read_cache import market_changed
 from marketplace.services import validation
 from marketplace.services.common import (
     agent_load_change,
@@ -159,7 +159,6 @@ def task_post(
             TaskDependency.objects.bulk_create(
                 [TaskDependency(task=task, depends_on=dependency) for dependency in depends_on]
             )
-            market_changed()
             if draft:
                 event_record(task=task, kind="drafted", actor=poster, bounty=bounty)
                 return task
@@ -167,9 +166,9 @@ def task_post(
             event_record(task=task, kind="posted", actor=poster, bounty=bounty)
             post_handler_call(task=task)
             return task
-    except IntegrityError:
+    except IntegrityError as error:
         # Two requests with one idempotency key raced: the loser returns the winner's task.
-        if idempotency_key is None:
+        if violated_constraint(error) != "task_unique_idempotency_key":
             raise
         existing = Task.objects.filter(poster=poster, idempotency_key=idempotency_key).first()
         if existing is None:
@@ -279,7 +278,8 @@ def task_start(*, task: Task, actor: Participant) -> Task:
             task,
             kind="started",
             actor=actor,
-            notice=(task.poster, f"Work started on “{task.title}”."),
+            notified=task.poster,
+            notice=f"Work started on “{task.title}”.",
         )
         return task
 
@@ -303,7 +303,6 @@ def task_abandon(*, task: Task, actor: Participant, reason: str) -> Task:
         outcome_record_for(task=task, outcome="abandoned")
         agent_load_change(participant=assignee, delta=-1)
         Bid.objects.filter(task=task, status=Bid.Status.AWARDED).update(status=Bid.Status.WITHDRAWN)
-        market_changed()
         task.state = Task.State.OPEN
         task.assignee = None
         task.price = None
@@ -398,14 +397,14 @@ def _close_with_refund(*, task: Task, state: str, actor: Participant | None) -> 
     if was_awarded:
         agent_load_change(participant=task.assignee, delta=-1)
     Bid.objects.filter(task=task, status=Bid.Status.ACTIVE).update(status=Bid.Status.LOST)
-    market_changed()
     task.state = state
     task.spent = task.bounty - refund
     transition_record(
         task,
         kind=state,
         actor=actor,
-        notice=(task.poster, f"“{task.title}” was {state}; {refund} refunded."),
+        notified=task.poster,
+        notice=f"“{task.title}” was {state}; {refund} refunded.",
         fields=("state", "spent"),
         refunded=refund,
     )

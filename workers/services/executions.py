@@ -371,15 +371,17 @@ def execution_run(*, execution_id: int, worker: str = "", at_once: bool = False)
         if execution is None:
             return "skipped"
         if at_once:
-            return _attempt_run(execution, task=None, at_once=True)
+            return _attempt_run_to_outcome(execution, task=None, at_once=True)
         task = _task_started(execution)
-    return _attempt_run(execution, task=task)
+    return _attempt_run_to_outcome(execution, task=task)
 
 
-def _attempt_run(execution: Execution, *, task: Task | None, at_once: bool = False) -> str:
+def _attempt_run_to_outcome(
+    execution: Execution, *, task: Task | None, at_once: bool = False
+) -> str:
     """Run the claimed attempt, then complete or fail it: in a transaction of its own, or at
     once in the claim's (see :func:`execution_run`), where the claim needs no check."""
-    context, outcome, elapsed_ms = _agent_run(execution, task)
+    context, outcome, elapsed_ms = _runtime_result_or_failure(execution, task)
     if isinstance(outcome, RuntimeFailure):
         return execution_attempt_failed(
             execution_id=execution.pk,
@@ -401,7 +403,7 @@ def _attempt_run(execution: Execution, *, task: Task | None, at_once: bool = Fal
     )
 
 
-def _agent_run(
+def _runtime_result_or_failure(
     execution: Execution, task: Task | None
 ) -> tuple[RunContext | None, RunResult | RuntimeFailure, int]:
     """Run the agent's runtime on ``task`` (None: read it): (its context, its result or the
@@ -443,7 +445,7 @@ def _agent_run(
     return context, failure, int((time.monotonic() - started) * 1000)
 
 
-def _locked(
+def _execution_lock_if_claim_holds(
     execution_id: int, token: uuid.UUID | None, claimed: Execution | None = None
 ) -> Execution | None:
     """The execution under FOR UPDATE when ``token`` still holds the claim, else None (the reaper
@@ -468,7 +470,7 @@ def _locked(
     return execution
 
 
-def _attempt_close(
+def _attempt_end_write(
     execution: Execution,
     changes: dict[str, Any],
     *,
@@ -505,11 +507,14 @@ def execution_complete(
 ) -> str:
     """Deliver the result and close the execution, all in one transaction. ``task`` is the
     market's task as read at the start of the attempt (the market re-locks it to deliver);
-    ``claimed`` the execution as the claim returned it (see :func:`_locked`); ``at_once``: in
-    the claim's own transaction (see :func:`execution_run`), where the claim needs no check and
-    the task may not have started yet."""
+    ``claimed`` the execution as the claim returned it (see
+    :func:`_execution_lock_if_claim_holds`); ``at_once``: in the claim's own transaction (see
+    :func:`execution_run`), where the claim needs no check and the task may not have started
+    yet."""
     with transaction.atomic(savepoint=not at_once):
-        execution = claimed if at_once else _locked(execution_id, token, claimed)
+        execution = (
+            claimed if at_once else _execution_lock_if_claim_holds(execution_id, token, claimed)
+        )
         if execution is None:
             return "stale"
         events = context.take_held_events()
@@ -521,7 +526,7 @@ def execution_complete(
                     "name": "accepted; the agent will deliver through the API",
                 }
             )
-            _attempt_close(
+            _attempt_end_write(
                 execution,
                 {
                     "status": Execution.Status.WAITING,
@@ -563,7 +568,7 @@ def execution_complete(
                 "duration_ms": elapsed_ms,
             }
         )
-        _attempt_close(
+        _attempt_end_write(
             execution,
             {
                 "status": Execution.Status.SUCCEEDED,
@@ -593,7 +598,9 @@ def execution_attempt_failed(
     """Retry a transient failure with backoff while attempts remain; otherwise fail for good and
     return the task to the market. ``claimed`` and ``at_once``: see :func:`execution_complete`."""
     with transaction.atomic(savepoint=not at_once):
-        execution = claimed if at_once else _locked(execution_id, token, claimed)
+        execution = (
+            claimed if at_once else _execution_lock_if_claim_holds(execution_id, token, claimed)
+        )
         if execution is None:
             return "stale"
         events = context.take_held_events() if context is not None else []
@@ -611,10 +618,10 @@ def execution_attempt_failed(
 
 
 def _retry_locked(execution: Execution, error: RuntimeFailure, **attempt: Any) -> str:
-    """Queue the next attempt after a backoff; ``attempt``: see :func:`_attempt_close`."""
+    """Queue the next attempt after a backoff; ``attempt``: see :func:`_attempt_end_write`."""
     delay = retry_delay_seconds(execution.attempts)
     now = timezone.now()
-    _attempt_close(
+    _attempt_end_write(
         execution,
         {
             "status": Execution.Status.QUEUED,
@@ -637,7 +644,7 @@ def _fail_locked(
     """Fail visibly; with ``return_task`` the task goes back to the market (its abandonment
     records the agent's outcome). A market refusal to take it back is recorded, not raised: the
     execution's failure must commit either way. ``attempt``: what the attempt adds to the row
-    (see :func:`_attempt_close`); none when the reaper ends a dead attempt."""
+    (see :func:`_attempt_end_write`); none when the reaper ends a dead attempt."""
     message = str(error)[:2000]
     if return_task:
         try:
@@ -661,7 +668,7 @@ def _fail_locked(
     context = attempt.get("context")
     if isinstance(error, BudgetExceeded) and context is not None:
         changes["cost"] = min(context.spent, execution.budget)
-    _attempt_close(execution, changes, **attempt)
+    _attempt_end_write(execution, changes, **attempt)
     execution_changed_on_commit(execution_id=execution.pk, kind="failed", urgent=True)
     return "failed"
 
