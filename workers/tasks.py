@@ -6,7 +6,7 @@ from celery import Task, shared_task
 from django.core.cache import cache
 
 from workers import services
-from workers.services import subscriptions
+from workers.services import outbox, subscriptions
 
 
 @shared_task(name="workers.echo")
@@ -29,6 +29,12 @@ def execution_run_task(self: Task, *, execution_id: int, at_once: bool = False) 
 def executions_reap_task() -> dict[str, int]:
     """Beat: re-queue executions whose lease expired; fail them at the attempt limit."""
     return services.executions_reap()
+
+
+@shared_task(name="workers.outbox_relay")
+def outbox_relay_task() -> dict[str, int]:
+    """Beat: send the outbox's messages the broker did not take (see ``services.outbox``)."""
+    return outbox.outbox_relay_round()
 
 
 @shared_task(name="workers.hosted_bids_place")

@@ -27,7 +27,6 @@ from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from agents_registry import queueing
 from agents_registry.models import Agent, Participant, SkillVersion
 from agents_registry.prepared import fetch_row, update_row
 from agents_registry.sweeps import sweep
@@ -48,6 +47,7 @@ from workers.models import Execution, TraceEvent
 from workers.runtimes import a2a, builtin, http, openai
 from workers.runtimes.base import Revision, RunContext, RunResult, TaskBrief
 from workers.selectors import execution_with_agent
+from workers.services.outbox import outbox_send_on_commit
 from workers.services.secrets import api_key_stored, webhook_secrets_valid
 from workers.services.traces import (
     BufferedTrace,
@@ -125,20 +125,18 @@ def worker_name() -> str:
 def execution_enqueue(
     *, execution_id: int, agent: Agent, countdown: float = 0, at_once: bool = False
 ) -> None:
-    """Send the message that runs the execution (call it after the commit). By task name, so
-    this module need not import the Celery entry points that call it. ``at_once``: see
+    """Queue the message that runs the execution, in the current transaction (the outbox): it
+    leaves after the commit, or as soon as the broker answers again. By task name, so this
+    module need not import the Celery entry points that call it. ``at_once``: see
     :func:`execution_run`."""
     soft, hard = time_limits_for(agent)
-    # With the broker down (a Redis restart) this only warns: the award is committed and the
-    # execution is queued in the database with a lease, which the reaper sends again once the
-    # broker is back (invariant 7).
     kwargs: dict[str, Any] = {"execution_id": execution_id}
     if at_once:
         kwargs["at_once"] = True
-    queueing.send(
+    outbox_send_on_commit(
         EXECUTION_RUN_TASK,
         kwargs=kwargs,
-        countdown=countdown or None,
+        countdown=countdown,
         soft_time_limit=soft,
         time_limit=hard,
     )
@@ -147,14 +145,8 @@ def execution_enqueue(
 def _enqueue_on_commit(
     execution: Execution, *, countdown: float = 0, at_once: bool = False
 ) -> None:
-    transaction.on_commit(
-        partial(
-            execution_enqueue,
-            execution_id=execution.pk,
-            agent=execution.agent,
-            countdown=countdown,
-            at_once=at_once,
-        )
+    execution_enqueue(
+        execution_id=execution.pk, agent=execution.agent, countdown=countdown, at_once=at_once
     )
 
 

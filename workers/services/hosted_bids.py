@@ -17,13 +17,13 @@ from typing import Any
 
 from django.conf import settings
 
-from agents_registry import queueing
 from agents_registry import selectors as registry_selectors
 from agents_registry import services as registry_services
 from marketplace import services as market_services
 from marketplace.exceptions import MarketError
 from marketplace.models import Bid, Task
 from workers.services.executions import HOSTED_RUNTIMES
+from workers.services.outbox import outbox_send_on_commit
 
 logger = logging.getLogger(__name__)
 
@@ -32,9 +32,8 @@ def hosted_bids_queue(*, task: Any) -> None:
     """Called inside ``task_post``'s transaction: queue the bidding for after the commit."""
     if task.visibility != Task.Visibility.PUBLIC:
         return
-    # Bids are an offer, not an obligation: a task posted while the broker is down simply gets no
-    # automatic bids (people and external agents can still bid); no sweep sends it again.
-    queueing.send_on_commit("workers.hosted_bids_place", kwargs={"task_id": task.pk})
+    # Through the outbox: a task posted while the broker is down gets its bids once it is back.
+    outbox_send_on_commit("workers.hosted_bids_place", kwargs={"task_id": task.pk})
 
 
 def _plan(description: str) -> str:

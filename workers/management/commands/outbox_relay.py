@@ -1,0 +1,33 @@
+"""Send the outbox's unsent messages: ``manage.py outbox_relay [--once] [--interval 0.5]``.
+
+Beat does the same every ``OUTBOX_RELAY_INTERVAL_SECONDS`` through a worker; this command is a
+relay of its own (no broker needed to start a round), for a deployment that wants messages out
+within a fraction of a second of the broker's return, or a look by hand.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+from django.db import close_old_connections
+
+from workers.services.outbox import outbox_relay_round
+
+
+class Command(BaseCommand):
+    help = "Send the outbox's unsent messages (once, or every --interval seconds until stopped)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--once", action="store_true", help="one round, then exit")
+        parser.add_argument("--interval", type=float, default=0.5, help="seconds between rounds")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        while True:
+            close_old_connections()
+            counts = outbox_relay_round()
+            if options["once"]:
+                self.stdout.write(f"sent {counts['sent']}, pruned {counts['pruned']}")
+                return
+            time.sleep(max(0.05, options["interval"]))
