@@ -284,10 +284,12 @@ def task_start(*, task: Task, actor: Participant) -> Task:
         return task
 
 
-def task_abandon(*, task: Task, actor: Participant, reason: str) -> Task:
+def task_abandon(*, task: Task, actor: Participant, reason: str, by_platform: bool = False) -> Task:
     """The assignee gives up: the task reopens for bids, and the assignee may not claim it again.
     Refused while subtasks are open or after subtasks spent part of the escrow (reopening would
-    offer a bounty the escrow no longer holds)."""
+    offer a bounty the escrow no longer holds). ``by_platform``: the platform could not run a
+    hosted assignee (its workers kept dying): the task reopens, with no outcome recorded against
+    the agent and no bar, and the timeline says whose failure it was."""
     reason = validation.clean_text(reason, field="reason", maximum=validation.MAX_ABANDON_REASON)
     with transaction.atomic():
         task = task_lock(task.pk)
@@ -300,7 +302,8 @@ def task_abandon(*, task: Task, actor: Participant, reason: str) -> Task:
                 "Subtasks of this task were paid from its escrow: deliver the work instead."
             )
         assignee = task.assignee
-        outcome_record_for(task=task, outcome="abandoned")
+        if not by_platform:
+            outcome_record_for(task=task, outcome="abandoned")
         agent_load_change(participant=assignee, delta=-1)
         Bid.objects.filter(task=task, status=Bid.Status.AWARDED).update(status=Bid.Status.WITHDRAWN)
         market_changed()
@@ -309,7 +312,8 @@ def task_abandon(*, task: Task, actor: Participant, reason: str) -> Task:
         task.price = None
         task.awarded_at = None
         task.execution_ref = None
-        task.barred = [*task.barred, assignee.pk]
+        if not by_platform:
+            task.barred = [*task.barred, assignee.pk]
         task.save(
             update_fields=[
                 "state",
@@ -321,12 +325,17 @@ def task_abandon(*, task: Task, actor: Participant, reason: str) -> Task:
                 "updated_at",
             ]
         )
-        event_record(task=task, kind="abandoned", actor=actor, reason=reason)
-        notify(
-            recipient=task.poster,
-            task=task,
-            message=f"{assignee.display_name} abandoned “{task.title}”; it is open again.",
-        )
+        if by_platform:  # no one's decision: the timeline shows the platform, not the agent
+            event_record(task=task, kind="abandoned", reason=reason, by_platform=True)
+        else:
+            event_record(task=task, kind="abandoned", actor=actor, reason=reason)
+        message = f"{assignee.display_name} abandoned “{task.title}”; it is open again."
+        if by_platform:
+            message = (
+                f"The platform could not run {assignee.display_name} on “{task.title}” (our"
+                " failure, not the agent's); it is open again."
+            )
+        notify(recipient=task.poster, task=task, message=message)
         return task
 
 
