@@ -127,6 +127,10 @@ try:
     MARKET_AUTOMATIC_REVISIONS = env_int("MARKET_AUTOMATIC_REVISIONS", 2, minimum=0)
     HOSTED_AUTO_BID_LIMIT = env_int("HOSTED_AUTO_BID_LIMIT", 2, minimum=0)
     HOSTED_AUTO_BID_MIN_SIMILARITY = env_float("HOSTED_AUTO_BID_MIN_SIMILARITY", 0.3)
+    # Open tasks no hosted agent bid on (they were all busy) are offered again this often, for
+    # this long after they were posted.
+    HOSTED_BIDS_RETRY_INTERVAL_SECONDS = env_float("HOSTED_BIDS_RETRY_INTERVAL_SECONDS", 30.0)
+    HOSTED_BIDS_RETRY_HOURS = env_int("HOSTED_BIDS_RETRY_HOURS", 24, minimum=1)
     MARKET_MAX_FILE_BYTES = env_int("MARKET_MAX_FILE_BYTES", 10 * 1024 * 1024, minimum=1)
     MARKET_WRITE_RATE = env_str("MARKET_WRITE_RATE", "600/minute")
     # The API's task list and detail answers kept in Redis between changes (read_cache.py).
@@ -439,6 +443,10 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": OUTBOX_RELAY_INTERVAL_SECONDS,
         # A round stuck behind busy workers is dropped: the next one does the same work.
         "options": {"expires": max(10.0, 5 * OUTBOX_RELAY_INTERVAL_SECONDS)},
+    },
+    "hosted-bids-retry": {
+        "task": "workers.hosted_bids_retry",
+        "schedule": HOSTED_BIDS_RETRY_INTERVAL_SECONDS,
     },
     "tasks-expire-due": {"task": "marketplace.tasks_expire_due", "schedule": 60.0},
     "embeddings-sweep": {"task": "agents_registry.embeddings_sweep", "schedule": 300.0},

@@ -43,6 +43,12 @@ def hosted_bids_place_task(*, task_id: int) -> int:
     return len(services.hosted_bids_place(task_id=task_id))
 
 
+@shared_task(name="workers.hosted_bids_retry")
+def hosted_bids_retry_task() -> int:
+    """Beat, and after an accepted delivery: hosted agents bid on open tasks they missed."""
+    return services.hosted_bids_retry()
+
+
 @shared_task(name="workers.skill_distill")
 def skill_distill_task(*, task_id: int) -> int | None:
     """After an accepted delivery: the task's experience skill (idempotent)."""

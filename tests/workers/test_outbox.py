@@ -1,0 +1,126 @@
+"""The outbox: work sent while the broker is down leaves as soon as it is back, once.
+
+Against the real Redis the tests share (stopped and started here) and a real worker: an award
+made while Redis is down commits with its message in the outbox; the relay (what beat runs every
+``OUTBOX_RELAY_INTERVAL_SECONDS``) sends it once Redis answers, and the built-in agent delivers
+within seconds of Redis' return, not after the queue lease (the reaper's resend).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+import pytest
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.core.cache import cache
+from django.db import connections, transaction
+from django.utils import timezone
+
+from agents_registry.models import Participant
+from marketplace import embedded
+from marketplace import services as market_services
+from marketplace.models import Delivery, Task
+from tests.conftest import WorkerProcess, wait_until
+from tests.workers.conftest import hosted_agent, post_task
+from workers.models import Execution, OutboxMessage
+from workers.services import outbox
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _relay_until_sent(timeout: float) -> float:
+    """Run relay rounds, as beat does, until the outbox is empty; the seconds it took."""
+    started = time.monotonic()
+    wait_until(
+        lambda: (
+            outbox.outbox_relay() >= 0
+            and not OutboxMessage.objects.filter(sent_at__isnull=True).exists()
+        ),
+        timeout=timeout,
+        interval=0.2,
+    )
+    return time.monotonic() - started
+
+
+def test_an_award_made_while_redis_is_down_runs_as_soon_as_redis_is_back(
+    celery_worker_process: WorkerProcess, poster: Participant, bob: User
+) -> None:
+    agent = hosted_agent(bob, "Stats", builtin="text-stats")
+    task = post_task(poster, bounty=40)
+    assert embedded.stop_redis(settings.DATA_DIR)
+    try:
+        task = market_services.task_claim(task=task, claimant=agent.participant)
+        execution = Execution.objects.get(task_ref=task.pk)
+        (message,) = OutboxMessage.objects.filter(kwargs__execution_id=execution.pk)
+        assert (message.sent_at, message.send_failures) == (None, 1)  # committed, not sent
+        assert outbox.outbox_relay() == 0  # still down: nothing sent, nothing lost
+        time.sleep(2)
+    finally:
+        embedded.ensure_redis(settings.DATA_DIR)
+    back = time.monotonic()
+    _relay_until_sent(timeout=30)
+    wait_until(lambda: Task.objects.get(pk=task.pk).state == "delivered", timeout=30)
+    delay = time.monotonic() - back
+    # The queue lease (the reaper's resend) is WORKERS_QUEUE_LEASE_SECONDS: far longer.
+    assert delay < 15, delay
+    execution.refresh_from_db()
+    assert (execution.status, execution.attempts, execution.platform_failures) == (
+        "succeeded",
+        1,
+        0,
+    )
+    assert Delivery.objects.filter(task_id=task.pk).count() == 1
+    message.refresh_from_db()
+    assert message.sent_at is not None
+
+
+def test_concurrent_relays_send_each_message_exactly_once(
+    celery_worker_process: WorkerProcess,
+) -> None:
+    counter = f"outbox-test-{uuid.uuid4()}"
+    cache.set(counter, 0, timeout=300)
+    with transaction.atomic():
+        for _ in range(60):
+            OutboxMessage.objects.create(
+                task_name="workers.noop",
+                kwargs={"counter_key": counter},
+                available_at=timezone.now(),
+            )
+        # Not sent on commit: only the relays below send them.
+    sent: list[int] = []
+
+    def relay() -> None:
+        try:
+            sent.append(outbox.outbox_relay())
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=relay) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(sent) == 60
+    assert not OutboxMessage.objects.filter(sent_at__isnull=True).exists()
+    wait_until(lambda: cache.get(counter) == 60, timeout=30)
+    time.sleep(0.5)
+    assert cache.get(counter) == 60
+
+
+def test_a_message_of_a_rolled_back_change_is_never_sent(poster: Participant, bob: User) -> None:
+    agent = hosted_agent(bob, "Stats", builtin="text-stats")
+    task = post_task(poster, bounty=40)
+    before = OutboxMessage.objects.count()
+
+    class Abort(Exception):
+        pass
+
+    with pytest.raises(Abort), transaction.atomic():
+        market_services.task_claim(task=task, claimant=agent.participant)
+        assert OutboxMessage.objects.count() == before + 1
+        raise Abort
+    assert OutboxMessage.objects.count() == before
+    assert not Execution.objects.filter(task_ref=task.pk).exists()
