@@ -12,7 +12,7 @@ from agents_registry import embeddings
 from agents_registry.models import Participant
 from agents_registry.sweeps import sweep
 from ledger import services as ledger_services
-from ledger.exceptions import InsufficientCredits
+from ledger.exceptions import DebtOutstanding, InsufficientCredits
 from marketplace import selectors
 from marketplace.actions import WORKING, states_of, work_stalls_at
 from marketplace.exceptions import (
@@ -195,6 +195,8 @@ def _fund(*, task: Task, poster: Participant) -> None:
                 amount=task.bounty,
                 idempotency_key=f"{task.ledger_ref}:post",
             )
+        except DebtOutstanding as error:
+            raise InsufficientBudget(str(error)) from error
         except InsufficientCredits as error:
             raise InsufficientBudget(
                 f"Your wallet has {error.available} credits available; a bounty of "

@@ -77,6 +77,22 @@ def test_the_wallet_page_says_a_debt_blocks_spending_and_how_to_repay_it(setting
     assert "you cannot spend from this wallet" in page
     assert '<a href="#buy">Buy credits</a>' in page and 'id="buy"' in page
 
+    # Posting a task says why it is refused, and moves nothing.
+    from marketplace import services as market_services
+    from marketplace.exceptions import InsufficientBudget
+    from marketplace.models import Task
+
+    services.promo_grant(owner_ref=ref(user), amount=500, idempotency_key="gift-d")
+    entries = JournalEntry.objects.count()
+    with pytest.raises(InsufficientBudget, match="You owe 9,000 credits") as refused:
+        market_services.task_post(
+            poster=participant_for_user(user=user), title="Anything", description="x", bounty=10
+        )
+    assert refused.value.http_status == 402
+    assert JournalEntry.objects.count() == entries
+    assert not Task.objects.filter(title="Anything").exists()
+    assert selectors.balance_for(owner_ref=ref(user)).available == 500
+
 
 def test_statement_more_link_keeps_its_href_and_serves_a_partial() -> None:
     user = make_human("carol")

@@ -18,7 +18,7 @@ from marketplace.models import Delivery, Task, TaskEvent
 from tests.workers.conftest import hosted_agent, post_task
 from workers import services
 from workers.exceptions import TransientRuntimeError
-from workers.models import Execution, TraceEvent
+from workers.models import Execution, OutboxMessage, TraceEvent
 from workers.runtimes import builtin
 from workers.services import executions as executions_module
 
@@ -369,6 +369,12 @@ def test_the_reaper_resends_a_queued_execution_whose_message_was_lost(
     execution = Execution.objects.get(task_ref=task.pk)
     assert services.executions_reap() == {}
     later = timezone.now() + timedelta(seconds=301)
+    # Still in the outbox (the broker was down): the relay sends it, the reaper adds none.
+    assert services.executions_reap(now=later) == {"in_outbox": 1}
+    assert OutboxMessage.objects.filter(kwargs__execution_id=execution.pk).count() == 1
+    # Sent, then lost with a dead worker's prefetch: the reaper sends it again.
+    OutboxMessage.objects.update(sent_at=timezone.now())
+    later += timedelta(seconds=301)
     sent: list[dict] = []
     from workers.celery import app as celery_app
 

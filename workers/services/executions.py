@@ -49,7 +49,7 @@ from workers.models import Execution, TraceEvent
 from workers.runtimes import a2a, builtin, http, openai
 from workers.runtimes.base import Revision, RunContext, RunResult, TaskBrief
 from workers.selectors import execution_with_agent
-from workers.services.outbox import outbox_send_on_commit
+from workers.services.outbox import outbox_send_on_commit, outbox_unsent
 from workers.services.secrets import api_key_stored, webhook_secrets_valid
 from workers.services.traces import (
     BufferedTrace,
@@ -764,10 +764,13 @@ def execution_reap(*, execution_id: int, now: Any = None) -> str:
             return "not_due"
         if execution.status == Execution.Status.QUEUED:
             # The message was lost with a dead worker's prefetch, or sits behind a long queue; a
-            # second message is harmless (the claim lets one through).
+            # second message is harmless (the claim lets one through). One still in the outbox
+            # (the broker is down) leaves when the broker is back: no second one for it.
             Execution.objects.filter(pk=execution.pk).update(
                 lease_expires_at=now + timedelta(seconds=settings.WORKERS_QUEUE_LEASE_SECONDS)
             )
+            if outbox_unsent(EXECUTION_RUN_TASK, execution_id=execution.pk):
+                return "in_outbox"
             _enqueue_on_commit(execution)
             return "resent"
         return _reap_running(execution, now)

@@ -48,6 +48,12 @@ def outbox_send_on_commit(
     return message
 
 
+def outbox_unsent(name: str, **kwargs: Any) -> bool:
+    """Whether a message to ``name`` with these keyword arguments waits in the outbox unsent."""
+    lookups = {f"kwargs__{key}": value for key, value in kwargs.items()}
+    return OutboxMessage.objects.filter(sent_at__isnull=True, task_name=name, **lookups).exists()
+
+
 def outbox_relay(*, ids: list[int] | None = None) -> int:
     """Send the unsent messages (only ``ids``, when given) in order; stop at the first the broker
     refuses (the next round tries again). Returns how many were sent."""
