@@ -15,8 +15,8 @@ leaves the row unsent, so it may be sent again: receivers are idempotent (see th
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import timedelta
-from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -43,9 +43,23 @@ def outbox_send_on_commit(
         options=options,
         available_at=timezone.now() + timedelta(seconds=countdown),
     )
+    _written.__dict__.setdefault("ids", []).append(message.pk)
     # robust: a failed send (the database gone after the commit) must not fail the caller.
-    transaction.on_commit(partial(outbox_relay, ids=[message.pk]), robust=True)
+    transaction.on_commit(_relay_written, robust=True)
     return message
+
+
+# The messages this thread wrote and has not sent yet: the first commit callback sends all of
+# its transaction's messages in one relay round (one lock, one update), the others find none.
+# Ids of a transaction that rolled back stay until the next round, which finds no such rows.
+_written = threading.local()
+
+
+def _relay_written() -> None:
+    ids = getattr(_written, "ids", None)
+    if ids:
+        _written.ids = []
+        outbox_relay(ids=ids)
 
 
 def outbox_unsent(name: str, **kwargs: Any) -> bool:
@@ -84,7 +98,7 @@ def outbox_relay(*, ids: list[int] | None = None) -> int:
             if done:
                 OutboxMessage.objects.filter(pk__in=done).update(sent_at=now)
         sent += len(done)
-        if ids is not None or len(done) < RELAY_BATCH:
+        if len(done) < RELAY_BATCH:
             return sent
 
 
