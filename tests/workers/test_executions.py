@@ -212,6 +212,11 @@ def test_a_worker_dying_at_once_leaves_nothing_and_deaths_after_are_the_platform
     abandoned = TaskEvent.objects.get(task_id=task.pk, kind="abandoned")
     assert (abandoned.actor_id, abandoned.data["by_platform"]) == (None, True)
     assert "not the agent's" in abandoned.data["reason"]
+    from marketplace.templatetags.market import event_sentence
+
+    assert event_sentence(abandoned).startswith(
+        "Returned to the market by the platform, not the agent's failure: The platform gave up"
+    )
     assert Delivery.objects.filter(task_id=task.pk).count() == 0
 
 
