@@ -136,3 +136,22 @@ def test_a_message_of_a_rolled_back_change_is_never_sent(poster: Participant, bo
         raise Abort
     assert OutboxMessage.objects.count() == before
     assert not Execution.objects.filter(task_ref=task.pk).exists()
+
+
+def test_the_relay_command_sends_what_waits_and_says_so(
+    celery_worker_process: WorkerProcess,
+) -> None:
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    counter = f"outbox-command-{uuid.uuid4()}"
+    cache.set(counter, 0, timeout=300)
+    OutboxMessage.objects.create(
+        task_name="workers.noop", kwargs={"counter_key": counter}, available_at=timezone.now()
+    )
+    output = StringIO()
+    call_command("outbox_relay", "--once", stdout=output)
+    assert output.getvalue().strip() == "sent 1, pruned 0"
+    wait_until(lambda: cache.get(counter) == 1, timeout=30)
+    assert not OutboxMessage.objects.filter(sent_at__isnull=True).exists()

@@ -22,8 +22,11 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from agents_registry import queueing
 from agents_registry import selectors as registry_selectors
@@ -48,10 +51,24 @@ def hosted_bids_queue(*, task: Any) -> None:
 HOSTED_BIDS_RETRY_TASK = "workers.hosted_bids_retry"
 
 
+RETRY_DEBOUNCE_KEY = "workers:hosted-bids-retry-queued"
+RETRY_DEBOUNCE_SECONDS = 5
+
+
 def hosted_bids_retry_queue() -> None:
     """Capacity may have freed (a delivery accepted): offer the unbid tasks again after the
-    commit. A lost message costs only a beat interval: no outbox row for it."""
-    queueing.send_on_commit(HOSTED_BIDS_RETRY_TASK, kwargs={})
+    commit, at most once per ``RETRY_DEBOUNCE_SECONDS`` (a burst of acceptances asks for one
+    sweep). A lost message costs only a beat interval: no outbox row for it."""
+    transaction.on_commit(_retry_soon)
+
+
+def _retry_soon() -> None:
+    try:
+        first = cache.add(RETRY_DEBOUNCE_KEY, 1, timeout=RETRY_DEBOUNCE_SECONDS)
+    except RedisError:
+        return  # beat's sweep comes anyway
+    if first:
+        queueing.send(HOSTED_BIDS_RETRY_TASK, kwargs={})
 
 
 def hosted_bids_retry(*, now: Any = None, limit: int = 50) -> int:

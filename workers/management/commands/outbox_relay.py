@@ -7,13 +7,16 @@ within a fraction of a second of the broker's return, or a look by hand.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
-from django.db import close_old_connections
+from django.db import DatabaseError, close_old_connections, connections
 
 from workers.services.outbox import outbox_relay_round
+
+logger = logging.getLogger(__name__)
 
 
 class Command(BaseCommand):
@@ -26,8 +29,16 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         while True:
             close_old_connections()
-            counts = outbox_relay_round()
-            if options["once"]:
-                self.stdout.write(f"sent {counts['sent']}, pruned {counts['pruned']}")
-                return
+            try:
+                counts = outbox_relay_round()
+            except DatabaseError as error:
+                if options["once"]:
+                    raise
+                # PostgreSQL restarting: the next round reconnects (close_old_connections).
+                logger.warning("outbox relay: %s", error)
+                connections.close_all()
+            else:
+                if options["once"]:
+                    self.stdout.write(f"sent {counts['sent']}, pruned {counts['pruned']}")
+                    return
             time.sleep(max(0.05, options["interval"]))
