@@ -12,7 +12,7 @@ import uuid
 from agents_registry.exceptions import InsufficientFunds, NotAllowed
 from agents_registry.models import Agent, Participant
 from ledger import services as ledger_services
-from ledger.exceptions import InsufficientCredits
+from ledger.exceptions import DebtOutstanding, InsufficientCredits
 from ledger.models import JournalEntry
 
 TO_AGENT = "to_agent"
@@ -52,6 +52,8 @@ def agent_wallet_transfer(
             memo=memo,
             actor_ref=owner.ledger_ref,
         )
+    except DebtOutstanding as error:
+        raise InsufficientFunds(str(error)) from error
     except InsufficientCredits as error:
         whose = "Your wallet" if direction == TO_AGENT else f"{agent.name}'s wallet"
         raise InsufficientFunds(

@@ -21,6 +21,21 @@ class InsufficientCredits(LedgerError):
         )
 
 
+class DebtOutstanding(InsufficientCredits):
+    """The participant owes credits (a refund or chargeback of credits already spent): spending
+    waits until a purchase repays the debt."""
+
+    code = "debt_outstanding"
+
+    def __init__(self, *, owner_ref: str, owed: int) -> None:
+        LedgerError.__init__(
+            self,
+            f"You owe {owed:,} credits after a refund or chargeback of credits already spent;"
+            " buy credits to repay the debt before spending again.",
+        )
+        self.address, self.available, self.needed, self.owed = owner_ref, 0, owed, owed
+
+
 class IdempotencyConflict(LedgerError):
     code = "idempotency_conflict"
     http_status = 409
@@ -79,6 +94,21 @@ class PaymentsNotConfigured(LedgerError):
 class PaymentFailed(LedgerError):
     code = "payment_failed"
     http_status = 402
+
+
+class WebhookMalformed(LedgerError):
+    """A signed event whose object is not what its type promises: Stripe should stop sending it."""
+
+    code = "malformed_event"
+    http_status = 400
+
+
+class PurchaseNotYetKnown(LedgerError):
+    """An event names a purchase of ours that this database does not hold (yet): nothing is
+    recorded, and the non-2xx answer makes Stripe deliver it again later."""
+
+    code = "purchase_not_yet_known"
+    http_status = 409
 
 
 class WebhookSignatureInvalid(LedgerError):

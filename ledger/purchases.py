@@ -21,7 +21,12 @@ from typing import Any
 from django.db import connection, transaction
 
 from ledger import stripe_gateway
-from ledger.exceptions import LedgerError, PaymentsNotConfigured
+from ledger.exceptions import (
+    LedgerError,
+    PaymentsNotConfigured,
+    PurchaseNotYetKnown,
+    WebhookMalformed,
+)
 from ledger.models import (
     Account,
     AutoTopUp,
@@ -53,6 +58,15 @@ def _from_timestamp(value: Any) -> datetime:
         return datetime.fromtimestamp(int(value), tz=UTC)
     except (TypeError, ValueError):
         return _now()
+
+
+def _cents(obj: dict[str, Any], field: str) -> int:
+    """A whole, non-negative amount of cents from an event's object; a malformed one refuses the
+    event (400: Stripe stops resending what can never be applied)."""
+    value = obj.get(field) or 0
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise WebhookMalformed(f"The event's {field} is not a whole number of cents: {value!r}.")
+    return value
 
 
 # --- Buying ---------------------------------------------------------------------------------------
@@ -279,7 +293,9 @@ def _dispute_open(
     existing = ChargeDispute.objects.select_for_update().filter(dispute_id=dispute["id"]).first()
     if existing is not None:
         return existing
-    credits = _credits_for(purchase, min(int(dispute.get("amount") or 0), purchase.amount_cents))
+    # What was refunded already is back with the payer: a dispute can only claw back the rest.
+    disputable = purchase.amount_cents - purchase.refunded_cents
+    credits = _credits_for(purchase, min(_cents(dispute, "amount"), max(disputable, 0)))
     from_wallet, from_receivable = _take_back(
         owner_ref=purchase.owner_ref,
         credits=credits,
@@ -302,7 +318,10 @@ def _dispute_close(dispute: dict[str, Any], purchase: Purchase, occurred_at: dat
     record = _dispute_open(dispute, purchase, occurred_at)
     if record.status != ChargeDispute.Status.OPEN:
         return f"dispute already {record.status}"
-    won = dispute.get("status") == "won"
+    status = str(dispute.get("status") or "")
+    # Only "lost" takes the money: "won", "warning_closed" (an inquiry that never became a
+    # chargeback) and "prevented" leave it with us, so the held credits go back.
+    won = status != "lost"
     if won:
         legs = [
             Leg(DISPUTE_HOLD, wallet_address(purchase.owner_ref), record.from_wallet),
@@ -321,7 +340,7 @@ def _dispute_close(dispute: dict[str, Any], purchase: Purchase, occurred_at: dat
             reason=reason,
             legs=legs,
             domain_ref=f"purchase:{purchase.pk}",
-            memo=f"Chargeback {record.dispute_id} {'won' if won else 'lost'}",
+            memo=f"Chargeback {record.dispute_id} {status or 'closed'}",
             occurred_at=occurred_at,
         )
     ChargeDispute.objects.filter(pk=record.pk).update(
@@ -329,7 +348,7 @@ def _dispute_close(dispute: dict[str, Any], purchase: Purchase, occurred_at: dat
     )
     if won:
         _receivable_repay(owner_ref=purchase.owner_ref, key=f"repay:dispute:{record.dispute_id}")
-    return f"dispute {'won' if won else 'lost'}"
+    return f"dispute {status or 'closed'}"
 
 
 # --- Saving a card for automatic top-ups ------------------------------------------------------
@@ -369,6 +388,24 @@ def webhook_receive(*, payload: bytes, signature: str) -> str:
     return stripe_event_apply(event=event)
 
 
+def _purchase_or_retry(obj: dict[str, Any]) -> Purchase | None:
+    """The purchase an event is about. None when the event is not ours (no purchase of ours in
+    its metadata: another integration on the same Stripe account). One that names a purchase of
+    ours that is not here (yet) raises :class:`PurchaseNotYetKnown`: nothing is recorded, and
+    Stripe delivers the event again later, when the purchase may be known."""
+    purchase = _purchase_for(obj)
+    if purchase is None and _names_our_purchase(obj):
+        raise PurchaseNotYetKnown(
+            "This event is about a purchase this marketplace does not know yet; deliver it again."
+        )
+    return purchase
+
+
+def _names_our_purchase(obj: dict[str, Any]) -> bool:
+    metadata = obj.get("metadata") or {}
+    return bool(metadata.get("purchase_id") or metadata.get("owner_ref"))
+
+
 def _purchase_for(obj: dict[str, Any]) -> Purchase | None:
     metadata = obj.get("metadata") or {}
     purchase_id = metadata.get("purchase_id") or obj.get("client_reference_id")
@@ -393,9 +430,9 @@ def _purchase_for(obj: dict[str, Any]) -> Purchase | None:
 def _on_checkout_completed(obj: dict[str, Any], at: datetime) -> str:
     if obj.get("mode") == "setup":
         return _auto_topup_setup_complete(obj)
-    purchase = _purchase_for(obj)
+    purchase = _purchase_or_retry(obj)
     if purchase is None:
-        return "unknown purchase"
+        return "not ours"
     if obj.get("payment_status") != "paid":
         return "awaiting payment"
     purchase_fulfil(
@@ -407,9 +444,9 @@ def _on_checkout_completed(obj: dict[str, Any], at: datetime) -> str:
 
 
 def _on_paid(obj: dict[str, Any], at: datetime) -> str:
-    purchase = _purchase_for(obj)
+    purchase = _purchase_or_retry(obj)
     if purchase is None:
-        return "unknown purchase"
+        return "not ours"
     payment_intent = stripe_gateway.object_id(obj.get("payment_intent")) or (
         obj.get("id") if obj.get("object") == "payment_intent" else ""
     )
@@ -423,9 +460,9 @@ def _on_paid(obj: dict[str, Any], at: datetime) -> str:
 
 
 def _on_payment_failed(obj: dict[str, Any], at: datetime) -> str:
-    purchase = _purchase_for(obj)
+    purchase = _purchase_or_retry(obj)
     if purchase is None:
-        return "unknown purchase"
+        return "not ours"
     error = obj.get("last_payment_error") or {}
     message = error.get("message") or "The payment failed."
     changed = Purchase.objects.filter(pk=purchase.pk, status=Purchase.Status.PENDING).update(
@@ -437,21 +474,21 @@ def _on_payment_failed(obj: dict[str, Any], at: datetime) -> str:
 
 
 def _on_charge_refunded(obj: dict[str, Any], at: datetime) -> str:
-    purchase = _purchase_for(obj)
+    purchase = _purchase_or_retry(obj)
     if purchase is None:
-        return "unknown purchase"
+        return "not ours"
     credits = purchase_refund_apply(
         purchase_id=purchase.pk,
-        refunded_cents_total=int(obj.get("amount_refunded") or 0),
+        refunded_cents_total=_cents(obj, "amount_refunded"),
         occurred_at=at,
     )
     return f"refund booked: {credits} credits"
 
 
 def _on_dispute(obj: dict[str, Any], at: datetime, *, closed: bool) -> str:
-    purchase = _purchase_for(obj)
+    purchase = _purchase_or_retry(obj)
     if purchase is None:
-        return "unknown purchase"
+        return "not ours"
     purchase = Purchase.objects.select_for_update().get(pk=purchase.pk)
     if purchase.credit_entry_id is None:
         purchase_fulfil(purchase_id=purchase.pk, occurred_at=at)
@@ -484,7 +521,10 @@ def stripe_event_apply(*, event: dict[str, Any]) -> str:
     if handler is None:
         return "ignored"
     at = _from_timestamp(event.get("created"))
-    obj = (event.get("data") or {}).get("object") or {}
+    data = event.get("data")
+    obj = data.get("object") if isinstance(data, dict) else None
+    if not isinstance(obj, dict) or not isinstance(obj.get("metadata") or {}, dict):
+        raise WebhookMalformed(f"The {event['type']} event carries no object to apply.")
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute(

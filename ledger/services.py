@@ -39,6 +39,7 @@ from celery import current_app
 from django.db import DatabaseError, OperationalError, connection, transaction
 
 from ledger.exceptions import (
+    DebtOutstanding,
     EntryAlreadyReversed,
     EscrowAlreadyResolved,
     EscrowBalanceChanged,
@@ -438,6 +439,12 @@ def transfer_post(
     ]
     if any(leg.debit == leg.credit for leg in resolved):
         raise LedgerError("A leg cannot move credits from an account to itself.")
+    spenders = sorted({leg.debit for leg in resolved if leg.debit.startswith("wallet:")})
+
+    def prepare() -> None:
+        for address in spenders:
+            debt_check(owner_ref=address.removeprefix("wallet:"), idempotency_key=idempotency_key)
+
     return _post(
         idempotency_key=idempotency_key,
         operation="transfer",
@@ -451,6 +458,7 @@ def transfer_post(
         domain_ref=domain_ref,
         memo=memo,
         actor_ref=actor_ref,
+        prepare=prepare if spenders else None,
     )
 
 
@@ -470,15 +478,36 @@ def _signal_auto_topup_on_commit(owner_ref: str) -> None:
         )
 
 
+def debt_check(*, owner_ref: str, idempotency_key: str) -> None:
+    """Refuse a spend from the wallet of ``owner_ref`` while it owes credits (a receivable left
+    by a refund or chargeback of spent credits): a debt blocks spending until a purchase repays
+    it. A replay of a spend made before the debt still answers with its entry. Read in the
+    spend's transaction; a refund committed meanwhile books against what the spend left, as if
+    the spend had come first."""
+    balance = (
+        Account.objects.filter(address=receivable_address(owner_ref))
+        .values_list("balance", flat=True)
+        .first()
+    )
+    if (
+        balance is not None
+        and balance < 0
+        and not JournalEntry.objects.filter(idempotency_key=idempotency_key).exists()
+    ):
+        raise DebtOutstanding(owner_ref=owner_ref, owed=-balance)
+
+
 def escrow_lock(
     *, task_ref: str, payer_ref: str, amount: int, idempotency_key: str
 ) -> JournalEntry:
-    """Lock a bounty: wallet(payer) -> escrow(task). Opens the escrow and records its funder."""
+    """Lock a bounty: wallet(payer) -> escrow(task). Opens the escrow and records its funder.
+    Refused while the payer owes credits (:func:`debt_check`)."""
     _check_ref(task_ref, "task_ref")
     _check_ref(payer_ref, "payer_ref")
     _check_amount(amount)
 
     def prepare() -> None:
+        debt_check(owner_ref=payer_ref, idempotency_key=idempotency_key)
         _escrow_open(task_ref=task_ref, funder_ref=payer_ref, parent=None)
 
     entry = _post(

@@ -8,7 +8,14 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from ledger.exceptions import LedgerBusy, PaymentsNotConfigured, WebhookSignatureInvalid
+from ledger.exceptions import (
+    LedgerBusy,
+    LedgerError,
+    PaymentsNotConfigured,
+    PurchaseNotYetKnown,
+    WebhookMalformed,
+    WebhookSignatureInvalid,
+)
 from ledger.purchases import webhook_receive
 
 logger = logging.getLogger(__name__)
@@ -17,21 +24,23 @@ logger = logging.getLogger(__name__)
 @csrf_exempt
 @require_POST
 def stripe_webhook(request: HttpRequest) -> HttpResponse:
-    """2xx once the event is applied (or known); 400 for a bad signature, so Stripe stops.
-
-    Any other failure answers 500 and Stripe delivers the event again later; the event id makes
-    the retry harmless.
-    """
+    """2xx once the event is applied (or known); 400 for a bad signature or a malformed event,
+    so Stripe stops; 409 for an event about a purchase not known yet and 503 when busy, so
+    Stripe delivers it again later (nothing was recorded: the event id rolled back with the
+    effect, so the retry is applied once). Errors in the API's one shape."""
     try:
         outcome = webhook_receive(
             payload=request.body, signature=request.headers.get("Stripe-Signature", "")
         )
-    except WebhookSignatureInvalid as error:
+    except (WebhookSignatureInvalid, WebhookMalformed) as error:
         logger.warning("stripe webhook refused: %s", error)
-        return JsonResponse({"error": "invalid signature"}, status=400)
-    except PaymentsNotConfigured:
-        return JsonResponse({"error": "payments are not configured"}, status=503)
-    except LedgerBusy:
-        # Nothing was applied (the event id rolled back with the effect): Stripe delivers again.
-        return JsonResponse({"error": "busy, retry"}, status=503)
+        return _error(error)
+    except (PaymentsNotConfigured, LedgerBusy, PurchaseNotYetKnown) as error:
+        logger.info("stripe webhook to be delivered again: %s", error)
+        return _error(error)
     return JsonResponse({"received": True, "outcome": outcome})
+
+
+def _error(error: LedgerError) -> JsonResponse:
+    body = {"error": {"code": error.code, "message": str(error), "fields": {}}}
+    return JsonResponse(body, status=error.http_status)

@@ -130,6 +130,10 @@ try:
     MARKET_AUTOMATIC_REVISIONS = env_int("MARKET_AUTOMATIC_REVISIONS", 2, minimum=0)
     HOSTED_AUTO_BID_LIMIT = env_int("HOSTED_AUTO_BID_LIMIT", 2, minimum=0)
     HOSTED_AUTO_BID_MIN_SIMILARITY = env_float("HOSTED_AUTO_BID_MIN_SIMILARITY", 0.3)
+    # Open tasks no hosted agent bid on (they were all busy) are offered again this often, for
+    # this long after they were posted.
+    HOSTED_BIDS_RETRY_INTERVAL_SECONDS = env_float("HOSTED_BIDS_RETRY_INTERVAL_SECONDS", 30.0)
+    HOSTED_BIDS_RETRY_HOURS = env_int("HOSTED_BIDS_RETRY_HOURS", 24, minimum=1)
     MARKET_MAX_FILE_BYTES = env_int("MARKET_MAX_FILE_BYTES", 10 * 1024 * 1024, minimum=1)
     MARKET_WRITE_RATE = env_str("MARKET_WRITE_RATE", "600/minute")
     # The API's task list and detail answers kept in Redis between changes (read_cache.py).
@@ -143,12 +147,24 @@ try:
     WORKERS_HARD_TIME_LIMIT_SECONDS = env_int("WORKERS_HARD_TIME_LIMIT_SECONDS", 150, minimum=2)
     WORKERS_MAX_TIME_LIMIT_SECONDS = 1800  # per-agent limits are capped here, well under 3600
     WORKERS_LEASE_MARGIN_SECONDS = env_int("WORKERS_LEASE_MARGIN_SECONDS", 30, minimum=1)
-    WORKERS_QUEUE_LEASE_SECONDS = env_int("WORKERS_QUEUE_LEASE_SECONDS", 300, minimum=1)
+    WORKERS_QUEUE_LEASE_SECONDS = env_int("WORKERS_QUEUE_LEASE_SECONDS", 60, minimum=1)
     WORKERS_WAITING_LEASE_SECONDS = env_int("WORKERS_WAITING_LEASE_SECONDS", 86_400, minimum=1)
     WORKERS_MAX_ATTEMPTS = env_int("WORKERS_MAX_ATTEMPTS", 3, minimum=1)
     WORKERS_RETRY_BACKOFF_SECONDS = env_float("WORKERS_RETRY_BACKOFF_SECONDS", 2.0)
     WORKERS_RETRY_BACKOFF_MAX_SECONDS = env_float("WORKERS_RETRY_BACKOFF_MAX_SECONDS", 300.0)
     WORKERS_REAPER_INTERVAL_SECONDS = env_float("WORKERS_REAPER_INTERVAL_SECONDS", 15.0)
+    # A running attempt's worker renews its lease every interval to now + the heartbeat lease
+    # (capped by the time limit): a dead worker's attempt is re-queued a heartbeat lease later.
+    WORKERS_HEARTBEAT_INTERVAL_SECONDS = env_float("WORKERS_HEARTBEAT_INTERVAL_SECONDS", 10.0)
+    WORKERS_HEARTBEAT_LEASE_SECONDS = env_int("WORKERS_HEARTBEAT_LEASE_SECONDS", 40, minimum=2)
+    # Attempts lost to the platform (killed workers, the database gone) are given back to the
+    # agent this many times per execution; then the task returns to the market, not held
+    # against the agent.
+    WORKERS_MAX_PLATFORM_FAILURES = env_int("WORKERS_MAX_PLATFORM_FAILURES", 10, minimum=0)
+    # Messages to workers go through the outbox (workers/services/outbox.py): the relay sends
+    # what the broker did not take this often, and sent rows are kept this long.
+    OUTBOX_RELAY_INTERVAL_SECONDS = env_float("OUTBOX_RELAY_INTERVAL_SECONDS", 2.0)
+    OUTBOX_KEEP_SENT_HOURS = env_int("OUTBOX_KEEP_SENT_HOURS", 24, minimum=1)
     # The protocols agents speak (marketplace/protocols, workers/runtimes/a2a.py, events): where
     # the MCP server answers (empty = SITE_URL + /mcp, a proxy routing /mcp), its worker threads
     # (each may hold a database connection), and the event subscriptions' delivery policy.
@@ -430,6 +446,16 @@ CELERY_BEAT_SCHEDULE = {
     "executions-reap": {
         "task": "workers.executions_reap",
         "schedule": WORKERS_REAPER_INTERVAL_SECONDS,
+    },
+    "outbox-relay": {
+        "task": "workers.outbox_relay",
+        "schedule": OUTBOX_RELAY_INTERVAL_SECONDS,
+        # A round stuck behind busy workers is dropped: the next one does the same work.
+        "options": {"expires": max(10.0, 5 * OUTBOX_RELAY_INTERVAL_SECONDS)},
+    },
+    "hosted-bids-retry": {
+        "task": "workers.hosted_bids_retry",
+        "schedule": HOSTED_BIDS_RETRY_INTERVAL_SECONDS,
     },
     "tasks-expire-due": {"task": "marketplace.tasks_expire_due", "schedule": 60.0},
     "embeddings-sweep": {"task": "agents_registry.embeddings_sweep", "schedule": 300.0},

@@ -63,6 +63,13 @@ class LeaseExpired(TransientRuntimeError):
     code = "lease_expired"
 
 
+class PlatformFailure(TransientRuntimeError):
+    """The platform lost the attempt (its worker was killed, the database went away): not the
+    agent's failure, so the attempt is given back to it (see ``Execution.platform_failures``)."""
+
+    code = "platform_failure"
+
+
 class DeliveryTimedOut(RuntimeFailure):
     """The agent accepted the task for later delivery and did not deliver in time."""
 

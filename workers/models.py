@@ -18,6 +18,15 @@ before the run, so a run that kills its worker is counted against the attempt li
 
 A lease bounds how long an execution may sit in ``queued`` or ``running`` without progress; the
 reaper (Celery beat) re-queues executions whose lease expired, or fails them at the attempt limit.
+A running attempt's worker renews its lease while it runs (a heartbeat, capped by the attempt's
+time limit), so a worker that died is noticed within a heartbeat lease, not a time limit. An
+attempt lost that way is the platform's failure, not the agent's: it is given back (bounded by
+``platform_failures``), and if the platform gives up the task goes back to the market with no
+outcome recorded against the agent.
+
+Messages to workers leave through ``OutboxMessage`` (see ``workers/services/outbox.py``): written
+in the transaction that asks for the work, sent after its commit, and sent again by the relay as
+soon as the broker answers, so a broker outage delays work by about the outage.
 
 ``TraceEvent`` rows are the execution's ordered trace: ``sequence`` comes from the execution's
 ``trace_length`` counter, moved with an ``F()`` update so concurrent appends never collide.
@@ -52,6 +61,9 @@ class Execution(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     attempts = models.PositiveIntegerField(default=0)
     max_attempts = models.PositiveIntegerField(default=3)
+    # Attempts lost to the platform (a worker killed, the database gone): they are given back to
+    # the agent (``attempts`` is not spent), up to ``WORKERS_MAX_PLATFORM_FAILURES``.
+    platform_failures = models.PositiveIntegerField(default=0)
     claim_token = models.UUIDField(null=True, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     worker = models.CharField(max_length=200, blank=True)
@@ -118,6 +130,36 @@ class Execution(models.Model):
         if self.started_at and self.finished_at:
             return (self.finished_at - self.started_at).total_seconds()
         return None
+
+
+class OutboxMessage(models.Model):
+    """A Celery message written in the transaction of the change that asks for it (an award, a
+    retry, a revision, an acceptance), so it exists if and only if that change committed. Sent
+    after the commit; what the broker did not take is sent by the relay (beat, or
+    ``manage.py outbox_relay``), which locks unsent rows with ``SKIP LOCKED`` so two relays
+    never send the same one. A message sent twice (a relay that died between the send and its
+    commit) is harmless: every receiver is idempotent (an execution's claim lets one through)."""
+
+    task_name = models.CharField(max_length=200)
+    kwargs = models.JSONField(default=dict)
+    options = models.JSONField(default=dict)  # Celery's per-message options (time limits)
+    available_at = models.DateTimeField()  # not to run before (a retry's backoff)
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    send_failures = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["id"], name="outbox_unsent", condition=models.Q(sent_at__isnull=True)
+            ),
+            models.Index(
+                fields=["sent_at"], name="outbox_sent", condition=models.Q(sent_at__isnull=False)
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"outbox #{self.pk} {self.task_name} {self.kwargs}"
 
 
 class TraceEvent(models.Model):

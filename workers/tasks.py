@@ -6,7 +6,7 @@ from celery import Task, shared_task
 from django.core.cache import cache
 
 from workers import services
-from workers.services import subscriptions
+from workers.services import outbox, subscriptions
 
 
 @shared_task(name="workers.echo")
@@ -31,10 +31,22 @@ def executions_reap_task() -> dict[str, int]:
     return services.executions_reap()
 
 
+@shared_task(name="workers.outbox_relay")
+def outbox_relay_task() -> dict[str, int]:
+    """Beat: send the outbox's messages the broker did not take (see ``services.outbox``)."""
+    return outbox.outbox_relay_round()
+
+
 @shared_task(name="workers.hosted_bids_place")
 def hosted_bids_place_task(*, task_id: int) -> int:
     """After a task is posted: the matching hosted agents bid on it (idempotent)."""
     return len(services.hosted_bids_place(task_id=task_id))
+
+
+@shared_task(name="workers.hosted_bids_retry")
+def hosted_bids_retry_task() -> int:
+    """Beat, and after an accepted delivery: hosted agents bid on open tasks they missed."""
+    return services.hosted_bids_retry()
 
 
 @shared_task(name="workers.skill_distill")

@@ -13,7 +13,7 @@ from agents_registry.models import Participant
 from agents_registry.prepared import violated_constraint
 from agents_registry.sweeps import sweep
 from ledger import services as ledger_services
-from ledger.exceptions import InsufficientCredits
+from ledger.exceptions import DebtOutstanding, InsufficientCredits
 from marketplace import selectors
 from marketplace.actions import WORKING, states_of, work_stalls_at
 from marketplace.exceptions import (
@@ -194,6 +194,8 @@ def _fund(*, task: Task, poster: Participant) -> None:
                 amount=task.bounty,
                 idempotency_key=f"{task.ledger_ref}:post",
             )
+        except DebtOutstanding as error:
+            raise InsufficientBudget(str(error)) from error
         except InsufficientCredits as error:
             raise InsufficientBudget(
                 f"Your wallet has {error.available} credits available; a bounty of "
@@ -284,10 +286,12 @@ def task_start(*, task: Task, actor: Participant) -> Task:
         return task
 
 
-def task_abandon(*, task: Task, actor: Participant, reason: str) -> Task:
+def task_abandon(*, task: Task, actor: Participant, reason: str, by_platform: bool = False) -> Task:
     """The assignee gives up: the task reopens for bids, and the assignee may not claim it again.
     Refused while subtasks are open or after subtasks spent part of the escrow (reopening would
-    offer a bounty the escrow no longer holds)."""
+    offer a bounty the escrow no longer holds). ``by_platform``: the platform could not run a
+    hosted assignee (its workers kept dying): the task reopens, with no outcome recorded against
+    the agent and no bar, and the timeline says whose failure it was."""
     reason = validation.clean_text(reason, field="reason", maximum=validation.MAX_ABANDON_REASON)
     with transaction.atomic():
         task = task_lock(task.pk)
@@ -300,7 +304,8 @@ def task_abandon(*, task: Task, actor: Participant, reason: str) -> Task:
                 "Subtasks of this task were paid from its escrow: deliver the work instead."
             )
         assignee = task.assignee
-        outcome_record_for(task=task, outcome="abandoned")
+        if not by_platform:
+            outcome_record_for(task=task, outcome="abandoned")
         agent_load_change(participant=assignee, delta=-1)
         Bid.objects.filter(task=task, status=Bid.Status.AWARDED).update(status=Bid.Status.WITHDRAWN)
         task.state = Task.State.OPEN
@@ -308,7 +313,8 @@ def task_abandon(*, task: Task, actor: Participant, reason: str) -> Task:
         task.price = None
         task.awarded_at = None
         task.execution_ref = None
-        task.barred = [*task.barred, assignee.pk]
+        if not by_platform:
+            task.barred = [*task.barred, assignee.pk]
         task.save(
             update_fields=[
                 "state",
@@ -320,12 +326,17 @@ def task_abandon(*, task: Task, actor: Participant, reason: str) -> Task:
                 "updated_at",
             ]
         )
-        event_record(task=task, kind="abandoned", actor=actor, reason=reason)
-        notify(
-            recipient=task.poster,
-            task=task,
-            message=f"{assignee.display_name} abandoned “{task.title}”; it is open again.",
-        )
+        if by_platform:  # no one's decision: the timeline shows the platform, not the agent
+            event_record(task=task, kind="abandoned", reason=reason, by_platform=True)
+        else:
+            event_record(task=task, kind="abandoned", actor=actor, reason=reason)
+        message = f"{assignee.display_name} abandoned “{task.title}”; it is open again."
+        if by_platform:
+            message = (
+                f"The platform could not run {assignee.display_name} on “{task.title}” (our"
+                " failure, not the agent's); it is open again."
+            )
+        notify(recipient=task.poster, task=task, message=message)
         return task
 
 

@@ -110,6 +110,8 @@ def event_sentence(event: Any) -> str:
         sentence = _filled(EVENT_SENTENCES[event.kind], data)
     else:
         sentence = event.kind.replace("_", " ").capitalize()
+    if event.kind == "abandoned" and data.get("by_platform"):
+        sentence = "Returned to the market by the platform, not the agent's failure"
     if event.kind == "abandoned" and data.get("reason"):
         sentence = f"{sentence}: {data['reason']}"
     if event.actor is not None:

@@ -153,7 +153,8 @@ class LedgerMachine(RuleBasedStateMachine):
         legs = [(f"wallet:{payer}", f"escrow:{task}", amount)]
         key = f"lock:{task}"
         self.escrows[task] = {"funder": payer, "parent": None, "status": "open", "exists": True}
-        if self.affordable(legs):
+        # A debt (a receivable left by a refund of spent credits) blocks spending until repaid.
+        if self.affordable(legs) and self.balance(f"receivable:{payer}") >= 0:
             entry = services.escrow_lock(
                 task_ref=task, payer_ref=payer, amount=amount, idempotency_key=key
             )

@@ -13,6 +13,7 @@ from django.test import Client
 from ledger import selectors, services
 from ledger.models import ChargeDispute, JournalEntry, Purchase, StripeEvent
 from ledger.purchases import wallet_receivable
+from ledger.reconciliation import reconcile
 from tests.ledger.conftest import (
     WEBHOOK_SECRET,
     funded_wallet,
@@ -279,8 +280,10 @@ def test_the_payment_webhook_after_a_refund_credited_the_purchase_moves_nothing(
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("result", ["won", "lost"])
+@pytest.mark.parametrize("result", ["won", "lost", "warning_closed"])
 def test_chargeback_holds_then_releases_or_returns_the_credits(result: str) -> None:
+    """Only a lost dispute takes the credits: a won one, and an inquiry closed without becoming
+    a chargeback (``warning_closed``), give the held credits back."""
     owner = funded_wallet(0)
     purchase = new_purchase(owner)
     post(completed(purchase))
@@ -303,7 +306,7 @@ def test_chargeback_holds_then_releases_or_returns_the_credits(result: str) -> N
     closed = stripe_event("charge.dispute.closed", {**dispute, "status": result})
     assert post(closed).json()["outcome"] == f"dispute {result}"
     assert post(closed).json()["outcome"] == "duplicate"
-    if result == "won":
+    if result != "lost":
         assert selectors.balance_for(owner_ref=owner).available == 2_000
         assert wallet_receivable(owner_ref=owner) == 0
     else:
@@ -318,3 +321,164 @@ def test_chargeback_holds_then_releases_or_returns_the_credits(result: str) -> N
 def test_unknown_event_types_are_acknowledged_and_ignored() -> None:
     response = post(stripe_event("customer.created", {"object": "customer", "id": "cus_1"}))
     assert response.status_code == 200 and response.json()["outcome"] == "ignored"
+
+
+def _refunded(purchase: Purchase, cents: int, **extra: object) -> dict:
+    return stripe_event(
+        "charge.refunded",
+        {
+            "object": "charge",
+            "id": f"ch_{purchase.pk}",
+            "metadata": {"purchase_id": str(purchase.pk)},
+            "amount_refunded": cents,
+            **extra,
+        },
+    )
+
+
+def _books(owner: str) -> tuple[int, int, int, int]:
+    hold = selectors.account_for(address=services.DISPUTE_HOLD)
+    return (
+        selectors.balance_for(owner_ref=owner).available,
+        wallet_receivable(owner_ref=owner),
+        hold.balance if hold is not None else 0,
+        JournalEntry.objects.count(),
+    )
+
+
+@pytest.mark.django_db
+def test_a_dispute_claws_back_only_what_was_not_refunded_already() -> None:
+    owner = funded_wallet(0)
+    purchase = new_purchase(owner)  # 500 cents, 5,000 credits
+    post(completed(purchase))
+    assert post(_refunded(purchase, 300)).status_code == 200  # 3,000 credits back to Stripe
+    assert selectors.balance_for(owner_ref=owner).available == 2_000
+    dispute = {
+        "object": "dispute",
+        "id": "dp_capped",
+        "charge": f"ch_{purchase.pk}",
+        "amount": 500,  # the whole charge, as the bank disputes it
+        "payment_intent": f"pi_{purchase.pk}",
+        "status": "needs_response",
+    }
+    assert post(stripe_event("charge.dispute.created", dispute)).status_code == 200
+    record = ChargeDispute.objects.get(dispute_id="dp_capped")
+    assert (record.amount_credits, record.from_wallet, record.from_receivable) == (2000, 2000, 0)
+    assert wallet_receivable(owner_ref=owner) == 0  # no debt for money already given back
+    closed = stripe_event("charge.dispute.closed", {**dispute, "status": "lost"})
+    assert post(closed).json()["outcome"] == "dispute lost"
+    assert _books(owner)[:3] == (0, 0, 0)
+    assert selectors.trial_balance().total == 0
+    assert reconcile().is_clean
+
+
+@pytest.mark.django_db
+def test_an_event_for_a_purchase_not_known_yet_is_answered_so_stripe_delivers_it_again() -> None:
+    owner = funded_wallet(0)
+    purchase = new_purchase(owner)
+    post(completed(purchase))
+    event = stripe_event(
+        "charge.refunded",
+        {
+            "object": "charge",
+            "id": "ch_late",
+            "payment_intent": "pi_late",
+            "metadata": {"owner_ref": owner},  # ours, but no purchase holds this payment yet
+            "amount_refunded": 500,
+        },
+    )
+    before = _books(owner)
+    response = post(event)
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "purchase_not_yet_known"
+    assert set(response.json()["error"]) == {"code", "message", "fields"}
+    assert _books(owner) == before
+    assert not StripeEvent.objects.filter(pk=event["id"]).exists()  # nothing kept: a retry applies
+
+    Purchase.objects.filter(pk=purchase.pk).update(payment_intent_id="pi_late")  # now known
+    assert post(event).json()["outcome"] == "refund booked: 5000 credits"
+    assert post(event).json()["outcome"] == "duplicate"
+    assert selectors.balance_for(owner_ref=owner).available == 0
+    assert reconcile().is_clean
+
+    # An event of another integration on the same Stripe account is acknowledged and ignored.
+    theirs = stripe_event("charge.refunded", {"object": "charge", "id": "ch_x", "amount": 1})
+    assert post(theirs).json()["outcome"] == "not ours"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"object": "not an object"},
+        {"object": ["a", "list"]},
+        "no data at all",
+        {"object": {"object": "charge", "id": "ch_m", "metadata": "oops"}},
+        {"object": {"object": "charge", "id": "ch_m", "amount_refunded": "lots"}},
+        {"object": {"object": "charge", "id": "ch_m", "amount_refunded": -5}},
+    ],
+)
+def test_a_signed_event_with_a_malformed_object_is_a_400_that_moves_nothing(data: object) -> None:
+    owner = funded_wallet(0)
+    purchase = new_purchase(owner)
+    post(completed(purchase))
+    event = stripe_event("charge.refunded", {})
+    event["data"] = data
+    if isinstance(data, dict) and isinstance(data.get("object"), dict):
+        data["object"].setdefault("metadata", {"purchase_id": str(purchase.pk)})
+    before = _books(owner)
+    response = post(event)
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "malformed_event"
+    assert _books(owner) == before
+    assert not StripeEvent.objects.filter(pk=event["id"]).exists()
+    assert reconcile().is_clean
+
+
+@pytest.mark.django_db
+def test_a_debt_from_a_refund_of_spent_credits_blocks_spending_until_a_purchase_repays_it() -> None:
+    from ledger.exceptions import DebtOutstanding, InsufficientCredits
+
+    owner = funded_wallet(0)
+    purchase = new_purchase(owner)
+    post(completed(purchase))
+    services.escrow_lock(
+        task_ref=new_ref("task"), payer_ref=owner, amount=4_000, idempotency_key="spend-1"
+    )
+    post(_refunded(purchase, 100))  # 1,000 back to Stripe from the wallet: no debt yet
+    services.promo_grant(owner_ref=owner, amount=2_000, idempotency_key=f"gift-{owner}")
+    post(_refunded(purchase, 500))  # 4,000 more: 2,000 from the wallet, 2,000 owed
+    assert wallet_receivable(owner_ref=owner) == 2_000
+    services.promo_grant(owner_ref=owner, amount=500, idempotency_key=f"gift2-{owner}")
+    before = _books(owner)
+    assert before[0] == 500  # credits in the wallet, but a debt outstanding
+
+    with pytest.raises(DebtOutstanding) as refused:
+        services.escrow_lock(
+            task_ref=new_ref("task"), payer_ref=owner, amount=100, idempotency_key="spend-2"
+        )
+    assert isinstance(refused.value, InsufficientCredits)  # the API answers it as a 402
+    assert "2,000 credits" in str(refused.value) and "buy credits" in str(refused.value)
+    with pytest.raises(DebtOutstanding):
+        services.transfer_post(
+            legs=[services.TransferLeg(owner, funded_wallet(0), 100)],
+            idempotency_key="tip-1",
+        )
+    assert _books(owner) == before
+    # A replay of a spend made before the debt still answers with its entry.
+    services.escrow_lock(
+        task_ref=JournalEntry.objects.get(idempotency_key="spend-1").domain_ref,
+        payer_ref=owner,
+        amount=4_000,
+        idempotency_key="spend-1",
+    )
+    assert _books(owner) == before
+
+    post(completed(new_purchase(owner, credits=5_000, cents=500)))  # repays 2,000 first
+    assert wallet_receivable(owner_ref=owner) == 0
+    assert selectors.balance_for(owner_ref=owner).available == 3_500
+    services.escrow_lock(
+        task_ref=new_ref("task"), payer_ref=owner, amount=100, idempotency_key="spend-3"
+    )
+    assert selectors.trial_balance().total == 0
+    assert reconcile().is_clean

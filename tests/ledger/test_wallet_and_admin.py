@@ -7,7 +7,7 @@ from io import StringIO
 import pytest
 from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
-from django.db import connection
+from django.db import connection, transaction
 from django.test import Client
 
 from agents_registry.services import agent_register, api_key_issue, participant_for_user
@@ -50,6 +50,48 @@ def test_wallet_page_shows_balances_statement_and_no_payments(settings: object) 
     assert '<p class="stat" id="posted">10,000</p>' in html
     assert "Payments are not configured" in html
     assert "Bounty locked in escrow" in html and "Promotional grant" in html
+
+
+def test_the_wallet_page_says_a_debt_blocks_spending_and_how_to_repay_it(settings: object) -> None:
+    from ledger.purchases import _take_back
+
+    settings.STRIPE_SECRET_KEY = ""
+    user = make_human("dora")
+    page = logged_in(user).get("/wallet/").content.decode()
+    assert 'id="debt"' not in page
+    services.escrow_lock(
+        task_ref=new_ref("task"), payer_ref=ref(user), amount=9_000, idempotency_key="d"
+    )
+    with transaction.atomic():  # what a refund of 10,000 spent credits books
+        _take_back(
+            owner_ref=ref(user),
+            credits=10_000,
+            to=services.STRIPE_CLEARING,
+            key="refund-d",
+            reason=JournalEntry.Reason.PURCHASE_REFUND,
+            domain_ref="purchase:0",
+            memo="refund",
+        )
+    page = logged_in(user).get("/wallet/").content.decode()
+    assert '<p class="stat" id="receivable">9,000</p>' in page
+    assert "you cannot spend from this wallet" in page
+    assert '<a href="#buy">Buy credits</a>' in page and 'id="buy"' in page
+
+    # Posting a task says why it is refused, and moves nothing.
+    from marketplace import services as market_services
+    from marketplace.exceptions import InsufficientBudget
+    from marketplace.models import Task
+
+    services.promo_grant(owner_ref=ref(user), amount=500, idempotency_key="gift-d")
+    entries = JournalEntry.objects.count()
+    with pytest.raises(InsufficientBudget, match="You owe 9,000 credits") as refused:
+        market_services.task_post(
+            poster=participant_for_user(user=user), title="Anything", description="x", bounty=10
+        )
+    assert refused.value.http_status == 402
+    assert JournalEntry.objects.count() == entries
+    assert not Task.objects.filter(title="Anything").exists()
+    assert selectors.balance_for(owner_ref=ref(user)).available == 500
 
 
 def test_statement_more_link_keeps_its_href_and_serves_a_partial() -> None:

@@ -14,12 +14,13 @@ from django.utils import timezone
 
 from agents_registry.models import Participant
 from marketplace import services as market_services
-from marketplace.models import Delivery, Task
+from marketplace.models import Delivery, Task, TaskEvent
 from tests.workers.conftest import hosted_agent, post_task
 from workers import services
 from workers.exceptions import TransientRuntimeError
-from workers.models import Execution, TraceEvent
+from workers.models import Execution, OutboxMessage, TraceEvent
 from workers.runtimes import builtin
+from workers.services import executions as executions_module
 
 pytestmark = pytest.mark.django_db
 
@@ -38,7 +39,7 @@ def test_an_award_to_a_builtin_agent_creates_one_queued_execution(
     assert (execution.agent_id, execution.status, execution.attempts) == (agent.pk, "queued", 0)
     assert execution.budget == 120
     assert execution.max_attempts == 3
-    assert execution.lease_expires_at > timezone.now() + timedelta(seconds=290)
+    assert execution.lease_expires_at > timezone.now() + timedelta(seconds=50)
 
 
 def test_the_claim_loads_the_execution_as_the_orm_does(poster: Participant, bob: User) -> None:
@@ -124,7 +125,6 @@ def test_the_awards_message_runs_a_builtin_agent_at_once(
 ) -> None:
     """Only a built-in agent's award sends ``at_once``; the attempt claims, starts and delivers
     in one transaction, and the timeline still shows both steps."""
-    from marketplace.models import TaskEvent
     from workers.celery import app as celery_app
 
     builtin_agent = hosted_agent(bob, "Stats", builtin="text-stats")
@@ -165,13 +165,18 @@ def test_the_awards_message_runs_a_builtin_agent_at_once(
     ]
 
 
-def test_a_worker_dying_at_once_leaves_nothing_and_the_redelivered_message_counts_its_attempt(
-    poster: Participant, bob: User, monkeypatch: pytest.MonkeyPatch
+def test_a_worker_dying_at_once_leaves_nothing_and_deaths_after_are_the_platforms_bounded(
+    poster: Participant, bob: User, monkeypatch: pytest.MonkeyPatch, settings
 ) -> None:
     """At once, the claim commits with the delivery or not at all, so a death in the middle
     leaves the execution as it was. The message comes back redelivered and runs the two
-    transactions way: the claim commits before the agent runs, and a second death is an
-    attempt counted against the limit (the reaper then ends it), never a loop."""
+    transactions way: the claim commits before the agent runs. A worker that dies then stops
+    its heartbeat, so the reaper sees the platform's failure: the attempt is given back to the
+    agent, up to ``WORKERS_MAX_PLATFORM_FAILURES`` (never a loop); then the task goes back to
+    the market with no outcome against the agent and no bar, and the timeline says why."""
+    from agents_registry.models import Outcome
+
+    settings.WORKERS_MAX_PLATFORM_FAILURES = 1
     agent = hosted_agent(bob, "Stats", builtin="text-stats", max_attempts=1)
     task = claimed_by(poster, agent)
     execution = Execution.objects.get(task_ref=task.pk)
@@ -186,14 +191,32 @@ def test_a_worker_dying_at_once_leaves_nothing_and_the_redelivered_message_count
     assert (execution.status, execution.attempts, execution.trace_length) == ("queued", 0, 0)
     assert Task.objects.get(pk=task.pk).state == "awarded"
 
-    with pytest.raises(WorkerDied):
-        _message(execution, redelivered=True)
-    execution.refresh_from_db()
-    assert (execution.status, execution.attempts) == ("running", 1)
-    assert Task.objects.get(pk=task.pk).state == "in_progress"
-    later = timezone.now() + timedelta(hours=1)
-    assert services.executions_reap(now=later) == {"failed": 1}
-    assert Task.objects.get(pk=task.pk).state == "open"
+    later = timezone.now()
+    for platform_failures, outcome in [(1, "requeued"), (1, "failed")]:
+        with pytest.raises(WorkerDied):
+            _message(execution, redelivered=True)
+        execution.refresh_from_db()
+        assert (execution.status, execution.attempts) == ("running", 1)
+        assert Task.objects.get(pk=task.pk).state == "in_progress"
+        later += timedelta(seconds=settings.WORKERS_HEARTBEAT_LEASE_SECONDS + 1)
+        assert services.executions_reap(now=later) == {outcome: 1}
+        execution.refresh_from_db()
+        assert (execution.error_code, execution.platform_failures) == (
+            "platform_failure",
+            platform_failures,
+        )
+    assert (execution.status, execution.attempts) == ("failed", 1)
+    task = Task.objects.get(pk=task.pk)
+    assert (task.state, task.barred) == ("open", [])
+    assert not Outcome.objects.filter(agent=agent).exists()
+    abandoned = TaskEvent.objects.get(task_id=task.pk, kind="abandoned")
+    assert (abandoned.actor_id, abandoned.data["by_platform"]) == (None, True)
+    assert "not the agent's" in abandoned.data["reason"]
+    from marketplace.templatetags.market import event_sentence
+
+    assert event_sentence(abandoned).startswith(
+        "Returned to the market by the platform, not the agent's failure: The platform gave up"
+    )
     assert Delivery.objects.filter(task_id=task.pk).count() == 0
 
 
@@ -271,10 +294,15 @@ def test_a_stale_worker_cannot_deliver_after_the_reaper_took_its_attempt(
 
     assert services.execution_run(execution_id=execution.pk, worker="fresh") == "succeeded"
     execution.refresh_from_db()
-    assert (execution.attempts, execution.status) == (2, "succeeded")
+    # The slow worker's heartbeat had stopped: the platform's failure, the attempt given back.
+    assert (execution.attempts, execution.platform_failures, execution.status) == (
+        1,
+        1,
+        "succeeded",
+    )
     assert Delivery.objects.filter(task_id=task.pk).count() == 1
     errors = execution.events.filter(kind="error").values_list("name", "attempt")
-    assert list(errors) == [("lease_expired", 1)]
+    assert list(errors) == [("platform_failure", 1)]
 
 
 def test_a_transient_failure_is_retried_then_fails_at_the_limit_and_returns_the_task(
@@ -346,6 +374,12 @@ def test_the_reaper_resends_a_queued_execution_whose_message_was_lost(
     execution = Execution.objects.get(task_ref=task.pk)
     assert services.executions_reap() == {}
     later = timezone.now() + timedelta(seconds=301)
+    # Still in the outbox (the broker was down): the relay sends it, the reaper adds none.
+    assert services.executions_reap(now=later) == {"in_outbox": 1}
+    assert OutboxMessage.objects.filter(kwargs__execution_id=execution.pk).count() == 1
+    # Sent, then lost with a dead worker's prefetch: the reaper sends it again.
+    OutboxMessage.objects.update(sent_at=timezone.now())
+    later += timedelta(seconds=301)
     sent: list[dict] = []
     from workers.celery import app as celery_app
 
@@ -368,17 +402,51 @@ def test_the_reaper_resends_a_queued_execution_whose_message_was_lost(
     ]
 
 
-def test_the_reaper_fails_a_dead_attempt_at_the_limit(poster: Participant, bob: User) -> None:
+def test_an_attempt_that_runs_to_its_time_limit_is_the_agents_failure(
+    poster: Participant, bob: User
+) -> None:
+    """A heartbeat that kept the lease until the attempt's limit means the worker lived and the
+    agent hung: that attempt counts, and at the limit the task goes back with the agent barred."""
     agent = hosted_agent(bob, "Stats", builtin="text-stats", max_attempts=1)
     task = claimed_by(poster, agent)
     execution = services.execution_claim(
-        execution_id=Execution.objects.get(task_ref=task.pk).pk, worker="dead"
+        execution_id=Execution.objects.get(task_ref=task.pk).pk, worker="hung"
     )
+    assert execution.lease_expires_at < execution.last_attempt_at + services.lease_for(agent)
+    limit = execution.last_attempt_at + services.lease_for(agent)
+    Execution.objects.filter(pk=execution.pk).update(lease_expires_at=limit)  # beats to the end
     assert services.executions_reap() == {}  # the lease still runs
-    assert services.executions_reap(now=timezone.now() + timedelta(seconds=181)) == {"failed": 1}
+    assert services.executions_reap(now=limit + timedelta(seconds=1)) == {"failed": 1}
     execution.refresh_from_db()
-    assert (execution.status, execution.error_code) == ("failed", "lease_expired")
-    assert Task.objects.get(pk=task.pk).state == "open"
+    assert (execution.status, execution.error_code, execution.platform_failures) == (
+        "failed",
+        "lease_expired",
+        0,
+    )
+    task = Task.objects.get(pk=task.pk)
+    assert (task.state, task.barred) == ("open", [agent.participant.pk])
+
+
+def test_a_heartbeat_renews_the_lease_of_its_own_claim_only(
+    poster: Participant, bob: User, settings
+) -> None:
+    agent = hosted_agent(bob, "Stats", builtin="text-stats")
+    task = claimed_by(poster, agent)
+    execution = services.execution_claim(
+        execution_id=Execution.objects.get(task_ref=task.pk).pk, worker="alive"
+    )
+    settings.WORKERS_HEARTBEAT_LEASE_SECONDS = 100
+    heartbeat = executions_module._Heartbeat(execution)
+    assert heartbeat.beat() is True
+    renewed = Execution.objects.get(pk=execution.pk).lease_expires_at
+    assert renewed > timezone.now() + timedelta(seconds=90)
+    settings.WORKERS_HEARTBEAT_LEASE_SECONDS = 10_000  # never past the attempt's limit
+    assert heartbeat.beat() is True
+    assert Execution.objects.get(pk=execution.pk).lease_expires_at == (
+        execution.last_attempt_at + services.lease_for(agent)
+    )
+    Execution.objects.filter(pk=execution.pk).update(claim_token=None)  # the reaper took it
+    assert heartbeat.beat() is False
 
 
 def test_time_limits_come_from_the_agent_within_the_caps(bob: User) -> None:

@@ -83,3 +83,39 @@ def test_posting_a_task_brings_bids_from_a_real_worker(
     )
     wait_until(lambda: Bid.objects.filter(task=task).exists(), timeout=30)
     assert Bid.objects.filter(task=task, bidder__agent__runtime="builtin").exists()
+
+
+def test_a_task_posted_while_the_fitting_agents_were_busy_is_offered_again_once_they_are_free(
+    builtin_agents: dict[str, Agent], alice: User
+) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from workers.services import hosted_bids_retry
+
+    summarizer = builtin_agents["builtin-summarizer"]
+    Agent.objects.filter(pk=summarizer.pk).update(active_tasks=summarizer.concurrency_limit)
+    task = _post(
+        alice,
+        "Summarise a support report",
+        "Summarise this report in three sentences: ticket volume rose, password resets were "
+        "slow, and refunds fell after the billing page changed.",
+    )
+    assert "builtin-summarizer" not in {
+        bid.bidder.agent.slug for bid in hosted_bids_place(task_id=task.pk)
+    }
+    later = timezone.now() + timedelta(minutes=1)
+    assert hosted_bids_retry(now=later) == 0  # still busy: nothing, and nothing lost
+
+    Agent.objects.filter(pk=summarizer.pk).update(active_tasks=0)  # a delivery was accepted
+    assert hosted_bids_retry(now=later) >= 1
+    assert Bid.objects.filter(task=task, bidder=summarizer.participant).count() == 1
+    assert hosted_bids_retry(now=later) == 0  # offered once: it has a hosted bid now
+    # Past the retry window, an unbid task is left alone.
+    other = _post(alice, "Summarise another report", "Summarise this text in two sentences.")
+    Agent.objects.filter(runtime="builtin").update(active_tasks=100)
+    hosted_bids_place(task_id=other.pk)
+    Agent.objects.filter(runtime="builtin").update(active_tasks=0)
+    assert hosted_bids_retry(now=later + timedelta(hours=25)) == 0
+    assert not Bid.objects.filter(task=other).exists()

@@ -16,7 +16,12 @@ from workers.services.executions import (
     retry_delay_seconds,
     time_limits_for,
 )
-from workers.services.hosted_bids import hosted_bids_place, hosted_bids_queue
+from workers.services.hosted_bids import (
+    hosted_bids_place,
+    hosted_bids_queue,
+    hosted_bids_retry,
+)
+from workers.services.outbox import outbox_relay, outbox_send_on_commit
 from workers.services.secrets import (
     api_key_store,
     api_key_stored,
@@ -42,7 +47,10 @@ __all__ = [
     "executions_reap",
     "hosted_bids_place",
     "hosted_bids_queue",
+    "hosted_bids_retry",
     "lease_for",
+    "outbox_relay",
+    "outbox_send_on_commit",
     "retry_delay_seconds",
     "skill_distill_from_task",
     "skill_distill_queue",

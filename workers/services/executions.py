@@ -14,6 +14,7 @@ import logging
 import os
 import random
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -23,11 +24,10 @@ from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, connections, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from agents_registry import queueing
 from agents_registry.models import Agent, Participant, SkillVersion
 from agents_registry.prepared import fetch_row, update_row
 from agents_registry.sweeps import sweep
@@ -40,6 +40,7 @@ from workers.exceptions import (
     DeliveryTimedOut,
     InternalError,
     LeaseExpired,
+    PlatformFailure,
     RuntimeFailure,
     TransientRuntimeError,
 )
@@ -48,6 +49,7 @@ from workers.models import Execution, TraceEvent
 from workers.runtimes import a2a, builtin, http, openai
 from workers.runtimes.base import Revision, RunContext, RunResult, TaskBrief
 from workers.selectors import execution_with_agent
+from workers.services.outbox import outbox_send_on_commit, outbox_unsent
 from workers.services.secrets import api_key_stored, webhook_secrets_valid
 from workers.services.traces import (
     BufferedTrace,
@@ -102,7 +104,63 @@ def time_limits_for(agent: Agent) -> tuple[int, int]:
 
 
 def lease_for(agent: Agent) -> timedelta:
+    """The longest an attempt of ``agent`` may hold its execution: its hard limit plus a margin."""
     return timedelta(seconds=time_limits_for(agent)[1] + settings.WORKERS_LEASE_MARGIN_SECONDS)
+
+
+def _running_lease(agent: Agent, *, attempt_started: Any, now: Any) -> Any:
+    """A running attempt's lease: a heartbeat lease from ``now``, never past its time limit."""
+    beat = now + timedelta(seconds=settings.WORKERS_HEARTBEAT_LEASE_SECONDS)
+    return min(beat, attempt_started + lease_for(agent))
+
+
+class _Heartbeat:
+    """Renews a running attempt's lease from a thread of its own (with its own database
+    connection) while the agent runs, so that when the worker dies the lease ends a heartbeat
+    lease later, not a time limit later. A beat never waits for the row: when it is locked (the
+    attempt is being closed, or the reaper has it) the beat is skipped."""
+
+    def __init__(self, execution: Execution) -> None:
+        self.execution = execution
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=f"heartbeat-{execution.pk}")
+
+    def __enter__(self) -> _Heartbeat:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stopped.set()
+        self.thread.join()
+
+    def _run(self) -> None:
+        try:
+            while not self.stopped.wait(settings.WORKERS_HEARTBEAT_INTERVAL_SECONDS):
+                try:
+                    self.beat()
+                except DatabaseError as error:  # the next beat tries again
+                    logger.warning("heartbeat of execution %s: %s", self.execution.pk, error)
+        finally:
+            connections.close_all()  # this thread's connections only
+
+    def beat(self) -> bool:
+        execution = self.execution
+        with transaction.atomic():
+            held = (
+                Execution.objects.select_for_update(skip_locked=True)
+                .filter(
+                    pk=execution.pk,
+                    status=Execution.Status.RUNNING,
+                    claim_token=execution.claim_token,
+                )
+                .values_list("pk", flat=True)
+            )
+            if not held:
+                return False
+            lease = _running_lease(
+                execution.agent, attempt_started=execution.last_attempt_at, now=timezone.now()
+            )
+            return bool(Execution.objects.filter(pk=execution.pk).update(lease_expires_at=lease))
 
 
 def retry_delay_seconds(attempt: int) -> float:
@@ -125,20 +183,18 @@ def worker_name() -> str:
 def execution_enqueue(
     *, execution_id: int, agent: Agent, countdown: float = 0, at_once: bool = False
 ) -> None:
-    """Send the message that runs the execution (call it after the commit). By task name, so
-    this module need not import the Celery entry points that call it. ``at_once``: see
+    """Queue the message that runs the execution, in the current transaction (the outbox): it
+    leaves after the commit, or as soon as the broker answers again. By task name, so this
+    module need not import the Celery entry points that call it. ``at_once``: see
     :func:`execution_run`."""
     soft, hard = time_limits_for(agent)
-    # With the broker down (a Redis restart) this only warns: the award is committed and the
-    # execution is queued in the database with a lease, which the reaper sends again once the
-    # broker is back (invariant 7).
     kwargs: dict[str, Any] = {"execution_id": execution_id}
     if at_once:
         kwargs["at_once"] = True
-    queueing.send(
+    outbox_send_on_commit(
         EXECUTION_RUN_TASK,
         kwargs=kwargs,
-        countdown=countdown or None,
+        countdown=countdown,
         soft_time_limit=soft,
         time_limit=hard,
     )
@@ -147,14 +203,8 @@ def execution_enqueue(
 def _enqueue_on_commit(
     execution: Execution, *, countdown: float = 0, at_once: bool = False
 ) -> None:
-    transaction.on_commit(
-        partial(
-            execution_enqueue,
-            execution_id=execution.pk,
-            agent=execution.agent,
-            countdown=countdown,
-            at_once=at_once,
-        )
+    execution_enqueue(
+        execution_id=execution.pk, agent=execution.agent, countdown=countdown, at_once=at_once
     )
 
 
@@ -243,7 +293,7 @@ def execution_claim(*, execution_id: int, worker: str, at_once: bool = False) ->
         "status": Execution.Status.RUNNING,
         "attempts": execution.attempts + 1,
         "claim_token": uuid.uuid4(),
-        "lease_expires_at": now + lease_for(execution.agent),
+        "lease_expires_at": _running_lease(execution.agent, attempt_started=now, now=now),
         "worker": worker[:200],
         "started_at": execution.started_at or now,
         "last_attempt_at": now,
@@ -381,7 +431,11 @@ def _attempt_run_to_outcome(
 ) -> str:
     """Run the claimed attempt, then complete or fail it: in a transaction of its own, or at
     once in the claim's (see :func:`execution_run`), where the claim needs no check."""
-    context, outcome, elapsed_ms = _runtime_result_or_failure(execution, task)
+    if at_once:  # milliseconds, and nothing committed yet: no lease to renew
+        context, outcome, elapsed_ms = _runtime_result_or_failure(execution, task)
+    else:
+        with _Heartbeat(execution):
+            context, outcome, elapsed_ms = _runtime_result_or_failure(execution, task)
     if isinstance(outcome, RuntimeFailure):
         return execution_attempt_failed(
             execution_id=execution.pk,
@@ -434,7 +488,7 @@ def _runtime_result_or_failure(
         failure = runtime_error
     except (OperationalError, InterfaceError) as database_error:
         # The database went away (a restart): worth another attempt, not a verdict on the agent.
-        failure = TransientRuntimeError(f"Database unavailable: {database_error}")
+        failure = PlatformFailure(f"Database unavailable: {database_error}")
     except MarketError as market_error:
         failure = RuntimeFailure(f"The market refused: {market_error}")
     except Exception as unexpected:  # a bug of ours: fail visibly, never retry blindly
@@ -612,27 +666,38 @@ def execution_attempt_failed(
             }
         )
         attempt = {"context": context, "events": events, "at_once": at_once}
+        if isinstance(error, PlatformFailure):
+            if execution.platform_failures < settings.WORKERS_MAX_PLATFORM_FAILURES:
+                return _retry_locked(execution, error, **attempt)
+            return _fail_locked(execution, error, return_task=True, **attempt)
         if error.transient and execution.attempts < execution.max_attempts:
             return _retry_locked(execution, error, **attempt)
         return _fail_locked(execution, error, return_task=True, **attempt)
 
 
+def _platform_changes(execution: Execution) -> dict[str, Any]:
+    """What giving an attempt lost to the platform back to the agent writes."""
+    return {
+        "attempts": max(0, execution.attempts - 1),
+        "platform_failures": execution.platform_failures + 1,
+    }
+
+
 def _retry_locked(execution: Execution, error: RuntimeFailure, **attempt: Any) -> str:
-    """Queue the next attempt after a backoff; ``attempt``: see :func:`_attempt_end_write`."""
+    """Queue the next attempt after a backoff; ``attempt``: see :func:`_attempt_end_write`. An
+    attempt the platform lost is given back to the agent (bounded by ``platform_failures``)."""
     delay = retry_delay_seconds(execution.attempts)
     now = timezone.now()
-    _attempt_end_write(
-        execution,
-        {
-            "status": Execution.Status.QUEUED,
-            "claim_token": None,
-            "lease_expires_at": now
-            + timedelta(seconds=delay + settings.WORKERS_QUEUE_LEASE_SECONDS),
-            "error_code": error.code,
-            "error_message": str(error)[:2000],
-        },
-        **attempt,
-    )
+    changes: dict[str, Any] = {
+        "status": Execution.Status.QUEUED,
+        "claim_token": None,
+        "lease_expires_at": now + timedelta(seconds=delay + settings.WORKERS_QUEUE_LEASE_SECONDS),
+        "error_code": error.code,
+        "error_message": str(error)[:2000],
+    }
+    if isinstance(error, PlatformFailure):
+        changes.update(_platform_changes(execution))
+    _attempt_end_write(execution, changes, **attempt)
     _enqueue_on_commit(execution, countdown=delay)
     execution_changed_on_commit(execution_id=execution.pk, kind="retrying", urgent=True)
     return "retrying"
@@ -642,18 +707,27 @@ def _fail_locked(
     execution: Execution, error: RuntimeFailure, *, return_task: bool, **attempt: Any
 ) -> str:
     """Fail visibly; with ``return_task`` the task goes back to the market (its abandonment
-    records the agent's outcome). A market refusal to take it back is recorded, not raised: the
-    execution's failure must commit either way. ``attempt``: what the attempt adds to the row
-    (see :func:`_attempt_end_write`); none when the reaper ends a dead attempt."""
+    records the agent's outcome, unless the platform failed: then nothing is held against the
+    agent). A market refusal to take it back is recorded, not raised: the execution's failure
+    must commit either way. ``attempt``: what the attempt adds to the row (see
+    :func:`_attempt_end_write`); none when the reaper ends a dead attempt."""
     message = str(error)[:2000]
+    by_platform = isinstance(error, PlatformFailure)
     if return_task:
+        reason = f"Hosted execution #{execution.pk} failed: {message}"
+        if by_platform:
+            reason = (
+                f"The platform gave up running hosted execution #{execution.pk} after"
+                f" {execution.platform_failures} failures of its own (not the agent's): {message}"
+            )
         try:
             # task_abandon's atomic block is a savepoint here: a refusal rolls back what it
             # wrote and leaves this transaction usable.
             market_services.task_abandon(
                 task=_task_reference(execution),
                 actor=execution.agent.participant,
-                reason=f"Hosted execution #{execution.pk} failed: {message}"[:2000],
+                reason=reason[:2000],
+                by_platform=by_platform,
             )
         except MarketError as market_error:
             message += f" (the task could not be returned to the market: {market_error})"
@@ -697,34 +771,58 @@ def execution_reap(*, execution_id: int, now: Any = None) -> str:
             return "not_due"
         if execution.status == Execution.Status.QUEUED:
             # The message was lost with a dead worker's prefetch, or sits behind a long queue; a
-            # second message is harmless (the claim lets one through).
+            # second message is harmless (the claim lets one through). One still in the outbox
+            # (the broker is down) leaves when the broker is back: no second one for it.
             Execution.objects.filter(pk=execution.pk).update(
                 lease_expires_at=now + timedelta(seconds=settings.WORKERS_QUEUE_LEASE_SECONDS)
             )
+            if outbox_unsent(EXECUTION_RUN_TASK, execution_id=execution.pk):
+                return "in_outbox"
             _enqueue_on_commit(execution)
             return "resent"
+        return _reap_running(execution, now)
+
+
+def _reap_running(execution: Execution, now: Any) -> str:
+    """A running attempt whose lease ended. Its heartbeat stopped before the time limit: the
+    worker died (the platform's failure, given back to the agent); it ran to the limit: the
+    agent's (it hung past its hard time limit), counted as an attempt."""
+    limit = (execution.last_attempt_at or now) + lease_for(execution.agent)
+    worker = execution.worker or "?"
+    lost: RuntimeFailure
+    if execution.lease_expires_at < limit - timedelta(seconds=1):
+        lost = PlatformFailure(
+            f"The worker running attempt {execution.attempts} ({worker}) stopped (killed or"
+            " lost): a failure of the platform, not counted against the agent."
+        )
+        again = execution.platform_failures < settings.WORKERS_MAX_PLATFORM_FAILURES
+        changes = _platform_changes(execution) if again else {}
+    else:
         lost = LeaseExpired(
-            f"Attempt {execution.attempts} ran past its lease on {execution.worker or '?'} "
-            "(the worker died or hung)."
+            f"Attempt {execution.attempts} ran past its lease on {worker} (the agent hung past"
+            " its time limit)."
         )
-        trace_event_append(
-            execution_id=execution.pk,
-            kind=TraceEvent.Kind.ERROR,
-            name="lease_expired",
-            outputs={"message": str(lost), "transient": True},
-        )
-        if execution.attempts < execution.max_attempts:
-            Execution.objects.filter(pk=execution.pk).update(
-                status=Execution.Status.QUEUED,
-                claim_token=None,
-                lease_expires_at=now + timedelta(seconds=settings.WORKERS_QUEUE_LEASE_SECONDS),
-                error_code=lost.code,
-                error_message=str(lost),
-            )
-            _enqueue_on_commit(execution)
-            execution_changed_on_commit(execution_id=execution.pk, kind="requeued", urgent=True)
-            return "requeued"
+        again = execution.attempts < execution.max_attempts
+        changes = {}
+    trace_event_append(
+        execution_id=execution.pk,
+        kind=TraceEvent.Kind.ERROR,
+        name=lost.code,
+        outputs={"message": str(lost), "transient": True},
+    )
+    if not again:
         return _fail_locked(execution, lost, return_task=True)
+    Execution.objects.filter(pk=execution.pk).update(
+        status=Execution.Status.QUEUED,
+        claim_token=None,
+        lease_expires_at=now + timedelta(seconds=settings.WORKERS_QUEUE_LEASE_SECONDS),
+        error_code=lost.code,
+        error_message=str(lost),
+        **changes,
+    )
+    _enqueue_on_commit(execution)
+    execution_changed_on_commit(execution_id=execution.pk, kind="requeued", urgent=True)
+    return "requeued"
 
 
 def _reap_waiting(execution: Execution, now: Any) -> str:

@@ -7,15 +7,26 @@ at their asking price, with a plan taken from their capability profile. The post
 hand or lets auto-award choose. An owner opts an agent out with ``runtime_config["auto_bid"] =
 false``. The market calls :func:`hosted_bids_queue` from ``task_post`` (the explicit
 ``MARKET_POST_HANDLER`` hook); the bids are placed by a worker after the commit.
+
+Matching skips agents at their concurrency limit, so a task posted while every fitting hosted
+agent was busy got no bid. :func:`hosted_bids_retry` offers such tasks again (open, public,
+recent, no hosted agent's bid yet): beat runs it every ``HOSTED_BIDS_RETRY_INTERVAL_SECONDS``,
+and an accepted delivery (which frees its agent's slot) queues it at once.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+from django.db.models import Exists, OuterRef
+from django.utils import timezone
+from redis.exceptions import RedisError
 
 from agents_registry import queueing
 from agents_registry import selectors as registry_selectors
@@ -24,6 +35,7 @@ from marketplace import services as market_services
 from marketplace.exceptions import MarketError
 from marketplace.models import Bid, Task
 from workers.services.executions import HOSTED_RUNTIMES
+from workers.services.outbox import outbox_send_on_commit
 
 logger = logging.getLogger(__name__)
 
@@ -32,9 +44,52 @@ def hosted_bids_queue(*, task: Any) -> None:
     """Called inside ``task_post``'s transaction: queue the bidding for after the commit."""
     if task.visibility != Task.Visibility.PUBLIC:
         return
-    # Bids are an offer, not an obligation: a task posted while the broker is down simply gets no
-    # automatic bids (people and external agents can still bid); no sweep sends it again.
-    queueing.send_on_commit("workers.hosted_bids_place", kwargs={"task_id": task.pk})
+    # Through the outbox: a task posted while the broker is down gets its bids once it is back.
+    outbox_send_on_commit("workers.hosted_bids_place", kwargs={"task_id": task.pk})
+
+
+HOSTED_BIDS_RETRY_TASK = "workers.hosted_bids_retry"
+
+
+RETRY_DEBOUNCE_KEY = "workers:hosted-bids-retry-queued"
+RETRY_DEBOUNCE_SECONDS = 5
+
+
+def hosted_bids_retry_queue() -> None:
+    """Capacity may have freed (a delivery accepted): offer the unbid tasks again after the
+    commit, at most once per ``RETRY_DEBOUNCE_SECONDS`` (a burst of acceptances asks for one
+    sweep). A lost message costs only a beat interval: no outbox row for it."""
+    transaction.on_commit(_retry_soon)
+
+
+def _retry_soon() -> None:
+    try:
+        first = cache.add(RETRY_DEBOUNCE_KEY, 1, timeout=RETRY_DEBOUNCE_SECONDS)
+    except RedisError:
+        return  # beat's sweep comes anyway
+    if first:
+        queueing.send(HOSTED_BIDS_RETRY_TASK, kwargs={})
+
+
+def hosted_bids_retry(*, now: Any = None, limit: int = 50) -> int:
+    """Offer again the open public tasks of the last ``HOSTED_BIDS_RETRY_HOURS`` that no hosted
+    agent bid on (oldest first, ``limit`` per round); the number of bids placed. Tasks younger
+    than a relay interval are left to their own post message."""
+    now = now or timezone.now()
+    hosted_bid = Bid.objects.filter(task=OuterRef("pk"), bidder__agent__runtime__in=HOSTED_RUNTIMES)
+    due = (
+        Task.objects.filter(
+            state=Task.State.OPEN,
+            visibility=Task.Visibility.PUBLIC,
+            embedding__isnull=False,
+            created_at__gte=now - timedelta(hours=settings.HOSTED_BIDS_RETRY_HOURS),
+            created_at__lte=now - timedelta(seconds=settings.OUTBOX_RELAY_INTERVAL_SECONDS),
+        )
+        .exclude(Exists(hosted_bid))
+        .order_by("created_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+    return sum(len(hosted_bids_place(task_id=task_id)) for task_id in due)
 
 
 def _plan(description: str) -> str:

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 from django.db import transaction
 
-from agents_registry import queueing
 from agents_registry.models import Skill, SkillVersion
 from agents_registry.services import skill_publish
 from marketplace.models import Bid, Delivery, Task
 from workers.models import Execution
+from workers.services.hosted_bids import hosted_bids_retry_queue
+from workers.services.outbox import outbox_send_on_commit
 
 EXCERPT_CHARS = 1_500
 
@@ -104,7 +105,10 @@ def skill_distill_from_task(*, task_id: int) -> SkillVersion | None:
 
 def skill_distill_queue(*, task: Task) -> None:
     """The market's accept hook (``MARKET_ACCEPT_HANDLER``), inside the settlement's transaction:
-    distil the task after the commit. A skill is a by-product, not a payment: a message lost while
-    the broker is down leaves the task without one, and nothing else changes."""
+    distil the task after the commit, through the outbox (a broker that is down delays it). The
+    assignee's slot is free again: tasks that got no hosted bid while it was busy are offered
+    again."""
     if task.visibility == Task.Visibility.PUBLIC:
-        queueing.send_on_commit("workers.skill_distill", kwargs={"task_id": task.pk})
+        outbox_send_on_commit("workers.skill_distill", kwargs={"task_id": task.pk})
+    if task.assignee is not None and task.assignee.kind == "agent":
+        hosted_bids_retry_queue()
