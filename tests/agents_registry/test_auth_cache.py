@@ -97,7 +97,7 @@ def test_lookups_go_to_the_database_while_redis_is_out_of_reach(bob: User, monke
         raise redis.ConnectionError("Error 111 connecting to Redis: Connection refused.")
 
     monkeypatch.setattr(auth_cache, "redis_command", unreachable)
-    monkeypatch.setattr(auth_cache, "replace_versions", lambda keys: None)
+    monkeypatch.setattr(auth_cache, "replace_versions", lambda keys, **kwargs: None)
     # Not the kept row: the database says the key is revoked (the change's own versions could
     # not be written either).
     ApiKey.objects.filter(pk=agent.api_key.pk).update(revoked=True)
