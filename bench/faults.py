@@ -19,16 +19,13 @@ import signal
 import statistics
 import time
 
-from harness import emit, parse_args
+from harness import emit, parse_args, setup_django
 
 
 def main() -> None:
     args = parse_args(__doc__.splitlines()[0])
     rounds = args.rounds or (1 if args.quick else 3)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "marketplace.settings")
-    import django
-
-    django.setup()
+    setup_django()  # the harness's models and settings in this process; the market has its own
     from tests.faults.market import Market, fault_env, wait_for
     from tests.faults.test_under_load import postgres_crashed, redis_killed
 

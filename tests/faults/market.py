@@ -92,7 +92,8 @@ class Market:
 
     def remove(self) -> None:
         shutil.rmtree(self.data_dir, ignore_errors=True)
-        self.log_path.unlink(missing_ok=True)
+        if not os.environ.get("FAULTS_KEEP_LOG"):  # to read what happened after a run
+            self.log_path.unlink(missing_ok=True)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -117,23 +118,25 @@ class Market:
             return []
 
     def _main_of(self, *words: str) -> int | None:
-        """The pid of the supervised command whose command line has ``words`` (its main process,
+        """The pid of the supervised command whose arguments include ``words`` (its main process,
         not its own children, e.g. not the Celery pool processes)."""
         for child in self._children():
             try:
-                line = " ".join(child.cmdline())
-                parent = " ".join(child.parent().cmdline())
+                argv, parent = child.cmdline(), child.parent().cmdline()
             except (psutil.NoSuchProcess, psutil.AccessDenied, AttributeError):
                 continue
-            if all(word in line for word in words) and not all(word in parent for word in words):
+            if all(word in argv for word in words) and not all(word in parent for word in words):
                 return child.pid
         return None
 
     def worker_pid(self) -> int | None:
-        return self._main_of("celery", " worker")
+        return self._main_of("celery", "worker")
+
+    def beat_pid(self) -> int | None:
+        return self._main_of("celery", "beat")
 
     def web_pid(self) -> int | None:
-        return self._main_of("uvicorn", "marketplace.asgi")
+        return self._main_of("uvicorn", "marketplace.asgi:application")
 
     def redis_pid(self) -> int | None:
         try:

@@ -18,12 +18,21 @@ def _api_answers(market: Market) -> bool:
 def test_a_killed_worker_is_started_again(market: Market) -> None:
     before = market.worker_pid()
     assert before is not None
-    web = market.web_pid()
+    others = (market.web_pid(), market.beat_pid())
     os.kill(before, signal.SIGKILL)
     wait_for(lambda: market.worker_pid() not in (None, before), RECOVERY)
     wait_for(market.ready, RECOVERY)  # the new worker answers pings
-    assert market.web_pid() == web  # nothing else was restarted
+    assert (market.web_pid(), market.beat_pid()) == others  # nothing else was restarted
     assert _api_answers(market)
+
+
+def test_a_killed_beat_is_started_again(market: Market) -> None:
+    before = market.beat_pid()
+    assert before is not None
+    worker = market.worker_pid()
+    os.kill(before, signal.SIGKILL)
+    wait_for(lambda: market.beat_pid() not in (None, before), RECOVERY)
+    assert market.worker_pid() == worker
 
 
 def test_a_killed_web_server_is_started_again(market: Market) -> None:
