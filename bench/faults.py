@@ -8,7 +8,8 @@ again (the run command starts it again), seconds from then until the API answers
 and how many answers were not 200 meanwhile (every one of them a documented 503; a wrong answer
 fails the run). Faults: the embedded Redis SIGKILLed, the embedded PostgreSQL crashed (SIGQUIT,
 recovery on start), the Celery worker SIGKILLed (until ``/readyz`` sees a worker again), the web
-server SIGKILLed (until the API answers again). The harness is the fault suite's
+server SIGKILLed (until the API answers again). Rounds are a stable minute apart, so each restart
+waits the supervisor's first backoff (1 s). The harness is the fault suite's
 (tests/faults/market.py).
 """
 
@@ -26,6 +27,7 @@ def main() -> None:
     args = parse_args(__doc__.splitlines()[0])
     rounds = args.rounds or (1 if args.quick else 3)
     setup_django()  # the harness's models and settings in this process; the market has its own
+    from marketplace.supervisor import STABLE
     from tests.faults.market import Market, fault_env, wait_for
     from tests.faults.test_under_load import postgres_crashed, redis_killed
 
@@ -44,9 +46,12 @@ def main() -> None:
             return {
                 "part_back_s": returned - killed,
                 "api_recovered_after_part_back_s": time.monotonic() - returned,
+                "fault_to_api_recovered_s": time.monotonic() - killed,
             }
 
-        for _ in range(rounds):
+        for index in range(rounds):
+            if index:  # each part stable for a minute: its restart waits the first backoff again
+                time.sleep(STABLE)
             samples.setdefault("redis_sigkill", []).append(redis_killed(market))
             wait_for(market.ready, 60)
             samples.setdefault("postgres_crash", []).append(postgres_crashed(market))

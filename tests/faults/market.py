@@ -120,12 +120,17 @@ class Market:
     def _main_of(self, *words: str) -> int | None:
         """The pid of the supervised command whose arguments include ``words`` (its main process,
         not its own children, e.g. not the Celery pool processes)."""
-        for child in self._children():
+        children = self._children()
+        ours = {self.process.pid} | {child.pid for child in children}  # not orphans of a killed one
+        for child in children:
             try:
-                argv, parent = child.cmdline(), child.parent().cmdline()
-            except (psutil.NoSuchProcess, psutil.AccessDenied, AttributeError):
+                argv, parent = child.cmdline(), child.parent()
+                if parent is None or parent.pid not in ours:
+                    continue
+                parent_argv = parent.cmdline()
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue
-            if all(word in argv for word in words) and not all(word in parent for word in words):
+            if all(word in argv for word in words) and not all(w in parent_argv for w in words):
                 return child.pid
         return None
 

@@ -49,7 +49,7 @@ def test_the_killed_embedded_redis_is_started_again(market: Market) -> None:
     before = market.redis_pid()
     assert before is not None
     os.kill(before, signal.SIGKILL)
-    wait_for(lambda: market.redis_pid() not in (None, before) and market.redis_answers(), 20)
+    wait_for(lambda: market.redis_pid() not in (None, before) and market.redis_answers(), 120)
     wait_for(market.ready, RECOVERY)
     wait_for(lambda: _api_answers(market), RECOVERY)
     assert "the embedded redis runs again" in market.log()
@@ -59,7 +59,7 @@ def test_the_crashed_embedded_postgres_is_started_again(market: Market) -> None:
     before = market.postgres_pid()
     assert before is not None
     os.kill(before, signal.SIGQUIT)  # immediate shutdown: what a crash leaves (recovery on start)
-    wait_for(lambda: market.postgres_pid() not in (None, before), 40)
-    wait_for(market.postgres_answers, 40)
+    wait_for(lambda: market.postgres_pid() not in (None, before), 120)
+    wait_for(market.postgres_answers, 120)
     wait_for(market.ready, RECOVERY)
     wait_for(lambda: _api_answers(market), RECOVERY)

@@ -21,7 +21,8 @@ def _break_and_recover(market: Market, kill, back, pid) -> dict[str, float]:
         before = pid()
         killed = time.monotonic()
         kill(before)
-        wait_for(lambda: pid() not in (None, before) and back(), 60, interval=0.05)
+        # How long the part takes to come back is the machine's; the bound is on the API after.
+        wait_for(lambda: pid() not in (None, before) and back(), 120, interval=0.05)
         returned = time.monotonic()
         wait_for(lambda: load.recovered_at(returned) is not None, RECOVERY + 5)
         time.sleep(3.0)  # and it stays so
@@ -33,6 +34,7 @@ def _break_and_recover(market: Market, kill, back, pid) -> dict[str, float]:
     return {
         "part_back_s": returned - killed,
         "api_recovered_after_part_back_s": max(0.0, recovered - returned),
+        "fault_to_api_recovered_s": max(recovered, returned) - killed,
         "answers": len(load.answers),
         "non_200_answers": sum(answer.status != 200 for answer in load.answers),
     }
