@@ -13,7 +13,8 @@ deletes, and the services that write with ``QuerySet.update`` (revoking a key, a
 The agent's counters (open tasks, outcomes) are not read by the lookup but loaded on first use, so
 the market's award and outcome writes need not call it. While Redis cannot be read, nothing kept is
 used and keys are looked up in the database; a change to a row a lookup reads is refused until
-Redis takes its new versions (see :func:`holder_changed`). Should only the versions written after
+Redis takes its new versions (:func:`holder_changed`, and ``pre_save`` / ``pre_delete`` through
+:func:`row_about_to_change`). Should only the versions written after
 the commit fail to reach Redis, a kept lookup still lives at most ``TTL`` seconds.
 """
 
@@ -59,6 +60,21 @@ def holder_changed(*rows: tuple[type[Model], Any]) -> None:
 # What a lookup never decides on: a save of only these leaves kept lookups as they are (a web
 # login stamps last_login, and must work while Redis is out of reach).
 _IRRELEVANT_FIELDS = frozenset({"last_login"})
+
+
+def _irrelevant(instance: Model, update_fields: Any) -> bool:
+    # _state.adding (documented with Model.from_db): a row not yet saved, whatever its pk says
+    # (API keys choose theirs before the insert).
+    adding = instance._state.adding
+    return adding or bool(update_fields and set(update_fields) <= _IRRELEVANT_FIELDS)
+
+
+def row_about_to_change(sender: type[Model], instance: Model, **kwargs: Any) -> None:
+    """The receiver of ``pre_save`` and ``pre_delete``: Redis takes the row's new version before
+    anything is written, or the save is refused (``redis.RedisError``), inside a transaction or
+    not: a save outside one commits before ``post_save`` could refuse it."""
+    if not _irrelevant(instance, kwargs.get("update_fields")):
+        replace_versions([version_key(sender, instance.pk)], required=True)
 
 
 def row_saved_or_deleted(sender: type[Model], instance: Model, **kwargs: Any) -> None:

@@ -9,14 +9,16 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+import redis
 from django.contrib.auth.models import User
 from django.db import OperationalError, connection
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from agents_registry import redis_calls
 from agents_registry.models import ApiKey
 from marketplace import throttling
-from tests.conftest import participant_of
+from tests.conftest import make_human, participant_of
 from tests.marketplace.conftest import AgentCaller, fund, make_agent, post
 from tests.own_redis import OwnRedis
 
@@ -145,3 +147,24 @@ def test_database_down_outside_a_view_answers_503_json(settings) -> None:
     client = APIClient(raise_request_exception=False)
     _unavailable(client.get("/api/v1/tasks/"))
     assert client.get("/").status_code == 500  # pages keep Django's own error page
+
+
+def test_a_save_that_disables_an_account_while_redis_is_down_is_refused(
+    own_redis: OwnRedis,
+) -> None:
+    """Even outside a transaction (a save there commits before any post-save signal runs): the
+    new version goes to Redis first, or nothing is written."""
+    human = make_human(f"down-{uuid.uuid4().hex[:6]}")
+    own_redis.kill()
+    human.is_active = False
+    with pytest.raises(redis.RedisError):
+        human.save(update_fields=["is_active"])
+    assert User.objects.get(pk=human.pk).is_active is True
+    human.last_login = timezone.now()
+    human.save(update_fields=["last_login"])  # a web login still works
+
+
+def test_new_agents_and_keys_are_made_while_redis_is_down(bob: User, own_redis: OwnRedis) -> None:
+    own_redis.kill()
+    agent = _agent(bob)  # registered, with a key: new rows no lookup can have kept
+    assert agent.client().get("/api/v1/me/").status_code == 200
