@@ -1,70 +1,74 @@
 """Redis for the request path: the calls every API request makes (key versions, rate limits,
-kept answers) on the thread's own connection, Lua scripts through them, and the versions that
-``auth_cache`` and ``marketplace.read_cache`` keep answers under."""
+kept answers) through one client per process and its connection pool, Lua scripts through it, and
+the versions that ``auth_cache`` and ``marketplace.read_cache`` keep answers under.
+
+The client is redis-py's own: its pool hands each command a connection and takes it back whatever
+happens, its retry replaces a broken connection (a Redis restart, a killed connection), and the
+timeouts keep a Redis that does not answer from holding a request for long. A Redis that is down
+makes these calls raise ``redis.RedisError`` quickly; their callers decide what a request does then
+(README, "When Redis is down").
+"""
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
-import os
-import threading
 import uuid
 from collections.abc import Sequence
 from typing import Any
 
 import redis
 from django.conf import settings
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 logger = logging.getLogger(__name__)
 
 TTL = 60  # seconds what is kept under a version lives even if the version never changes
 _VERSION_LIFETIME = 86_400  # seconds; far beyond TTL, so an expired version is never mistaken
 
+# A request waits at most about this long for a Redis that is not answering, per command.
+SOCKET_TIMEOUT = 1.0
+# Retries after a connection error or timeout, each on a fresh connection from the pool.
+RETRIES = 2
+
 
 @functools.cache
 def redis_client() -> redis.Redis:
-    """The cache's Redis database as a plain client with this process's pool: for what Django's
-    cache API cannot do in one round trip (versions, rate-limit counters)."""
-    return redis.Redis.from_url(settings.CACHES["default"]["LOCATION"])
-
-
-_own = threading.local()
+    """The cache's Redis database as a client with this process's pool: for what Django's cache
+    API cannot do in one round trip (versions, rate-limit counters). The pool is made again in a
+    forked child (redis-py checks the pid), so a forked worker never shares a parent's socket."""
+    return redis.Redis.from_url(
+        settings.CACHES["default"]["LOCATION"],
+        socket_timeout=SOCKET_TIMEOUT,
+        socket_connect_timeout=SOCKET_TIMEOUT,
+        retry=Retry(ExponentialBackoff(cap=0.1, base=0.01), RETRIES),
+        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+        # A connection idle this long is checked with a PING before use: after a Redis restart
+        # the first command does not fail on a socket the server closed long ago.
+        health_check_interval=30,
+    )
 
 
 def redis_command(*args: Any) -> Any:
-    """One command on this thread's own connection to ``redis_client()``'s database, without the
-    client's pool, retry and instrumentation layers: they doubled the cost of each of the three
-    calls an API request makes (bench/api.py). A broken connection is replaced and the command
-    sent once more; errors Redis answers with are raised as the client raises them."""
-    for attempt in (1, 2):
-        connection = getattr(_own, "connection", None)
-        if connection is None or _own.pid != os.getpid():  # none yet, or a forked parent's
-            connection = redis_client().connection_pool.make_connection()
-            _own.connection, _own.pid = connection, os.getpid()
-        try:
-            connection.send_command(*args)
-            return connection.read_response()
-        except (redis.ConnectionError, redis.TimeoutError):
-            connection.disconnect()
-            _own.connection = None
-            if attempt == 2:
-                raise
-    raise AssertionError("unreachable")
+    """One command through ``redis_client()``: errors Redis answers with, and a Redis out of
+    reach after the client's retries, are raised as the client raises them."""
+    return redis_client().execute_command(*args)
 
 
 class RedisScript:
-    """A Lua script run through :func:`redis_command` (by its SHA once Redis has it)."""
+    """A Lua script run through :func:`redis_client` (by its SHA once Redis has it; loaded again
+    when Redis lost it, e.g. after a restart)."""
 
     def __init__(self, text: str) -> None:
         self.text = text
-        self.sha = hashlib.sha1(text.encode()).hexdigest()  # noqa: S324 (Redis names scripts so)
+
+    @functools.cached_property
+    def _script(self) -> Any:
+        return redis_client().register_script(self.text)
 
     def __call__(self, keys: Sequence[str], args: Sequence[Any] = ()) -> Any:
-        try:
-            return redis_command("EVALSHA", self.sha, len(keys), *keys, *args)
-        except redis.exceptions.NoScriptError:
-            return redis_command("EVAL", self.text, len(keys), *keys, *args)
+        return self._script(keys=list(keys), args=list(args), client=redis_client())
 
 
 _REPLACE = RedisScript(
@@ -72,12 +76,16 @@ _REPLACE = RedisScript(
 )
 
 
-def replace_versions(keys: list[str]) -> None:
+def replace_versions(keys: list[str], *, required: bool = False) -> None:
     """New values for these version keys, in one round trip: what was kept under the old ones
-    is out of reach (here and in ``marketplace.read_cache``)."""
+    is out of reach (here and in ``marketplace.read_cache``). ``required``: raise when Redis does
+    not take them, so that a change other processes must see at once is refused rather than
+    half made."""
     try:
         _REPLACE(keys, [uuid.uuid4().hex, _VERSION_LIFETIME])
     except redis.RedisError:
+        if required:
+            raise
         logger.warning(
             "What other processes keep under %s may stay for up to %d s: Redis did not take the"
             " new versions",

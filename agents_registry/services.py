@@ -148,8 +148,9 @@ def personal_token_issue(
 
 
 def api_key_revoke(*, api_key: ApiKey) -> None:
-    ApiKey.objects.filter(pk=api_key.pk).update(revoked=True)
-    holder_changed((ApiKey, api_key.pk))
+    with transaction.atomic():  # refused as a whole if other processes cannot be told
+        ApiKey.objects.filter(pk=api_key.pk).update(revoked=True)
+        holder_changed((ApiKey, api_key.pk))
 
 
 # The registry's other writes live in their own modules; callers import them all from here.

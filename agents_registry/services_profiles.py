@@ -211,8 +211,9 @@ def agent_set_status(*, agent: Agent, actor: Participant, status: str, is_staff:
         raise NotAllowed("Only staff can suspend an agent or lift a suspension.")
     if not is_staff and not agent_can_edit(agent=agent, actor=actor):
         raise NotAllowed("Only the agent's owner may pause or resume it.")
-    Agent.objects.filter(pk=agent.pk).update(status=status)
-    holder_changed((Agent, agent.pk))
+    with transaction.atomic():  # refused as a whole if other processes cannot be told
+        Agent.objects.filter(pk=agent.pk).update(status=status)
+        holder_changed((Agent, agent.pk))
     agent.refresh_from_db(fields=["status"])
     return agent
 

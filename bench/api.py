@@ -4,10 +4,17 @@ tasks, each compared in the same run with the minimal JSON view (``/healthz``) o
 
     python bench/api.py [--quick] [--server NAME]   # quick: 10,000 tasks; NAME from HTTP_SERVERS
     python bench/api.py --in-process [--quick]   # CPU ms and SQL statements per request
+    python bench/api.py --redis-path [--quick] [--rounds N]  # the Redis path, before and after
 
 ``--in-process`` runs no server and no load generator: each endpoint is called through Django's
 test client in this process, and reports this process's CPU time and the SQL statements per
 request beside the minimal view's (what the server itself spends, free of the machine's noise).
+
+``--redis-path`` measures, the same way, what issue 15's change to the Redis path costs: each
+endpoint in alternating rounds with redis-py's client and pool (``agents_registry.redis_calls``,
+what the market runs) and with the hand-made path it replaced (one raw connection per thread, no
+pool, no retry: copied into this script only to measure against), as the median CPU ms per request
+of each and their ratio in the same run.
 
 The server is gunicorn (WSGI, 2 workers x 4 threads) by default, the figures' baseline since issue
 5; ``--server uvicorn`` measures what ``make run`` and ``deploy/`` serve now (uvicorn, 2 workers,
@@ -24,9 +31,11 @@ services touch no escrow, so no ledger rows are needed for them.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
+import statistics
 import sys
 import threading
 import time
@@ -195,11 +204,102 @@ def in_process(keys: list[str], bid_targets, deliver_targets, total: int, count:
     return figures
 
 
+class HandMadeRedisPath:
+    """The Redis path before issue 15, for ``--redis-path`` only: commands on a raw connection per
+    thread that bypasses the pool (it leaked the pool after Redis errors; never use it)."""
+
+    def __init__(self) -> None:
+        self.local = threading.local()
+
+    def command(self, *args):
+        from agents_registry.redis_calls import redis_client
+
+        connection = getattr(self.local, "connection", None)
+        if connection is None:
+            connection = redis_client().connection_pool.make_connection()
+            self.local.connection = connection
+        connection.send_command(*args)
+        return connection.read_response()
+
+    def script(self, script, keys, args=()):
+        import hashlib
+
+        import redis
+
+        sha = hashlib.sha1(script.text.encode()).hexdigest()
+        try:
+            return self.command("EVALSHA", sha, len(keys), *keys, *args)
+        except redis.exceptions.NoScriptError:
+            return self.command("EVAL", script.text, len(keys), *keys, *args)
+
+    @contextlib.contextmanager
+    def installed(self):
+        from agents_registry import auth_cache, redis_calls
+        from marketplace import read_cache
+
+        saved = (
+            auth_cache.redis_command,
+            read_cache.redis_command,
+            redis_calls.RedisScript.__call__,
+        )
+        hand_made = self
+
+        def script_call(script, keys, args=()):
+            return hand_made.script(script, keys, args)
+
+        auth_cache.redis_command = read_cache.redis_command = self.command
+        redis_calls.RedisScript.__call__ = script_call
+        try:
+            yield
+        finally:
+            auth_cache.redis_command, read_cache.redis_command = saved[0], saved[1]
+            redis_calls.RedisScript.__call__ = saved[2]
+
+
+def redis_path(keys: list[str], total: int, count: int, rounds: int) -> dict:
+    """CPU ms per request with the client's pool and with the hand-made path, alternating."""
+    from django.test import Client
+
+    client = Client(HTTP_AUTHORIZATION=f"Api-Key {keys[0]}")
+    calls = {
+        "minimal_json": lambda: client.get("/healthz"),
+        "task_list": lambda: client.get("/api/v1/tasks/?limit=20"),
+        "task_detail": lambda: client.get(f"/api/v1/tasks/{total // 2}/"),
+        "me": lambda: client.get("/api/v1/me/"),
+    }
+    hand_made = HandMadeRedisPath()
+    samples: dict[str, dict[str, list[float]]] = {
+        name: {"pool": [], "hand_made": []} for name in calls
+    }
+    for _ in range(rounds):
+        for path in ("hand_made", "pool"):
+            with hand_made.installed() if path == "hand_made" else contextlib.nullcontext():
+                for name, call in calls.items():
+                    for _ in range(3):
+                        assert call().status_code < 300, name
+                    started = time.process_time()
+                    for _ in range(count):
+                        call()
+                    samples[name][path].append((time.process_time() - started) / count * 1000)
+    figures = {}
+    for name, by_path in samples.items():
+        pool, before = statistics.median(by_path["pool"]), statistics.median(by_path["hand_made"])
+        figures[name] = {
+            "cpu_ms_hand_made": round(before, 3),
+            "cpu_ms_pool": round(pool, 3),
+            "ratio_pool_to_hand_made": ratio(pool, before),
+        }
+    return figures
+
+
 def main() -> None:
     def options(parser) -> None:
         parser.add_argument("--server", choices=sorted(HTTP_SERVERS), default="gunicorn")
         parser.add_argument(
             "--in-process", action="store_true", help="CPU and SQL per request, no server"
+        )
+        parser.add_argument(
+            "--redis-path", action="store_true", help="the Redis path before and after, in process"
         )
 
     args = parse_args(__doc__.splitlines()[0], options)
@@ -207,6 +307,7 @@ def main() -> None:
     duration = 2.0 if args.quick else 5.0
     rounds = args.rounds or (1 if args.quick else 3)
     os.environ.setdefault("REDIS_DATABASE_BASE", "20")
+    args.in_process = args.in_process or args.redis_path
     if args.in_process:
         # As the server runs: no query log, no debug pages, the bench's rate limits.
         os.environ.update(
@@ -230,6 +331,15 @@ def main() -> None:
         # Fresh statistics, as autovacuum would have them: the planner must know the table holds
         # 100k rows to walk the (state, created_at) index instead of sorting every open task.
         cursor.execute("ANALYZE")
+    if args.redis_path:
+        rounds = args.rounds or (3 if args.quick else 5)
+        figures = redis_path(keys, total, count, rounds)
+        emit(
+            "api-redis-path",
+            {"tasks": total, "requests": count, "rounds": rounds, "endpoints": figures},
+            quick=args.quick,
+        )
+        return
     if args.in_process:
         figures = in_process(keys, bid_targets, deliver_targets, total, count)
         emit(

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import redis
 from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import InterfaceError, OperationalError
 from django.http import Http404
+from kombu.exceptions import OperationalError as BrokerError
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -20,6 +23,20 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 def error_body(code: str, message: str, fields: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "fields": fields or {}}}
+
+
+# A part the market runs on is out of reach (PostgreSQL, Redis, the broker): nothing the client
+# sent is wrong, and the same request may work in a few seconds (README, "When Redis is down").
+UNAVAILABLE = (OperationalError, InterfaceError, redis.RedisError, BrokerError)
+RETRY_AFTER_SECONDS = 5
+
+
+def unavailable_response_body() -> dict[str, Any]:
+    return error_body(
+        "unavailable",
+        "A service the market depends on is out of reach for the moment. "
+        f"Try again in {RETRY_AFTER_SECONDS} s.",
+    )
 
 
 def _flatten(detail: Any, prefix: str = "") -> dict[str, list[str]]:
@@ -45,6 +62,12 @@ def _flatten(detail: Any, prefix: str = "") -> dict[str, list[str]]:
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, UNAVAILABLE):
+        return Response(
+            unavailable_response_body(),
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
     http_status = getattr(exc, "http_status", None)
     code = getattr(exc, "code", None)
     if isinstance(http_status, int) and isinstance(code, str):

@@ -4,17 +4,27 @@ DRF shapes the errors its views raise; this middleware covers what never reaches
 one as HTML: unknown routes and ids the URL patterns refuse (Django's 404 page), bodies over the
 size limit (refused here from ``Content-Length`` before anything reads them), NUL characters in
 the path or query (PostgreSQL cannot store them; refused before any query), and a crash
-anywhere (Django's 500 page, in DEBUG its traceback page; the error is logged as usual).
+anywhere (Django's 500 page, in DEBUG its traceback page; the error is logged as usual). A crash
+because PostgreSQL, Redis or the broker is out of reach answers 503 with ``Retry-After`` instead,
+wherever it happened (a view, a middleware, the authentication).
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
+from typing import Any
 
 from django.conf import settings
+from django.core.signals import got_request_exception
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from marketplace.api_errors import error_body
+from marketplace.api_errors import (
+    RETRY_AFTER_SECONDS,
+    UNAVAILABLE,
+    error_body,
+    unavailable_response_body,
+)
 
 API_PREFIX = "/api/"
 
@@ -55,6 +65,16 @@ def _is_json(response: HttpResponse) -> bool:
     return content_type.startswith("application/json") or "+json" in content_type.split(";")[0]
 
 
+def _note_unavailable(sender: Any, request: HttpRequest | None = None, **kwargs: Any) -> None:
+    """Django turns an uncaught exception into its 500 page before this middleware sees the
+    answer; it sends this signal while handling the exception, so the cause is noted here."""
+    if request is not None and isinstance(sys.exc_info()[1], UNAVAILABLE):
+        request.META["marketplace.unavailable"] = True
+
+
+got_request_exception.connect(_note_unavailable, dispatch_uid="api-guard-unavailable")
+
+
 class ApiGuardMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -66,6 +86,8 @@ class ApiGuardMiddleware:
         if refused is not None:
             return refused
         response = self.get_response(request)
+        if response.status_code == 500 and request.META.get("marketplace.unavailable"):
+            return self._unavailable()
         if response.status_code >= 400 and not _is_json(response) and not response.streaming:
             response = self._as_json(response)
         return response
@@ -89,6 +111,11 @@ class ApiGuardMiddleware:
                 "(large results belong in delivery files).",
             )
         return None
+
+    def _unavailable(self) -> JsonResponse:
+        answer = JsonResponse(unavailable_response_body(), status=503)
+        answer["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return answer
 
     def _as_json(self, response: HttpResponse) -> JsonResponse:
         code, message = _GENERIC.get(

@@ -263,7 +263,13 @@ def _start_redis(data_dir: Path) -> None:
         if _redis_pid(data_dir) is not None and _redis_answers(socket_path):
             return
         time.sleep(0.05)
-    raise EmbeddedServiceError(f"embedded Redis did not start; see {folder / 'redis.log'}")
+    try:
+        last = (folder / "redis.log").read_text(errors="replace").strip().splitlines()[-3:]
+    except FileNotFoundError:
+        last = []
+    raise EmbeddedServiceError(
+        f"embedded Redis did not start; see {folder / 'redis.log'}: {' / '.join(last)}"
+    )
 
 
 def _redis_answers(socket_path: Path) -> bool:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import redis
 from celery import current_app
-from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
+
+from agents_registry.redis_calls import redis_client
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
@@ -27,11 +27,8 @@ def _check_database() -> dict[str, Any]:
 
 
 def _check_redis() -> dict[str, Any]:
-    client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
-    try:
-        client.ping()
-    finally:
-        client.close()
+    # Through the client and pool the API's requests use: ready means they can reach Redis.
+    redis_client().ping()
     return {"ok": True}
 
 

@@ -7,13 +7,21 @@ window's counter and reads the previous one in one transaction, and the estimate
 previous window by how much of it still overlaps the sliding window (the approximation Cloudflare
 and others use; exact for steady traffic, never more than the limit for bursts). A refused request
 is not counted, so a client that waits as told gets through.
+
+While Redis is out of reach the same windows are counted in this process's memory instead
+(:class:`ProcessWindows`): each web process then enforces the limit on its own, so a client may
+get up to the limit times the number of processes, but the API keeps answering (README, "When
+Redis is down").
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+import redis
 from django.conf import settings
 from rest_framework import throttling
 
@@ -40,6 +48,48 @@ return counts
 
 _count = RedisScript(_COUNT)
 
+logger = logging.getLogger(__name__)
+
+
+class ProcessWindows:
+    """``_COUNT`` and the refusal's decrement on this process's own counters: the fallback while
+    Redis is out of reach. Counters expire as the Redis keys would."""
+
+    SIZE = 100_000  # counters kept; past it the expired ones are dropped
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[str, tuple[int, float]] = {}
+
+    def _live(self, key: str, now: float) -> int:
+        count, expires = self._counts.get(key, (0, now))
+        return count if expires > now else 0
+
+    def count(self, keys: list[str], lifetimes: list[float]) -> list[int]:
+        now = time.monotonic()
+        counts: list[int] = []
+        with self._lock:
+            if len(self._counts) >= self.SIZE:
+                self._counts = {k: v for k, v in self._counts.items() if v[1] > now}
+            for index in range(0, len(keys), 2):
+                current, previous = keys[index], keys[index + 1]
+                count, expires = self._counts.get(current, (0, 0.0))
+                if expires <= now:
+                    count, expires = 0, now + lifetimes[index // 2]
+                self._counts[current] = (count + 1, expires)
+                counts += [count + 1, self._live(previous, now)]
+        return counts
+
+    def uncount(self, keys: list[str]) -> None:
+        with self._lock:
+            for key in keys:
+                count, expires = self._counts.get(key, (0, 0.0))
+                if count:
+                    self._counts[key] = (count - 1, expires)
+
+
+process_windows = ProcessWindows()
+
 
 def check_throttles(throttles: list[Any], request: Request, view: APIView) -> list[float | None]:
     """What DRF's ``check_throttles`` loop does, with every sliding window counted in one round
@@ -59,10 +109,15 @@ def check_throttles(throttles: list[Any], request: Request, view: APIView) -> li
             counted.append((throttle, f"{key}:{int(number)}", f"{key}:{int(number) - 1}", into))
     if not counted:
         return waits
-    counts = _count(
-        keys=[key for _, current, previous, _ in counted for key in (current, previous)],
-        args=[2 * throttle.duration for throttle, *_ in counted],
-    )
+    keys = [key for _, current, previous, _ in counted for key in (current, previous)]
+    lifetimes = [2 * throttle.duration for throttle, *_ in counted]
+    in_redis = True
+    try:
+        counts = _count(keys=keys, args=lifetimes)
+    except redis.RedisError:
+        logger.warning("Redis is out of reach: rate limits are counted in this process")
+        in_redis = False
+        counts = process_windows.count(keys, lifetimes)
     refused = []
     for index, (throttle, current, _, into) in enumerate(counted):
         count, before = counts[2 * index], counts[2 * index + 1]
@@ -71,11 +126,16 @@ def check_throttles(throttles: list[Any], request: Request, view: APIView) -> li
             refused.append(current)
             throttle.wait_seconds = throttle._wait(count - 1, before, into, window)
             waits.append(throttle.wait_seconds)
-    if refused:
-        with redis_client().pipeline(transaction=False) as pipe:
-            for key in refused:
-                pipe.decr(key)
-            pipe.execute()
+    if refused and in_redis:
+        try:
+            with redis_client().pipeline(transaction=False) as pipe:
+                for key in refused:
+                    pipe.decr(key)
+                pipe.execute()
+        except redis.RedisError:  # the refused request stays counted: a client waits longer
+            logger.warning("Redis is out of reach: a refused request stays counted")
+    elif refused:
+        process_windows.uncount(refused)
     return waits
 
 

@@ -1,7 +1,8 @@
 """The one command that runs the whole marketplace: ``python manage.py up`` (``make run``).
 
 Migrates, seeds the demo market, then supervises web, websockets, a Celery worker and beat with
-their logs interleaved and prefixed.
+their logs interleaved and prefixed: one that stops is started again with a backoff, and so are
+the embedded PostgreSQL and Redis when this run uses them (``marketplace/supervisor.py``).
 
 One uvicorn server on ``PORT`` answers pages, API and websockets, so a page opens its socket on
 its own origin (``marketplace/asgi.py`` runs the views on threads through a WSGI bridge: as fast as
@@ -18,9 +19,9 @@ import sys
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
-from honcho.manager import Manager
 
 from marketplace import embedded
+from marketplace.supervisor import Supervisor
 
 
 class Command(BaseCommand):
@@ -58,22 +59,37 @@ class Command(BaseCommand):
         port, bind = options["port"], options["host"]
         # Absolute links (Agent Cards, event payloads, agents' callbacks) name this run's port.
         env.setdefault("SITE_URL", f"http://{bind}:{port}")
-        manager = Manager()
+        manager = Supervisor()
+        # The embedded servers run detached: watched, and started again if they stop.
+        if not os.environ.get("DATABASE_URL"):
+            manager.watch(
+                "postgres",
+                lambda: embedded.postgres_running(data_dir),
+                lambda: embedded.ensure_postgres(data_dir),
+            )
+        if not os.environ.get("REDIS_URL"):
+            manager.watch(
+                "redis",
+                lambda: embedded.redis_running(data_dir),
+                lambda: embedded.ensure_redis(data_dir),
+            )
+        # exec: the supervised pid is the server itself, not a shell (signals reach it, and a
+        # killed one is seen as stopped at once).
         manager.add_process(
             "web",
-            f"{python} -m uvicorn marketplace.asgi:application --host {bind} --port {port}"
+            f"exec {python} -m uvicorn marketplace.asgi:application --host {bind} --port {port}"
             f" --workers {options['web_workers']} --lifespan on",
             env=env,
         )
         manager.add_process(
             "worker",
-            f"{python} -m celery -A workers.celery worker --loglevel INFO"
+            f"exec {python} -m celery -A workers.celery worker --loglevel INFO"
             f" --concurrency {options['worker_concurrency']} --hostname worker@%h",
             env=env,
         )
         manager.add_process(
             "beat",
-            f"{python} -m celery -A workers.celery beat --loglevel INFO"
+            f"exec {python} -m celery -A workers.celery beat --loglevel INFO"
             f" --schedule {data_dir / 'celerybeat-schedule'}",
             env=env,
         )

@@ -1,0 +1,170 @@
+"""While Redis is out of reach (README, "When Redis is down"): API keys are looked up in
+PostgreSQL, rate limits count in each process, reads skip the kept answers, and what cannot be
+done safely (a change other processes must see at once) answers 503 JSON with ``Retry-After``.
+PostgreSQL out of reach answers 503 JSON too, never a 500 or Django's HTML pages."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+from django.contrib.auth.models import User
+from django.db import OperationalError, connection
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from agents_registry import redis_calls
+from agents_registry.models import ApiKey
+from marketplace import throttling
+from tests.conftest import make_human, participant_of
+from tests.marketplace.conftest import AgentCaller, fund, make_agent, post
+from tests.own_redis import OwnRedis
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def own_redis(settings) -> Iterator[OwnRedis]:
+    """The request path's Redis (the cache database) on a server of this test's own."""
+    server = OwnRedis()
+    server.start()
+    settings.CACHES = {
+        **settings.CACHES,
+        "default": {**settings.CACHES["default"], "LOCATION": server.url(1)},
+    }
+    redis_calls.redis_client.cache_clear()
+    try:
+        yield server
+    finally:
+        server.close()
+        redis_calls.redis_client.cache_clear()
+
+
+def _unavailable(response) -> None:
+    assert response.status_code == 503, response.content
+    assert response["Content-Type"].startswith("application/json")
+    assert int(response["Retry-After"]) > 0
+    body = response.json()
+    assert set(body["error"]) == {"code", "message", "fields"}
+    assert body["error"]["code"] == "unavailable"
+
+
+def _agent(owner: User) -> AgentCaller:
+    return make_agent(owner, f"Outage {uuid.uuid4().hex[:6]}")
+
+
+def test_reads_and_writes_keep_working_while_redis_is_down(
+    alice: User, bob: User, own_redis: OwnRedis
+) -> None:
+    poster = participant_of(alice)
+    fund(poster, 5_000)
+    task = post(poster)
+    agent = _agent(bob)
+    client = agent.client()
+    for _ in range(3):  # the key's lookup is kept, answers are kept
+        assert client.get(f"/api/v1/tasks/{task.pk}/").status_code == 200
+    own_redis.kill()
+    for _ in range(3):
+        assert client.get("/api/v1/me/").status_code == 200
+        assert client.get("/api/v1/tasks/?limit=5").status_code == 200
+        assert client.get(f"/api/v1/tasks/{task.pk}/").status_code == 200
+    bid = client.post(
+        f"/api/v1/tasks/{task.pk}/bids/", {"price": 500, "eta_hours": 2, "plan": "Read it all."}
+    )
+    assert bid.status_code == 201, bid.content
+    # Back: the kept answers are used again and say what the database says (the new bid).
+    own_redis.start()
+    detail = client.get(f"/api/v1/tasks/{task.pk}/")
+    assert detail.status_code == 200
+
+
+def test_rate_limits_count_in_the_process_while_redis_is_down(
+    bob: User, own_redis: OwnRedis, monkeypatch
+) -> None:
+    monkeypatch.setitem(throttling.UserRateThrottle.THROTTLE_RATES, "user", "3/minute")
+    monkeypatch.setattr(throttling, "process_windows", throttling.ProcessWindows())
+    client = _agent(bob).client()
+    own_redis.kill()
+    answers = [client.get("/api/v1/me/") for _ in range(4)]
+    assert [answer.status_code for answer in answers] == [200, 200, 200, 429]
+    refused = answers[-1]
+    assert int(refused["Retry-After"]) > 0
+    assert refused.json()["error"]["code"] == "throttled"
+
+
+def test_a_revoke_while_redis_is_down_is_refused_and_changes_nothing(
+    bob: User, own_redis: OwnRedis, client_for
+) -> None:
+    agent = _agent(bob)
+    agent_client = agent.client()
+    for _ in range(3):  # kept in this process
+        assert agent_client.get("/api/v1/me/").status_code == 200
+    owner = client_for(bob)
+    path = f"/api/v1/agents/{agent.agent.slug}/keys/{agent.api_key.prefix}/revoke/"
+    own_redis.kill()
+    _unavailable(owner.post(path))
+    assert ApiKey.objects.get(pk=agent.api_key.pk).revoked is False
+    own_redis.start()
+    assert owner.post(path).status_code == 200
+    assert agent_client.get("/api/v1/me/").status_code == 401
+
+
+class DatabaseDown:
+    """Every statement fails as it does when PostgreSQL is gone."""
+
+    def __call__(self, execute, sql, params, many, context):
+        raise OperationalError("connection to server on socket failed: No such file or directory")
+
+
+def test_database_down_answers_503_json_not_a_traceback(bob: User, settings) -> None:
+    settings.DEBUG = True
+    agent = _agent(bob)
+    client = APIClient(raise_request_exception=False)
+    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {agent.secret}")
+    with connection.execute_wrapper(DatabaseDown()):
+        _unavailable(client.get("/api/v1/tasks/"))
+        _unavailable(client.get("/api/v1/me/"))
+
+
+def database_down_middleware(get_response):
+    """Fails before any view runs, as a middleware that reads the database would."""
+
+    def middleware(request):
+        raise OperationalError("the database is out of reach")
+
+    return middleware
+
+
+def test_database_down_outside_a_view_answers_503_json(settings) -> None:
+    settings.DEBUG = True
+    settings.MIDDLEWARE = [
+        settings.MIDDLEWARE[0],
+        "tests.api.test_redis_down.database_down_middleware",
+        *settings.MIDDLEWARE[1:],
+    ]
+    client = APIClient(raise_request_exception=False)
+    _unavailable(client.get("/api/v1/tasks/"))
+    assert client.get("/").status_code == 500  # pages keep Django's own error page
+
+
+def test_a_save_that_disables_an_account_while_redis_is_down_is_refused(
+    own_redis: OwnRedis,
+) -> None:
+    """Even outside a transaction (a save there commits before any post-save signal runs): the
+    new version goes to Redis first, or nothing is written."""
+    human = make_human(f"down-{uuid.uuid4().hex[:6]}")
+    own_redis.kill()
+    human.is_active = False
+    with pytest.raises(redis.RedisError):
+        human.save(update_fields=["is_active"])
+    assert User.objects.get(pk=human.pk).is_active is True
+    human.last_login = timezone.now()
+    human.save(update_fields=["last_login"])  # a web login still works
+
+
+def test_new_agents_and_keys_are_made_while_redis_is_down(bob: User, own_redis: OwnRedis) -> None:
+    own_redis.kill()
+    agent = _agent(bob)  # registered, with a key: new rows no lookup can have kept
+    assert agent.client().get("/api/v1/me/").status_code == 200
