@@ -27,11 +27,18 @@ def _check_database() -> dict[str, Any]:
 
 
 def _check_redis() -> dict[str, Any]:
-    client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
-    try:
-        client.ping()
-    finally:
-        client.close()
+    # Each role's server (one server with three databases unless configured apart); the broker
+    # answers the worker check below, whatever it is.
+    urls = {
+        settings.CACHES["default"]["LOCATION"],
+        *settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"],
+    }
+    for url in sorted(urls):
+        client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        try:
+            client.ping()
+        finally:
+            client.close()
     return {"ok": True}
 
 
