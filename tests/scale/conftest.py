@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -20,7 +20,7 @@ def s3_server() -> Iterator[servers.S3Server]:
 
 @pytest.fixture(scope="session")
 def pgbouncer() -> Iterator[servers.PgBouncer]:
-    if not shutil.which(servers.PGBOUNCER) and not shutil.os.path.exists(servers.PGBOUNCER):
+    if not os.path.exists(servers.PGBOUNCER):
         pytest.skip("pgbouncer is not installed (scripts/ensure-pgbouncer.sh installs it)")
     bouncer = servers.start_pgbouncer(settings.DATA_DIR / "scale" / "pgbouncer")
     yield bouncer
