@@ -77,10 +77,11 @@ try:
         check_url("REDIS_URL", _redis_url, ("redis", "rediss", "unix"))
     REDIS_DATABASE_BASE = env_int("REDIS_DATABASE_BASE", 0, minimum=0)
     # Each Redis role may have a server of its own (a managed service, a cluster per role); unset,
-    # each is a database number on REDIS_URL's server. The broker may also be RabbitMQ.
+    # each is a database number on REDIS_URL's server. The broker may also be RabbitMQ. Celery's
+    # command line reads BROKER_URL itself, unconverted: so a socket is spelled as kombu reads it.
     _broker_url = env_str("BROKER_URL")
     if _broker_url:
-        check_url("BROKER_URL", _broker_url, ("redis", "rediss", "unix", "amqp", "amqps"))
+        check_url("BROKER_URL", _broker_url, ("redis", "rediss", "redis+socket", "amqp", "amqps"))
     _cache_url = env_str("CACHE_URL")
     if _cache_url:
         check_url("CACHE_URL", _cache_url, ("redis", "rediss", "unix"))

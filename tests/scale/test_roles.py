@@ -26,6 +26,13 @@ def _redis_db(database: int) -> str:
     return _redis_url_with_db(settings.REDIS_URL, database)
 
 
+def broker_url(database: int) -> str:
+    """Database ``database`` of the tests' Redis as a broker URL (a socket as kombu spells it)."""
+    from marketplace.settings import _celery_broker_url
+
+    return _celery_broker_url(_redis_db(database))
+
+
 def settings_of(**env: str) -> dict:
     script = (
         "import json; from django.conf import settings as s; print(json.dumps({"
@@ -70,7 +77,12 @@ def test_each_role_takes_its_own_url_and_defaults_to_database_numbers() -> None:
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("BROKER_URL", "http://mq"), ("CACHE_URL", "amqp://mq"), ("CHANNEL_LAYER_URL", "mq")],
+    [
+        ("BROKER_URL", "http://mq"),
+        ("BROKER_URL", "unix:///run/redis.sock"),  # Celery's CLI would read it unconverted
+        ("CACHE_URL", "amqp://mq"),
+        ("CHANNEL_LAYER_URL", "mq"),
+    ],
 )
 def test_a_bad_role_url_stops_with_its_name(name: str, value: str) -> None:
     result = subprocess.run(
