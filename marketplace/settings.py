@@ -391,7 +391,7 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 # One beat at a time in the whole deployment: RedBeat keeps the schedule in Redis and holds a
 # lock there while it runs; a second beat (a failover) waits for the lock to expire. The lock
 # outlives the beat's loop by a few intervals, so a beat killed hard is replaced within that.
-CELERY_BEAT_SCHEDULER = "redbeat.RedBeatScheduler"
+CELERY_BEAT_SCHEDULER = "workers.beat.Scheduler"
 CELERY_BEAT_MAX_LOOP_INTERVAL = env_int("BEAT_LOOP_SECONDS", 5, minimum=1)
 CELERY_REDBEAT_REDIS_URL = env_str("BEAT_URL") or _redis_url_with_db(
     REDIS_URL, REDIS_DATABASE_BASE + 3
