@@ -101,6 +101,7 @@ try:
     # workers and beat serve theirs on METRICS_PORT (0: off), an internal port.
     METRICS_TOKEN = env_str("METRICS_TOKEN")
     METRICS_PORT = env_int("METRICS_PORT", 0, minimum=0)
+    METRICS_HOST = env_str("METRICS_HOST", "127.0.0.1")
     DATABASE_CONNECTION_MAX_AGE = env_int("DATABASE_CONNECTION_MAX_AGE", 60, minimum=0)
 
     STRIPE_SECRET_KEY = env_str("STRIPE_SECRET_KEY")
@@ -275,6 +276,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "marketplace.metrics.MetricsMiddleware",
     "marketplace.api_guard.ApiGuardMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",

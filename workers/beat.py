@@ -20,6 +20,13 @@ logger = logging.getLogger(__name__)
 
 
 class Scheduler(RedBeatScheduler):
+    def apply_async(self, entry: Any, *args: Any, **kwargs: Any) -> Any:
+        from marketplace.metrics import BEAT_SENT
+
+        result = super().apply_async(entry, *args, **kwargs)
+        BEAT_SENT.labels(entry.name).inc()
+        return result
+
     def tick(self, *args: Any, **kwargs: Any) -> float:
         try:
             return super().tick(*args, **kwargs)

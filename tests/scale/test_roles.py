@@ -131,7 +131,7 @@ def test_a_worker_runs_a_task_from_rabbitmq(rabbitmq_vhost: str) -> None:
         CACHE_URL=cache_url,
         CHANNEL_LAYER_URL=_redis_db(13),
     )
-    app = Celery("rabbit-client", broker=broker)
+    app = Celery("rabbit-client", broker=broker, set_as_current=False)
     app.conf.update(task_serializer="json", broker_connection_retry_on_startup=True)
     worker = nodes.start_worker("rabbit-worker", env, app=app)
     try:
