@@ -73,7 +73,7 @@ def _spawn(name: str, command: list[str], env: dict[str, str]) -> tuple[subproce
     return process, log
 
 
-def start_web(name: str, env: dict[str, str], timeout: float = 60) -> Node:
+def spawn_web(name: str, env: dict[str, str]) -> Node:
     port = free_port()
     env = {**env, "SITE_URL": f"http://127.0.0.1:{port}"}
     process, log = _spawn(
@@ -82,7 +82,15 @@ def start_web(name: str, env: dict[str, str], timeout: float = 60) -> Node:
         + ["--host", "127.0.0.1", "--port", str(port), "--workers", "1", "--lifespan", "on"],
         env,
     )
-    node = Node(name, process, log, port)
+    return Node(name, process, log, port)
+
+
+def start_web(name: str, env: dict[str, str], timeout: float = 60) -> Node:
+    return wait_web(spawn_web(name, env), timeout)
+
+
+def wait_web(node: Node, timeout: float = 60) -> Node:
+    process, name = node.process, node.name
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -98,9 +106,7 @@ def start_web(name: str, env: dict[str, str], timeout: float = 60) -> Node:
     raise RuntimeError(f"web node {name} did not answer: {node.tail()}")
 
 
-def start_worker(
-    name: str, env: dict[str, str], *, concurrency: int = 1, app=None, timeout: float = 60
-) -> Node:
+def spawn_worker(name: str, env: dict[str, str], *, concurrency: int = 1) -> Node:
     hostname = f"{name}@{os.getpid()}"
     process, log = _spawn(
         name,
@@ -109,7 +115,17 @@ def start_worker(
         + ["--without-gossip", "--without-mingle"],
         env,
     )
-    node = Node(name, process, log, extra={"hostname": hostname})
+    return Node(name, process, log, extra={"hostname": hostname})
+
+
+def start_worker(
+    name: str, env: dict[str, str], *, concurrency: int = 1, app=None, timeout: float = 60
+) -> Node:
+    return wait_worker(spawn_worker(name, env, concurrency=concurrency), app, timeout)
+
+
+def wait_worker(node: Node, app=None, timeout: float = 60) -> Node:
+    process, name, hostname = node.process, node.name, node.extra["hostname"]
     control = (app or current_app).control
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
