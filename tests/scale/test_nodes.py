@@ -172,7 +172,7 @@ def test_two_web_nodes_two_workers_one_beat_share_only_the_servers(
         bob,
         "Slow HTTP agent",
         runtime="http",
-        endpoint=httpserver.url_for("/slow"),
+        endpoint=f"http://127.0.0.1:{httpserver.port}/slow",
         soft_time_limit_seconds=2,
         hard_time_limit_seconds=3,
         max_attempts=6,
@@ -192,7 +192,12 @@ def test_two_web_nodes_two_workers_one_beat_share_only_the_servers(
 
     worker_1, worker_2 = deployment["worker-1"], deployment["worker-2"]
     wait_until(lambda: runs(worker_1) >= 1 and runs(worker_2) >= 1, timeout=60, interval=0.2)
-    wait_until(lambda: sum(received.values()) >= 3, timeout=60, interval=0.1)
+    try:
+        wait_until(lambda: sum(received.values()) >= 3, timeout=60, interval=0.1)
+    except AssertionError:
+        raise AssertionError(
+            list(Execution.objects.filter(task_ref__in=ids).values_list("status", "error_message"))
+        ) from None
     worker_1.kill()
     web_a.kill()
     assert Execution.objects.filter(task_ref__in=ids, status="running").exists()
