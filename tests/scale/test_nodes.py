@@ -44,6 +44,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
 
 REDIS_BASE = 16  # the deployment's broker, cache, channels and beat: none of the suite's
 JOBS = 8
+METRICS_TOKEN = "nodes-metrics-" + "m" * 30
 
 
 def slow_agent(server: HTTPServer, seconds: float) -> Counter:
@@ -82,6 +83,7 @@ def deployment(
         "OUTBOUND_HTTP_ALLOWED_HOSTS": f"127.0.0.1:{httpserver.port}",
         "BEAT_LOOP_SECONDS": "1",
         "BEAT_KEY_PREFIX": f"redbeat-nodes-{os.getpid()}",
+        "METRICS_TOKEN": METRICS_TOKEN,
     }
     flush_deployment_redis()
     spawned = {
@@ -220,10 +222,19 @@ def test_two_web_nodes_two_workers_one_beat_share_only_the_servers(
     with api(web_b, poster) as poster_b:  # node B still answers, node A is gone
         assert poster_b.get(f"/tasks/{ids[0]}/").json()["status"] == "delivered"
 
+    # Node B's metrics saw the shared state: the finished executions, an empty queue.
+    metrics = httpx.get(
+        f"{web_b.url}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}, timeout=10
+    )
+    assert metrics.status_code == 200
+    assert 'market_executions{state="succeeded"}' in metrics.text
+    assert "market_http_requests_total" in metrics.text
+
     # One beat scheduled all along (its reaper sent the killed runs back); the other waited.
     beats = [deployment["beat-1"], deployment["beat-2"]]
-    assert sorted(LOCKED in beat.tail() for beat in beats) == [False, True]
-    assert sorted(SENT in beat.tail() for beat in beats) == [False, True]
+    logs = [beat.log.read_text(errors="replace") for beat in beats]
+    assert sorted(LOCKED in log for log in logs) == [False, True]
+    assert sorted(SENT in log for log in logs) == [False, True]
 
 
 def runs(worker: nodes.Node) -> int:
