@@ -38,6 +38,7 @@ def extra_arguments(parser) -> None:
     parser.add_argument("--outcomes", type=int, default=None, help="outcomes to add")
     parser.add_argument("--clients", type=int, default=4, help="settling processes")
     parser.add_argument("--settlements", type=int, default=None, help="per phase")
+    parser.add_argument("--database", default="bench_growth", help="created afresh")
 
 
 def copy_rows(model, template_pk: int, count: int, overrides: dict[str, str], batch: int) -> float:
@@ -234,7 +235,7 @@ def main() -> None:
     outcomes = args.outcomes if args.outcomes is not None else (5_000 if quick else 1_000_000)
     per_phase = args.settlements or (300 if quick else 2_000)
     calls = 50 if quick else 200
-    setup_django("bench_growth")
+    setup_django(args.database)
 
     from django.conf import settings
     from django.db import connection
