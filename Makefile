@@ -25,6 +25,7 @@ run: $(STAMP)
 test: $(STAMP)
 	bash scripts/ensure-browser.sh
 	bash scripts/ensure-nginx.sh
+	bash scripts/ensure-pgbouncer.sh
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	DEBUG=true EMBEDDED_SERVICES_START=false $(PY) -m mypy

@@ -38,6 +38,7 @@ from typing import Any
 from celery import current_app
 from django.db import DatabaseError, OperationalError, connection, transaction
 
+from ledger import metrics
 from ledger.exceptions import (
     DebtOutstanding,
     EntryAlreadyReversed,
@@ -653,7 +654,7 @@ def escrow_settle(
         *(Leg(source, wallet_address(owner_ref), amount) for owner_ref, amount in plan.royalties),
         Leg(source, target_address(refund_to), plan.refund),
     ]
-    return _post(
+    entry = _post(
         idempotency_key=idempotency_key,
         operation="escrow_settle",
         payload={
@@ -671,6 +672,8 @@ def escrow_settle(
         resolution=Escrow.Status.SETTLED,
         expected_escrow=plan.escrow,
     )
+    transaction.on_commit(lambda: metrics.settlement_committed(plan.escrow))
+    return entry
 
 
 def _escrow_balance_now(task_ref: str) -> int:

@@ -7,7 +7,7 @@ from typing import Any
 
 from celery import shared_task
 
-from ledger import topup
+from ledger import metrics, topup
 from ledger.reconciliation import reconcile
 
 logger = logging.getLogger(__name__)
@@ -17,6 +17,7 @@ logger = logging.getLogger(__name__)
 def ledger_reconcile() -> dict[str, Any]:
     """The periodic audit (beat). Logs an error with the report when anything differs."""
     report = reconcile()
+    metrics.reconciliation_record(clean=report.is_clean, differences=len(report.differences))
     if report.is_clean:
         logger.info("ledger reconciliation: %s", report.lines()[0])
     else:

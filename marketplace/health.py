@@ -5,7 +5,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import redis
 from celery import current_app
+from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 
@@ -27,8 +29,17 @@ def _check_database() -> dict[str, Any]:
 
 
 def _check_redis() -> dict[str, Any]:
-    # Through the client and pool the API's requests use: ready means they can reach Redis.
+    # The cache's server through the client and pool the API's requests use (ready means they
+    # can reach it), then the channel layer's when it is configured apart; the broker answers
+    # the worker check below, whatever it is.
     redis_client().ping()
+    cache_url = settings.CACHES["default"]["LOCATION"]
+    for url in sorted(set(settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"]) - {cache_url}):
+        client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        try:
+            client.ping()
+        finally:
+            client.close()
     return {"ok": True}
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import dj_database_url
@@ -76,6 +77,32 @@ try:
     if _redis_url:
         check_url("REDIS_URL", _redis_url, ("redis", "rediss", "unix"))
     REDIS_DATABASE_BASE = env_int("REDIS_DATABASE_BASE", 0, minimum=0)
+    # Each Redis role may have a server of its own (a managed service, a cluster per role); unset,
+    # each is a database number on REDIS_URL's server. The broker may also be RabbitMQ. Celery's
+    # command line reads BROKER_URL itself, unconverted: so a socket is spelled as kombu reads it.
+    _broker_url = env_str("BROKER_URL")
+    if _broker_url:
+        check_url("BROKER_URL", _broker_url, ("redis", "rediss", "redis+socket", "amqp", "amqps"))
+    _cache_url = env_str("CACHE_URL")
+    if _cache_url:
+        check_url("CACHE_URL", _cache_url, ("redis", "rediss", "unix"))
+    _channel_layer_url = env_str("CHANNEL_LAYER_URL")
+    if _channel_layer_url:
+        check_url("CHANNEL_LAYER_URL", _channel_layer_url, ("redis", "rediss", "unix"))
+    # "transaction": the database URL is a pooler in transaction mode (PgBouncer): no state may
+    # outlive a transaction, so nothing is prepared and no startup options are sent.
+    DATABASE_POOLER = env_choice("DATABASE_POOLER", "none", ("none", "transaction"))
+    # Deliverables go to this S3 bucket when set (any S3 API: AWS, MinIO, Ceph...); local disk
+    # (DATA_DIR/media) otherwise. Downloads are redirects to URLs signed for this long.
+    STORAGE_S3_BUCKET = env_str("STORAGE_S3_BUCKET")
+    STORAGE_S3_ENDPOINT_URL = env_str("AWS_S3_ENDPOINT_URL")
+    STORAGE_S3_REGION = env_str("AWS_S3_REGION_NAME", "us-east-1")
+    STORAGE_SIGNED_URL_SECONDS = env_int("STORAGE_SIGNED_URL_SECONDS", 60, minimum=1)
+    # Prometheus metrics: /metrics answers requests bearing this token (empty: /metrics is off);
+    # workers and beat serve theirs on METRICS_PORT (0: off), an internal port.
+    METRICS_TOKEN = env_str("METRICS_TOKEN")
+    METRICS_PORT = env_int("METRICS_PORT", 0, minimum=0)
+    METRICS_HOST = env_str("METRICS_HOST", "127.0.0.1")
     DATABASE_CONNECTION_MAX_AGE = env_int("DATABASE_CONNECTION_MAX_AGE", 60, minimum=0)
 
     STRIPE_SECRET_KEY = env_str("STRIPE_SECRET_KEY")
@@ -218,21 +245,32 @@ if not DATABASES["default"]["HOST"] and "host" in DATABASES["default"]["OPTIONS"
 DATABASES["default"]["TEST"] = {
     "NAME": f"test_{DATABASES['default']['NAME']}{TEST_DATABASE_SUFFIX}"
 }
-# Django turns psycopg's automatic prepared statements off (for transaction-pooling proxies, which
-# this deployment does not use). The ORM's cursors bind parameters on the client and are never
-# prepared; the few fixed hot statements that bind on the server are
-# prepared after their first uses on each connection (agents_registry/prepared.py).
-DATABASES["default"].setdefault("OPTIONS", {}).setdefault("prepare_threshold", 2)
-# Those statements keep one generic plan. Left to choose, PostgreSQL plans the API's task page
-# anew on every call (its custom plan looks cheaper than the generic one, which is as fast), and
-# planning cost as much as running it: 0.45 ms of 1 ms at 100,000 tasks (bench/api.py). The ORM's
-# statements are not prepared, so this setting does not touch them.
-DATABASES["default"]["OPTIONS"]["options"] = " ".join(
-    filter(
-        None,
-        [DATABASES["default"]["OPTIONS"].get("options"), "-c plan_cache_mode=force_generic_plan"],
+if DATABASE_POOLER == "transaction":
+    # Behind a transaction pooler a server connection is another client's between transactions:
+    # a statement prepared on it, or a named server-side cursor, would be lost. psycopg binds
+    # on the server without preparing (unnamed statements live within one round trip), and the
+    # plan cache setting below only matters for prepared statements, so it is not needed.
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = None
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
+else:
+    # Django turns psycopg's automatic prepared statements off (for transaction-pooling proxies,
+    # DATABASE_POOLER above). The ORM's cursors bind parameters on the client and are never
+    # prepared; the few fixed hot statements that bind on the server are
+    # prepared after their first uses on each connection (agents_registry/prepared.py).
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("prepare_threshold", 2)
+    # Those statements keep one generic plan. Left to choose, PostgreSQL plans the API's task page
+    # anew on every call (its custom plan looks cheaper than the generic one, which is as fast),
+    # and planning cost as much as running it: 0.45 ms of 1 ms at 100,000 tasks (bench/api.py).
+    # The ORM's statements are not prepared, so this setting does not touch them.
+    DATABASES["default"]["OPTIONS"]["options"] = " ".join(
+        filter(
+            None,
+            [
+                DATABASES["default"]["OPTIONS"].get("options"),
+                "-c plan_cache_mode=force_generic_plan",
+            ],
+        )
     )
-)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 INSTALLED_APPS = [
@@ -258,6 +296,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "marketplace.metrics.MetricsMiddleware",
     "marketplace.api_guard.ApiGuardMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -310,8 +349,24 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = DATA_DIR / "staticfiles"
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise warns on every request otherwise
 MEDIA_ROOT = DATA_DIR / "media"  # outside the web root; files are served by views as attachments
-STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+STORAGES: dict[str, dict[str, Any]] = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"}
+    if not STORAGE_S3_BUCKET
+    else {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        # Credentials come from boto3's usual places (AWS_ACCESS_KEY_ID..., a role). Objects
+        # are private; names are random tokens, so no existence check before each write.
+        "OPTIONS": {
+            "bucket_name": STORAGE_S3_BUCKET,
+            "endpoint_url": STORAGE_S3_ENDPOINT_URL or None,
+            "region_name": STORAGE_S3_REGION,
+            "default_acl": None,
+            "querystring_auth": True,
+            "querystring_expire": STORAGE_SIGNED_URL_SECONDS,
+            "file_overwrite": True,
+            "signature_version": "s3v4",
+        },
+    },
     "staticfiles": {
         "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
         if DEBUG
@@ -324,7 +379,7 @@ WHITENOISE_AUTOREFRESH = DEBUG
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
-        "LOCATION": _redis_url_with_db(REDIS_URL, REDIS_DATABASE_BASE + 1),
+        "LOCATION": _cache_url or _redis_url_with_db(REDIS_URL, REDIS_DATABASE_BASE + 1),
     }
 }
 SESSION_ENGINE = "django.contrib.sessions.backends.db"
@@ -332,13 +387,17 @@ SESSION_ENGINE = "django.contrib.sessions.backends.db"
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [_redis_url_with_db(REDIS_URL, REDIS_DATABASE_BASE + 2)]},
+        "CONFIG": {
+            "hosts": [_channel_layer_url or _redis_url_with_db(REDIS_URL, REDIS_DATABASE_BASE + 2)]
+        },
     }
 }
 
 # Celery: late acknowledgement and a visibility timeout longer than any hard time limit, so a
 # killed worker's message is delivered again instead of lost (invariant 7).
-CELERY_BROKER_URL = _celery_broker_url(_redis_url_with_db(REDIS_URL, REDIS_DATABASE_BASE))
+CELERY_BROKER_URL = _celery_broker_url(
+    _broker_url or _redis_url_with_db(REDIS_URL, REDIS_DATABASE_BASE)
+)
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
@@ -351,6 +410,16 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
+# One beat at a time in the whole deployment: RedBeat keeps the schedule in Redis and holds a
+# lock there while it runs; a second beat (a failover) waits for the lock to expire. The lock
+# outlives the beat's loop by a few intervals, so a beat killed hard is replaced within that.
+CELERY_BEAT_SCHEDULER = "workers.beat.Scheduler"
+CELERY_BEAT_MAX_LOOP_INTERVAL = env_int("BEAT_LOOP_SECONDS", 5, minimum=1)
+CELERY_REDBEAT_REDIS_URL = env_str("BEAT_URL") or _redis_url_with_db(
+    REDIS_URL, REDIS_DATABASE_BASE + 3
+)
+CELERY_REDBEAT_KEY_PREFIX = env_str("BEAT_KEY_PREFIX", "redbeat")
+CELERY_REDBEAT_LOCK_TIMEOUT = 4 * CELERY_BEAT_MAX_LOOP_INTERVAL
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

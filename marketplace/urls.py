@@ -9,7 +9,7 @@ from rest_framework.permissions import AllowAny
 from agents_registry import api as registry_api
 from agents_registry import urls as registry_urls
 from ledger import urls as ledger_urls
-from marketplace import health, urls_market, urls_wallet
+from marketplace import health, metrics, urls_market, urls_wallet
 from marketplace.protocols import agent_cards
 from marketplace.views import accounts, pages
 from workers import urls as workers_urls
@@ -36,6 +36,7 @@ urlpatterns = [
     path("favicon.ico", RedirectView.as_view(url=static("favicon.svg"), permanent=True)),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    path("metrics", metrics.metrics_view, name="metrics"),
     path("ops/worker-roundtrip", health.worker_roundtrip, name="worker-roundtrip"),
     path("accounts/signup/", accounts.signup, name="signup"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),

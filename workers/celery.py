@@ -12,13 +12,18 @@ a restarted PostgreSQL costs one reconnection, not a failed task (invariant 7).
 """
 
 import os
+import tempfile
 from typing import Any
 
 from celery import Celery
-from celery.signals import task_postrun, task_prerun
+from celery.signals import beat_init, task_postrun, task_prerun, worker_init
 from django.db import close_old_connections
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "marketplace.settings")
+# A worker's pool processes count tasks: a metrics port needs their counters in shared files,
+# chosen before prometheus_client is first imported (it decides then).
+if os.environ.get("METRICS_PORT", "0") != "0" and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="market-metrics-")
 
 app = Celery("marketplace")
 app.config_from_object("django.conf:settings", namespace="CELERY")
@@ -34,3 +39,22 @@ def database_connections_renewed(sender: Any = None, **kwargs: Any) -> None:
     if sender is not None and getattr(sender.request, "is_eager", False):
         return  # run in the caller's process, maybe inside its transaction: not ours to touch
     close_old_connections()
+
+
+@task_postrun.connect
+def task_counted(sender: Any = None, state: str | None = None, **kwargs: Any) -> None:
+    from marketplace.metrics import TASKS
+
+    TASKS.labels(getattr(sender, "name", "unknown"), state or "UNKNOWN").inc()
+
+
+@worker_init.connect
+@beat_init.connect
+def metrics_served(**kwargs: Any) -> None:
+    """Workers and beat serve their metrics on METRICS_PORT (an internal port) when it is set."""
+    from django.conf import settings
+
+    if settings.METRICS_PORT:
+        from marketplace.metrics import serve_on_port
+
+        serve_on_port(settings.METRICS_PORT, settings.METRICS_HOST)

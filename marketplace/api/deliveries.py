@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 
-from django.http import FileResponse
+from django.core.files.storage import FileSystemStorage
+from django.http import FileResponse, HttpResponseBase, HttpResponseRedirect
+from django.utils.http import content_disposition_header
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import exceptions, status
@@ -110,20 +112,40 @@ class DeliveryFileView(MarketView):
 
     @extend_schema(
         summary="A delivered file",
+        description="From local storage, the bytes; from object storage, a redirect (302) to a"
+        " URL signed for a short time (STORAGE_SIGNED_URL_SECONDS), made after the same checks.",
         responses={
             (200, "application/octet-stream"): OpenApiResponse(
                 response=OpenApiTypes.BINARY, description="the file's bytes, as an attachment"
-            )
+            ),
+            302: OpenApiResponse(description="to a short-lived signed URL of the file"),
         },
     )
-    def get(self, request: Request, delivery_id: int, file_id: int) -> FileResponse:
+    def get(self, request: Request, delivery_id: int, file_id: int) -> HttpResponseBase:
         stored = selectors.access_delivery_file(viewer=self.viewer, file_id=file_id)
         if stored.delivery_id != delivery_id:
             raise NotFound(f"File {file_id} is not part of delivery {delivery_id}.")
         return delivery_file_response(stored)
 
 
-def delivery_file_response(stored) -> FileResponse:
+def delivery_file_response(stored) -> HttpResponseBase:
+    """The file, to a viewer already checked: streamed from local disk, or (object storage) a
+    redirect to a URL the bucket honours for a short time, which answers with the same headers:
+    the bytes never pass through the web process."""
+    storage = stored.file.storage
+    if not isinstance(storage, FileSystemStorage):
+        url = storage.url(
+            stored.file.name,
+            parameters={
+                "ResponseContentDisposition": content_disposition_header(
+                    as_attachment=True, filename=stored.name
+                ),
+                "ResponseContentType": stored.content_type,
+            },
+        )
+        response = HttpResponseRedirect(url)
+        response["Cache-Control"] = "private, no-store"  # the URL is a bearer credential
+        return response
     response = FileResponse(
         stored.file.open("rb"),
         as_attachment=True,

@@ -158,8 +158,12 @@ def task_page(
         where.append("t.updated_at > %(updated_after)s")
         params["updated_after"] = updated_after
     if state:
-        where.append("t.state = %(state)s")
-        params["state"] = state
+        # Written into the statement (one of the model's states, never input as such): each
+        # state gets its own prepared statement and so a plan that knows how few tasks are open.
+        # A parameter left every state one generic plan, which grew with the closed history.
+        if state not in Task.State.values:
+            raise ValueError(f"not a task state: {state!r}")
+        where.append(f"t.state = '{state}'")
     if search:
         escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         where.append("(t.title ILIKE %(search)s OR t.description ILIKE %(search)s)")

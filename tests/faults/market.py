@@ -275,15 +275,13 @@ def wait_for(predicate: Callable[[], object], timeout: float, interval: float = 
 
 
 def fault_env() -> dict[str, str]:
-    """What the fault runs set: fast embeddings, limits the load cannot reach, and a short
-    queue lease so a message a killed worker took comes back in seconds (the default lease is
-    what a transactional outbox, issue 15's finding 4, makes irrelevant)."""
+    """What the fault runs set: fast embeddings and limits the load cannot reach. The queue lease
+    and the heartbeat are the defaults: work sent while the broker is down leaves through the
+    outbox once it is back, and a killed worker's attempt is re-queued a heartbeat lease later."""
     return {
         "EMBEDDING_BACKEND": "hashing",
         "API_RATE_USER": "1000000/minute",
         "API_RATE_ANON": "1000000/minute",
         "MARKET_WRITE_RATE": "1000000/minute",
-        "WORKERS_QUEUE_LEASE_SECONDS": "5",
-        "WORKERS_LEASE_MARGIN_SECONDS": "1",
         "LOG_LEVEL": os.environ.get("FAULTS_LOG_LEVEL", "WARNING"),
     }

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import sys
 
 from django.conf import settings
@@ -55,6 +56,11 @@ class Command(BaseCommand):
         env["DATABASE_URL"] = settings.DATABASE_URL
         env["REDIS_URL"] = settings.REDIS_URL
         env["PYTHONUNBUFFERED"] = "1"
+        # One folder of metrics for this machine's processes: /metrics adds them up.
+        metrics_dir = data_dir / "metrics"
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True)
+        env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))
         python = sys.executable
         port, bind = options["port"], options["host"]
         # Absolute links (Agent Cards, event payloads, agents' callbacks) name this run's port.
