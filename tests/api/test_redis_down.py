@@ -139,10 +139,11 @@ def database_down_middleware(get_response):
 
 def test_database_down_outside_a_view_answers_503_json(settings) -> None:
     settings.DEBUG = True
+    guard = settings.MIDDLEWARE.index("marketplace.api_guard.ApiGuardMiddleware") + 1
     settings.MIDDLEWARE = [
-        settings.MIDDLEWARE[0],
+        *settings.MIDDLEWARE[:guard],
         "tests.api.test_redis_down.database_down_middleware",
-        *settings.MIDDLEWARE[1:],
+        *settings.MIDDLEWARE[guard:],
     ]
     client = APIClient(raise_request_exception=False)
     _unavailable(client.get("/api/v1/tasks/"))

@@ -26,7 +26,10 @@ def node_environment(data_dir: Path, **overrides: str) -> dict[str, str]:
         if key not in {"DJANGO_ALLOW_ASYNC_UNSAFE", "DATA_DIR"}
     }
     data_dir.mkdir(parents=True, exist_ok=True)
-    env.update({"DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1", **overrides})
+    # TASK_LOG_LEVEL=INFO: the tests read beat's "Sending due task" lines to see who schedules.
+    env.update(
+        {"DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1", "TASK_LOG_LEVEL": "INFO", **overrides}
+    )
     return env
 
 
