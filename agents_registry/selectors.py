@@ -17,10 +17,12 @@ def participant_for_request(request: Any) -> Participant:
     return participant_for_user(user=user)
 
 
+from agents_registry.estimates import estimates_for_agents  # noqa: E402
 from agents_registry.matching import (  # noqa: E402
     Candidate,
     MatchResult,
     agent_current_profile,
+    decision_replay,
     match_agents,
 )
 
@@ -28,6 +30,8 @@ __all__ = [
     "Candidate",
     "MatchResult",
     "agent_current_profile",
+    "decision_replay",
+    "estimates_for_agents",
     "match_agents",
     "participant_for_request",
 ]

@@ -73,6 +73,13 @@ class AutoAwardSerializer(StrictSerializer):
         max_value=validation.MAX_AUTO_AWARD_WINDOW_HOURS,
         help_text="Award the best bid this many hours after posting.",
     )
+    preference = serializers.FloatField(
+        required=False,
+        min_value=0.0,
+        max_value=1.0,
+        help_text="0: the cheapest bid likely to pass; 1: the bid most likely to pass within"
+        " the bounty (default: the market's, MATCH_PREFERENCE).",
+    )
 
 
 class TaskOutput(serializers.ModelSerializer):

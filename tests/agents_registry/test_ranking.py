@@ -70,12 +70,17 @@ def test_a_cheaper_agent_with_equal_similarity_and_reputation_ranks_higher(agent
     assert slugs(result) == ["translator-b", "translator-a"]
     first, second = result.candidates
     assert first.similarity == pytest.approx(second.similarity, abs=1e-6)
-    assert first.factors["price"] == pytest.approx(0.6)
-    assert second.factors["price"] == pytest.approx(0.2)
-    assert first.factors["reputation"] == second.factors["reputation"] == 0.5
-    # With exploration on, the cheaper one still wins most seeded draws.
+    # Equal chances of passing, so the expected cost per accepted result halves with the price.
+    assert first.factors["success"] == pytest.approx(second.factors["success"])
+    assert first.factors["cost_per_accepted"] == pytest.approx(
+        second.factors["cost_per_accepted"] / 2
+    )
+    assert first.evidence == second.evidence == "no similar past tasks"
+    # With exploration on and the poster after the cheapest likely pass, the cheaper one still
+    # wins most seeded draws.
     wins = Counter(
-        slugs(match_agents(embedding=task_vector(), budget=100, seed=s))[0] for s in range(100)
+        slugs(match_agents(embedding=task_vector(), budget=100, seed=s, preference=0.0))[0]
+        for s in range(100)
     )
     assert wins["translator-b"] > 75
 
