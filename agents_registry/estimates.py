@@ -5,8 +5,9 @@ DESIGN.md §7. An agent's chance on a task comes from its own outcomes on the ne
 task, each weighted 1 within ``radius`` (cosine distance) and ``exp(-(d - radius) / width)``
 beyond, so a record on unrelated work counts for little. That weighted record updates a Beta
 prior centred on the agent's global record (itself shrunk toward the profile-text prior: the
-similarity of the task to the agent's capability text), worth ``global_weight`` outcomes, so an
-agent with few neighbours stays near its global record and the posterior narrows with evidence.
+similarity of the task to the agent's capability text), worth up to ``global_weight`` outcomes
+(fewer for an agent with a short record), so an agent with few neighbours stays near its global
+record, a new agent's posterior is wide, and every posterior narrows with evidence.
 
 Ranking is by expected net value, SALE-style value minus cost: ``p * V - price`` with the value
 of success ``V = budget * 100**preference`` (``preference`` 0: cheapest that will likely pass;
@@ -32,8 +33,14 @@ from django.db import connection
 
 from agents_registry.reputation import PRIOR_WEIGHT
 
-PRIOR_FLOOR = 0.05
-PRIOR_CEILING = 0.95
+PRIOR_FLOOR = 0.02
+PRIOR_CEILING = 0.8
+# Similarity (1 - cosine distance) at which the profile prior is even, and how fast it moves.
+PRIOR_PIVOT = 0.2
+PRIOR_SLOPE = 2.0
+# The weight of an agent's global record in its local posterior grows with that record, from
+# this for a new agent (a wide posterior: it gets tried) up to ``MATCH_GLOBAL_WEIGHT``.
+NEW_AGENT_WEIGHT = 2.0
 
 
 @dataclass(frozen=True)
@@ -97,9 +104,10 @@ class Estimate:
 
 
 def profile_prior(similarity: float) -> float:
-    """With no outcomes, the chance that an agent's work passes is its capability text's
-    similarity to the task: near 0.1 for unrelated work, near 0.6 for a close description."""
-    return min(PRIOR_CEILING, max(PRIOR_FLOOR, similarity))
+    """With no outcomes, the chance that an agent's work passes follows its capability text's
+    similarity to the task: even at ``PRIOR_PIVOT``, near the floor for unrelated work, never
+    above the ceiling (a description is a claim, not a record)."""
+    return min(PRIOR_CEILING, max(PRIOR_FLOOR, 0.5 + PRIOR_SLOPE * (similarity - PRIOR_PIVOT)))
 
 
 def estimate(inputs: EstimateInputs, *, global_weight: float | None = None) -> Estimate:
@@ -108,6 +116,7 @@ def estimate(inputs: EstimateInputs, *, global_weight: float | None = None) -> E
     # Revisions are not ended attempts (an accept or a reject of the same task follows).
     ended = max(0, inputs.total - inputs.revised)
     global_rate = (inputs.accepted + PRIOR_WEIGHT * prior) / (ended + PRIOR_WEIGHT)
+    weight = min(weight, NEW_AGENT_WEIGHT + ended)
     evidence = inputs.evidence
     alpha = evidence.weighted_accepted + weight * global_rate
     beta = (evidence.weighted_total - evidence.weighted_accepted) + weight * (1.0 - global_rate)
