@@ -295,22 +295,32 @@ def match_agents(
 
 
 def decision_replay(record: DecisionRecord) -> list[int]:
-    """The agents of a decision in the order its stored inputs rank them now: equal to the
-    recorded order, whatever outcomes came since (the inputs, not the database, are replayed).
-    An auction's record replays its agent bidders' estimates the same way."""
+    """The ranking of a decision recomputed from its stored inputs alone: agent ids for a
+    shortlist, bid ids for an award (automatic, by hand or a claim). Equal to the recorded
+    order whatever outcomes came since: the inputs, not the database, are replayed."""
     parameters = record.parameters
     if "bids" in parameters:
-        inputs = [
-            estimates.EstimateInputs.from_dict(bid["inputs"])
-            for bid in parameters["bids"]
-            if bid.get("inputs")
-        ]
-        return [item.agent_id for item, _ in rank(inputs, parameters=parameters["ranking"])]
+        return _auction_replay(record)
     inputs = [
         estimates.EstimateInputs.from_dict(candidate.inputs)
         for candidate in record.candidates.order_by("rank")
     ]
     return [item.agent_id for item, _ in rank(inputs, parameters=parameters)]
+
+
+def _auction_replay(record: DecisionRecord) -> list[int]:
+    ranking = record.parameters.get("ranking") or {}
+    totals = []
+    for bid in record.parameters["bids"]:
+        factors = dict(bid["factors"])
+        if bid.get("inputs"):
+            # An agent bidder: its net value recomputed from its estimate inputs and the seed.
+            factors["net_value"] = rank(
+                [estimates.EstimateInputs.from_dict(bid["inputs"])], parameters=ranking
+            )[0][1].score
+        total = sum(weight * factors[name] for name, weight in record.weights.items())
+        totals.append((-round(total, 6), bid["bid"]))
+    return [bid_id for _, bid_id in sorted(totals)]
 
 
 def agent_current_profile(*, agent: Agent) -> CapabilityProfile | None:

@@ -373,8 +373,8 @@ def bids_score(
                 inputs=estimate.estimate.inputs.as_dict() if estimate else None,
             )
         )
-    # Ties go to the earlier bid.
-    scored.sort(key=lambda item: -item.score)
+    # Ties go to the earlier bid (ids grow with time; the replay of the decision sorts the same).
+    scored.sort(key=lambda item: (-item.score, item.bid.pk))
     return scored, ranking
 
 
