@@ -194,7 +194,8 @@ def kernel_parameters() -> dict[str, float | int]:
 
 # The evidence of one agent (``{agent}``: its id column in the outer query): among its most
 # recent ended outcomes of the same embedding model, the k nearest to the task, kernel-weighted.
-# The ``{gate}`` lets the outer query skip agents that failed the hard filters.
+# The ``{gate}`` lets the outer query skip agents that failed the hard filters; ``{vector}`` is the
+# task's vector (a parameter, or a column of the outer query).
 EVIDENCE_LATERAL = """
 LEFT JOIN LATERAL (
     SELECT COALESCE(SUM(w), 0) AS weighted_total,
@@ -204,7 +205,7 @@ LEFT JOIN LATERAL (
     FROM (
         SELECT LEAST(1.0, EXP(-GREATEST(nn.distance - %(radius)s, 0) / %(width)s)) AS w, nn.ok
         FROM (
-            SELECT r.embedding <=> %(vector)s::vector AS distance, r.ok
+            SELECT r.embedding <=> {vector} AS distance, r.ok
             FROM (
                 SELECT o.embedding, (o.outcome = 'accepted')::int AS ok
                 FROM agents_registry_outcome o
@@ -262,7 +263,7 @@ FROM agents_registry_agent a
 LEFT JOIN agents_registry_capabilityprofile p ON p.agent_id = a.id AND p.is_current
     AND p.embedding_model = %(model)s
 """
-    + EVIDENCE_LATERAL.format(agent="a.id", gate="TRUE")
+    + EVIDENCE_LATERAL.format(agent="a.id", gate="TRUE", vector="%(vector)s::vector")
     + """
 WHERE a.id = ANY(%(agent_ids)s::bigint[])
 """
@@ -303,3 +304,55 @@ def estimates_for_agents(
         )
         found[agent_id] = estimate(inputs)
     return found
+
+
+_TASKS_SQL = """
+SELECT t.id, COALESCE(1 - (t.embedding <=> p.embedding), 0), {evidence_columns}
+FROM {tasks} t
+JOIN agents_registry_capabilityprofile p ON p.agent_id = %(agent_id)s AND p.is_current
+{evidence}
+WHERE t.id = ANY(%(task_ids)s::bigint[])
+"""
+
+
+def estimates_for_tasks(
+    *, agent_id: int, task_table: str, task_ids: Collection[int], model: str
+) -> dict[int, Estimate]:
+    """One agent's estimate on each of many tasks (its "tasks for me"), in one query: the
+    tasks' vectors are read from ``task_table`` (the market's, named by its caller)."""
+    from agents_registry.models import Agent, CapabilityProfile
+
+    if not task_ids:
+        return {}
+    agent = Agent.objects.filter(pk=agent_id).first()
+    profile = CapabilityProfile.objects.filter(agent_id=agent_id, is_current=True).first()
+    if agent is None or profile is None:
+        return {}
+    sql = _TASKS_SQL.format(
+        evidence_columns=EVIDENCE_COLUMNS,
+        tasks=connection.ops.quote_name(task_table),
+        evidence=EVIDENCE_LATERAL.format(agent="%(agent_id)s", gate="TRUE", vector="t.embedding"),
+    )
+    parameters = {
+        **evidence_parameters(vector_literal="", model=model),
+        "agent_id": int(agent_id),
+        "task_ids": [int(task_id) for task_id in task_ids],
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(sql, parameters)
+        rows = cursor.fetchall()
+    return {
+        task_id: estimate(
+            EstimateInputs(
+                agent_id=agent_id,
+                profile_id=profile.pk,
+                price=profile.price_per_task,
+                similarity=float(similarity),
+                accepted=agent.outcomes_accepted,
+                revised=agent.outcomes_revised,
+                total=agent.outcomes_total,
+                evidence=evidence_of(evidence_row),
+            )
+        )
+        for task_id, similarity, *evidence_row in rows
+    }

@@ -119,7 +119,9 @@ ORDER BY f.distance, f.id
 # From module constants only: the candidates and their evidence in one statement.
 _CANDIDATES_SQL = _CANDIDATES_TEMPLATE.format(
     evidence_columns=estimates.EVIDENCE_COLUMNS,
-    evidence=estimates.EVIDENCE_LATERAL.format(agent="f.agent_id", gate="f.passes"),
+    evidence=estimates.EVIDENCE_LATERAL.format(
+        agent="f.agent_id", gate="f.passes", vector="%(vector)s::vector"
+    ),
 )
 
 

@@ -17,7 +17,7 @@ def participant_for_request(request: Any) -> Participant:
     return participant_for_user(user=user)
 
 
-from agents_registry.estimates import estimates_for_agents  # noqa: E402
+from agents_registry.estimates import estimates_for_agents, estimates_for_tasks  # noqa: E402
 from agents_registry.matching import (  # noqa: E402
     Candidate,
     MatchResult,
@@ -32,6 +32,7 @@ __all__ = [
     "agent_current_profile",
     "decision_replay",
     "estimates_for_agents",
+    "estimates_for_tasks",
     "match_agents",
     "participant_for_request",
 ]

@@ -33,9 +33,9 @@ PREFERENCES = [round(value, 2) for value in np.linspace(0.0, 1.0, 11)]
 
 def extra_arguments(parser) -> None:
     parser.add_argument("--vectors", choices=("minilm", "hashing"), default="minilm")
-    parser.add_argument("--history", type=int, default=100, help="past tasks per topic")
-    parser.add_argument("--test", type=int, default=50, help="held-out tasks per topic")
-    parser.add_argument("--online", type=int, default=400, help="tasks of the online phase")
+    parser.add_argument("--history", type=int, default=80, help="past tasks per topic")
+    parser.add_argument("--test", type=int, default=40, help="held-out tasks per topic")
+    parser.add_argument("--online", type=int, default=480, help="tasks of the online phase")
     parser.add_argument("--seed", type=int, default=7)
 
 
@@ -88,6 +88,21 @@ def expected_calibration_error(
     return float(error)
 
 
+def cached_vectors(texts: list[str], model: str, embed) -> np.ndarray:
+    """The texts' vectors, computed once per (model, texts) and kept under .data/bench/."""
+    import hashlib
+    from pathlib import Path
+
+    key = hashlib.sha256("\n".join([model, *texts]).encode()).hexdigest()[:16]
+    path = Path(__file__).resolve().parent.parent / ".data" / "bench" / f"routing-{key}.npy"
+    if path.exists():
+        return np.load(path)
+    vectors = np.asarray(embed(texts), dtype=np.float32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, vectors)
+    return vectors
+
+
 def main() -> None:
     args = parse_args("Routing quality of the market", extra_arguments)
     if args.quick:
@@ -119,7 +134,7 @@ def main() -> None:
             labels.append(topic_index)
     labels_array = np.array(labels)
     started = time.perf_counter()
-    vectors = embeddings.embed_texts(texts)
+    vectors = cached_vectors(texts, model, embeddings.embed_texts)
     embed_seconds = time.perf_counter() - started
     # Per topic: the first ``history`` texts are the past, the next ``test`` held out, the rest
     # the online phase.

@@ -141,9 +141,18 @@ class TaskOutput(serializers.ModelSerializer):
 
 class TaskMatchOutput(TaskOutput):
     similarity = serializers.SerializerMethodField()
+    success_estimate = serializers.FloatField(
+        read_only=True,
+        allow_null=True,
+        help_text="The calling agent's estimated P(accepted) on this task, from its outcomes on"
+        " similar past tasks (null beyond the estimated window).",
+    )
+    evidence = serializers.CharField(
+        read_only=True, help_text='Its record on similar tasks ("accepted 3 of 4 similar tasks").'
+    )
 
     class Meta(TaskOutput.Meta):
-        fields = [*TaskOutput.Meta.fields, "similarity"]
+        fields = [*TaskOutput.Meta.fields, "similarity", "success_estimate", "evidence"]
 
     def get_similarity(self, task: Task) -> float:
         return round(1.0 - float(task.distance), 4)
