@@ -10,11 +10,11 @@ similarity of the task to the agent's capability text), worth up to ``global_wei
 record, a new agent's posterior is wide, and every posterior narrows with evidence.
 
 Ranking is by expected net value, SALE-style value minus cost: ``p * V - price`` with the value
-of success ``V = budget * 100**preference`` (``preference`` 0: cheapest that will likely pass;
-1: most likely to pass within budget). The explanation shows ``price / p``, the expected cost per
-accepted result (Cost-of-Pass). Exploration is Thompson sampling: ``p`` in the score is a draw
-from the posterior, from a generator seeded by (seed, agent), so any ranking replays exactly and
-a candidate's draw does not depend on who else was ranked.
+of success ``V = budget * 10**(3 * preference - 1)`` (``preference`` 0: the cheapest that may
+pass; 1: the most likely to pass within budget). The explanation shows ``price / p``, the
+expected cost per accepted result (Cost-of-Pass). Exploration is Thompson sampling: ``p`` in
+the score is a draw from the posterior, from a generator seeded by (seed, agent), so any ranking
+replays exactly and a candidate's draw does not depend on who else was ranked.
 
 Everything here but :func:`estimates_for_agents` is pure arithmetic on stored inputs, which is
 what :func:`agents_registry.matching.decision_replay` recomputes.
@@ -37,7 +37,7 @@ PRIOR_FLOOR = 0.02
 PRIOR_CEILING = 0.8
 # Similarity (1 - cosine distance) at which the profile prior is even, and how fast it moves.
 PRIOR_PIVOT = 0.2
-PRIOR_SLOPE = 2.0
+PRIOR_SLOPE = 3.0
 # The weight of an agent's global record in its local posterior grows with that record, from
 # this for a new agent (a wide posterior: it gets tried) up to ``MATCH_GLOBAL_WEIGHT``.
 NEW_AGENT_WEIGHT = 2.0
@@ -130,9 +130,10 @@ def estimate(inputs: EstimateInputs, *, global_weight: float | None = None) -> E
 
 
 def value_of_success(*, budget: int, preference: float) -> float:
-    """What one accepted result is worth to the poster, in credits, for the ranking: the budget
-    at preference 0, a hundred times it at 1 (where the chance of passing decides)."""
-    return max(1, budget) * 100.0 ** min(1.0, max(0.0, preference))
+    """What one accepted result is worth to the poster, in credits, for the ranking: a tenth of
+    the budget at preference 0 (the price decides: the cheapest that may pass), the budget at
+    1/3, a hundred times it at 1 (the chance of passing decides, within budget)."""
+    return max(1, budget) * 10.0 ** (3.0 * min(1.0, max(0.0, preference)) - 1.0)
 
 
 def posterior_draw(estimate: Estimate, *, seed: int, agent_id: int) -> float:
@@ -186,6 +187,7 @@ def explanation(scored: Scored) -> str:
 def kernel_parameters() -> dict[str, float | int]:
     return {
         "neighbours": settings.MATCH_NEIGHBOURS,
+        "neighbourhood": settings.MATCH_NEIGHBOURHOOD,
         "recent": settings.MATCH_RECENT_OUTCOMES,
         "radius": settings.MATCH_KERNEL_RADIUS,
         "width": settings.MATCH_KERNEL_WIDTH,
@@ -195,7 +197,8 @@ def kernel_parameters() -> dict[str, float | int]:
 # The evidence of one agent (``{agent}``: its id column in the outer query): among its most
 # recent ended outcomes of the same embedding model, the k nearest to the task, kernel-weighted.
 # The ``{gate}`` lets the outer query skip agents that failed the hard filters; ``{vector}`` is the
-# task's vector (a parameter, or a column of the outer query).
+# task's vector (a parameter, or a column of the outer query); ``{radius}`` the distance within
+# which a past task counts fully (NEIGHBOURHOOD_RADIUS, or the fixed setting).
 EVIDENCE_LATERAL = """
 LEFT JOIN LATERAL (
     SELECT COALESCE(SUM(w), 0) AS weighted_total,
@@ -203,7 +206,7 @@ LEFT JOIN LATERAL (
         COUNT(*) FILTER (WHERE w >= 0.5) AS similar_total,
         COUNT(*) FILTER (WHERE w >= 0.5 AND ok = 1) AS similar_accepted
     FROM (
-        SELECT LEAST(1.0, EXP(-GREATEST(nn.distance - %(radius)s, 0) / %(width)s)) AS w, nn.ok
+        SELECT LEAST(1.0, EXP(-GREATEST(nn.distance - {radius}, 0) / %(width)s)) AS w, nn.ok
         FROM (
             SELECT r.embedding <=> {vector} AS distance, r.ok
             FROM (
@@ -222,6 +225,23 @@ LEFT JOIN LATERAL (
 ) evidence ON TRUE
 """
 
+# The radius adapts to how dense the past is around the task: the distance of its
+# ``neighbourhood``-th nearest past task (any agent's, from the HNSW index over outcomes), so
+# "similar" means "among the nearest past work" in a sparse market and a dense one alike, but
+# never beyond the ``radius`` setting (where the past holds nothing like the task, distant work
+# must not count fully).
+NEIGHBOURHOOD_CTE = """
+neighbourhood AS MATERIALIZED (
+    SELECT o.embedding <=> %(vector)s::vector AS distance
+    FROM agents_registry_outcome o
+    WHERE o.embedding IS NOT NULL
+    ORDER BY o.embedding <=> %(vector)s::vector
+    LIMIT %(neighbourhood)s
+), radius AS (
+    SELECT COALESCE(LEAST(MAX(distance), %(radius)s), %(radius)s) AS value FROM neighbourhood
+)"""
+NEIGHBOURHOOD_RADIUS = "(SELECT value FROM radius)"
+
 EVIDENCE_COLUMNS = (
     "evidence.weighted_accepted, evidence.weighted_total,"
     " evidence.similar_accepted, evidence.similar_total"
@@ -237,6 +257,7 @@ def evidence_parameters(*, vector_literal: str, model: str) -> dict[str, Any]:
         "model": model,
         "ended_kinds": [str(kind) for kind in (*Outcome.SUCCESS_KINDS, *Outcome.FAILURE_KINDS)],
         "radius": float(kernel["radius"]),
+        "neighbourhood": int(kernel["neighbourhood"]),
         "width": max(1e-6, float(kernel["width"])),
         "recent": int(kernel["recent"]),
         "neighbours": int(kernel["neighbours"]),
@@ -254,7 +275,9 @@ def evidence_of(row: Sequence[Any]) -> Evidence:
 
 
 _AGENTS_SQL = (
-    """
+    "WITH"
+    + NEIGHBOURHOOD_CTE
+    + """
 SELECT a.id, p.id, p.price_per_task, COALESCE(1 - (p.embedding <=> %(vector)s::vector), 0),
     a.outcomes_accepted, a.outcomes_revised, a.outcomes_total, """
     + EVIDENCE_COLUMNS
@@ -263,7 +286,9 @@ FROM agents_registry_agent a
 LEFT JOIN agents_registry_capabilityprofile p ON p.agent_id = a.id AND p.is_current
     AND p.embedding_model = %(model)s
 """
-    + EVIDENCE_LATERAL.format(agent="a.id", gate="TRUE", vector="%(vector)s::vector")
+    + EVIDENCE_LATERAL.format(
+        agent="a.id", gate="TRUE", vector="%(vector)s::vector", radius=NEIGHBOURHOOD_RADIUS
+    )
     + """
 WHERE a.id = ANY(%(agent_ids)s::bigint[])
 """
@@ -331,7 +356,10 @@ def estimates_for_tasks(
     sql = _TASKS_SQL.format(
         evidence_columns=EVIDENCE_COLUMNS,
         tasks=connection.ops.quote_name(task_table),
-        evidence=EVIDENCE_LATERAL.format(agent="%(agent_id)s", gate="TRUE", vector="t.embedding"),
+        # A fixed radius here: an index search per task of the window would cost too much.
+        evidence=EVIDENCE_LATERAL.format(
+            agent="%(agent_id)s", gate="TRUE", vector="t.embedding", radius="%(radius)s"
+        ),
     )
     parameters = {
         **evidence_parameters(vector_literal="", model=model),

@@ -89,7 +89,8 @@ def _vector_literal(vector: np.ndarray) -> str:
 
 
 _CANDIDATES_TEMPLATE = """
-WITH nearest AS MATERIALIZED (
+WITH {neighbourhood},
+nearest AS MATERIALIZED (
     SELECT p.id, p.embedding <=> %(vector)s::vector AS distance
     FROM agents_registry_capabilityprofile p
     WHERE p.is_current
@@ -118,9 +119,13 @@ ORDER BY f.distance, f.id
 """
 # From module constants only: the candidates and their evidence in one statement.
 _CANDIDATES_SQL = _CANDIDATES_TEMPLATE.format(
+    neighbourhood=estimates.NEIGHBOURHOOD_CTE,
     evidence_columns=estimates.EVIDENCE_COLUMNS,
     evidence=estimates.EVIDENCE_LATERAL.format(
-        agent="f.agent_id", gate="f.passes", vector="%(vector)s::vector"
+        agent="f.agent_id",
+        gate="f.passes",
+        vector="%(vector)s::vector",
+        radius=estimates.NEIGHBOURHOOD_RADIUS,
     ),
 )
 

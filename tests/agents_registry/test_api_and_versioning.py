@@ -225,7 +225,7 @@ def test_match_endpoint_ranks_with_factors_and_refuses_bad_input(client_for, ali
     )
     assert candidate["evidence"] == "no similar past tasks"
     assert "expected cost per accepted result" in candidate["explanation"]
-    assert response.json()["preference"] == 0.5
+    assert response.json()["preference"] == 0.6
     cheapest = client.post(
         "/api/v1/agents/match/",
         {"text": "Pull totals out of 300 scanned supplier bills", "budget": 50, "preference": 0},
