@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 
 from agents_registry.reputation import PRIOR_WEIGHT
 
@@ -198,7 +198,7 @@ def kernel_parameters() -> dict[str, float | int]:
 # recent ended outcomes of the same embedding model, the k nearest to the task, kernel-weighted.
 # The ``{gate}`` lets the outer query skip agents that failed the hard filters; ``{vector}`` is the
 # task's vector (a parameter, or a column of the outer query); ``{radius}`` the distance within
-# which a past task counts fully (NEIGHBOURHOOD_RADIUS, or the fixed setting).
+# which a past task counts fully (``neighbourhood_radius``, or the fixed setting).
 EVIDENCE_LATERAL = """
 LEFT JOIN LATERAL (
     SELECT COALESCE(SUM(w), 0) AS weighted_total,
@@ -229,18 +229,24 @@ LEFT JOIN LATERAL (
 # ``neighbourhood``-th nearest past task (any agent's, from the HNSW index over outcomes), so
 # "similar" means "among the nearest past work" in a sparse market and a dense one alike, but
 # never beyond the ``radius`` setting (where the past holds nothing like the task, distant work
-# must not count fully).
-NEIGHBOURHOOD_CTE = """
-neighbourhood AS MATERIALIZED (
+# must not count fully). Its own statement, so its index scan can use a small ef_search.
+_NEIGHBOURHOOD_SQL = """
+SELECT COALESCE(LEAST(MAX(distance), %(radius)s), %(radius)s) FROM (
     SELECT o.embedding <=> %(vector)s::vector AS distance
     FROM agents_registry_outcome o
     WHERE o.embedding IS NOT NULL
     ORDER BY o.embedding <=> %(vector)s::vector
     LIMIT %(neighbourhood)s
-), radius AS (
-    SELECT COALESCE(LEAST(MAX(distance), %(radius)s), %(radius)s) AS value FROM neighbourhood
-)"""
-NEIGHBOURHOOD_RADIUS = "(SELECT value FROM radius)"
+) nearest
+"""
+
+
+def neighbourhood_radius(cursor: Any, parameters: Mapping[str, Any]) -> float:
+    """Inside the caller's transaction (``SET LOCAL`` lasts until its end)."""
+    cursor.execute(f"SET LOCAL hnsw.ef_search = {max(40, int(parameters['neighbourhood']))}")
+    cursor.execute(_NEIGHBOURHOOD_SQL, parameters)
+    return float(cursor.fetchone()[0])
+
 
 EVIDENCE_COLUMNS = (
     "evidence.weighted_accepted, evidence.weighted_total,"
@@ -275,9 +281,7 @@ def evidence_of(row: Sequence[Any]) -> Evidence:
 
 
 _AGENTS_SQL = (
-    "WITH"
-    + NEIGHBOURHOOD_CTE
-    + """
+    """
 SELECT a.id, p.id, p.price_per_task, COALESCE(1 - (p.embedding <=> %(vector)s::vector), 0),
     a.outcomes_accepted, a.outcomes_revised, a.outcomes_total, """
     + EVIDENCE_COLUMNS
@@ -287,7 +291,7 @@ LEFT JOIN agents_registry_capabilityprofile p ON p.agent_id = a.id AND p.is_curr
     AND p.embedding_model = %(model)s
 """
     + EVIDENCE_LATERAL.format(
-        agent="a.id", gate="TRUE", vector="%(vector)s::vector", radius=NEIGHBOURHOOD_RADIUS
+        agent="a.id", gate="TRUE", vector="%(vector)s::vector", radius="%(radius)s"
     )
     + """
 WHERE a.id = ANY(%(agent_ids)s::bigint[])
@@ -310,7 +314,8 @@ def estimates_for_agents(
         **evidence_parameters(vector_literal=vector_literal, model=model),
         "agent_ids": [int(agent_id) for agent_id in agent_ids],
     }
-    with connection.cursor() as cursor:
+    with transaction.atomic(), connection.cursor() as cursor:
+        parameters["radius"] = neighbourhood_radius(cursor, parameters)
         cursor.execute(_AGENTS_SQL, parameters)
         rows = cursor.fetchall()
     found = {}

@@ -89,8 +89,7 @@ def _vector_literal(vector: np.ndarray) -> str:
 
 
 _CANDIDATES_TEMPLATE = """
-WITH {neighbourhood},
-nearest AS MATERIALIZED (
+WITH nearest AS MATERIALIZED (
     SELECT p.id, p.embedding <=> %(vector)s::vector AS distance
     FROM agents_registry_capabilityprofile p
     WHERE p.is_current
@@ -119,13 +118,12 @@ ORDER BY f.distance, f.id
 """
 # From module constants only: the candidates and their evidence in one statement.
 _CANDIDATES_SQL = _CANDIDATES_TEMPLATE.format(
-    neighbourhood=estimates.NEIGHBOURHOOD_CTE,
     evidence_columns=estimates.EVIDENCE_COLUMNS,
     evidence=estimates.EVIDENCE_LATERAL.format(
         agent="f.agent_id",
         gate="f.passes",
         vector="%(vector)s::vector",
-        radius=estimates.NEIGHBOURHOOD_RADIUS,
+        radius="%(radius)s",
     ),
 )
 
@@ -149,6 +147,8 @@ def _nearest_filtered(
     """Rows passing the hard filters, with what scoring needs (so only the shortlist is loaded
     as model instances) and each one's evidence, and how many rows the index returned."""
     with transaction.atomic(), connection.cursor() as cursor:
+        if "radius" not in parameters:  # the retry with a larger fetch reuses it
+            parameters["radius"] = estimates.neighbourhood_radius(cursor, parameters)
         # SET LOCAL lasts until the end of this transaction only.
         cursor.execute(f"SET LOCAL hnsw.ef_search = {int(fetch)}")
         cursor.execute(_CANDIDATES_SQL, {**parameters, "fetch": fetch})
