@@ -45,3 +45,7 @@ from agents_registry.skill_selectors import (  # noqa: E402
 )
 
 __all__ += ["skill_dependency_graph", "skill_dependents", "skill_search", "skill_versions_unknown"]
+
+from agents_registry.learning import learning_report  # noqa: E402
+
+__all__ += ["learning_report"]

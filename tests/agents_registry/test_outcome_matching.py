@@ -199,3 +199,42 @@ def test_a_new_agent_is_tried_and_stops_being_tried_where_it_keeps_failing(agent
     assert chance["translation"].inputs.evidence.similar_total >= 1
     assert chance["translation"].mean < chance["translation"].prior
     assert chance["sql"].inputs.evidence.similar_total == 0
+
+
+def test_the_learning_pages_plot_calibration_cost_and_regret_for_staff_and_owners(
+    agent_factory, client, alice, bob, staff
+) -> None:
+    chosen = agent_factory("Chosen", GENERIC, price=50)
+    agent_factory("Other", GENERIC, price=80)
+    for number, text in enumerate(TRANSLATION_TASKS[:4]):
+        result = match_agents(embedding=vector(text), budget=100, seed=number)
+        decision_record_create(
+            subject_ref=f"task:{500 + number}",
+            purpose="claim",
+            result=result,
+            chosen_agent_id=chosen.pk,
+        )
+        outcome_record(
+            agent_id=chosen.pk,
+            profile_id=None,
+            task_ref=f"task:{500 + number}",
+            outcome="accepted" if number % 2 else "rejected",
+            cost=50,
+            latency_seconds=10,
+            embedding=vector(text),
+            embedding_model=embedding_model_id(),
+        )
+    client.force_login(staff)
+    page = client.get("/agents/learning/")
+    assert page.status_code == 200
+    body = page.content.decode()
+    assert body.count("<svg") == 3 and "Calibration" in body and "regret" in body
+    assert page.context["report"]["outcomes"] == 4
+    assert page.context["report"]["accepted"] == 2
+    # Cost per accepted result: 4 outcomes at 50 for 2 accepted.
+    assert page.context["report"]["charts"][1].points == [(0, 100.0)]
+    client.force_login(alice)  # the owner of the agents (agent_factory's default)
+    assert client.get("/agents/learning/").status_code == 403
+    assert client.get(f"/agents/{chosen.slug}/learning/").status_code == 200
+    client.force_login(bob)
+    assert client.get(f"/agents/{chosen.slug}/learning/").status_code == 403
