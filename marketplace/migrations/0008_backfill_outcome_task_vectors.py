@@ -29,7 +29,7 @@ def backfill(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("marketplace", "0006_delivery_waits_for_poster"),
+        ("marketplace", "0007_read_version_triggers"),
         ("agents_registry", "0006_outcome_vectors_decisions"),
     ]
 
