@@ -295,6 +295,15 @@ class MatchInput(serializers.Serializer):
         help_text="How many units the task has, for agents priced per unit; null for none.",
     )
     limit = WholeNumberField(min_value=1, max_value=50, default=10)
+    preference = serializers.FloatField(
+        min_value=0.0,
+        max_value=1.0,
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="0: the cheapest agent likely to pass; 1: the agent most likely to pass within"
+        " budget; null: the market's default.",
+    )
 
 
 class CandidateOutput(serializers.Serializer):
@@ -307,11 +316,19 @@ class CandidateOutput(serializers.Serializer):
     price = serializers.IntegerField()
     factors = serializers.DictField(child=serializers.FloatField())
     score = serializers.FloatField()
+    evidence = TextField(
+        help_text='The record on similar tasks ("accepted 14 of 17 similar tasks").'
+    )
+    explanation = TextField(
+        help_text="The estimate, its evidence and the expected cost per accepted result."
+    )
 
 
 class MatchOutput(serializers.Serializer):
     candidates = CandidateOutput(many=True)
     weights = serializers.DictField(child=serializers.FloatField())
+    preference = serializers.FloatField()
+    seed = serializers.IntegerField(help_text="The seed of the posterior draws (replayable).")
 
 
 class MatchView(ScopedView):
@@ -330,11 +347,14 @@ class MatchView(ScopedView):
             policy_requirements=values["policy_requirements"],
             units=values["units"],
             limit=values["limit"],
+            preference=values["preference"],
         )
         return Response(
             {
                 "candidates": [candidate.as_dict() for candidate in result.candidates],
                 "weights": result.weights,
+                "preference": result.parameters["preference"],
+                "seed": result.parameters["seed"],
             }
         )
 

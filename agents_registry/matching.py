@@ -6,46 +6,38 @@
 2. Hard filters, in SQL on the small over-fetched set: active agent, same embedding model, price
    within budget, free concurrency, expected latency within the deadline, no policy flag that
    refuses what the task involves, not excluded by the caller.
-3. Score: a weighted sum of factors, each in [0, 1] and shown to users:
-   similarity, price (1 - price/budget), reputation (Bayesian average), load (free share of the
-   concurrency limit), latency (share of the time to deadline left over), and exploration (a
-   randomised UCB bonus u / sqrt(n + 1), u ~ U(0, 1) from a seeded generator) so new agents get a
-   fair share of top slots without outranking a clearly better agent.
+3. Score: the expected net value of each candidate's work on *this* task (``estimates``): its
+   P(accepted) from its outcomes on the nearest past tasks, shrunk toward its global record and
+   the profile-text prior, a Thompson draw from that posterior (seeded per candidate), minus its
+   price over the value of success that the poster's ``preference`` sets. The candidates' evidence
+   comes in the same query as the candidates (a LATERAL per candidate that passed the filters).
 """
 
 from __future__ import annotations
 
-import math
 import secrets
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from agents_registry import embeddings
-from agents_registry.models import POLICY_FLAGS, Agent, CapabilityProfile
-from agents_registry.reputation import bayesian_reputation, exploration_bonus
+from agents_registry import embeddings, estimates
+from agents_registry.models import POLICY_FLAGS, Agent, CapabilityProfile, DecisionRecord
 
 FETCH_MIN = 100
 FETCH_MAX = 400
 FETCH_RETRY = 1000  # the largest hnsw.ef_search pgvector accepts
-NO_DEADLINE_HORIZON_SECONDS = 24 * 3600
-FACTORS = ("similarity", "price", "reputation", "load", "latency", "exploration")
+WEIGHTS = ("exploration",)
 
 
 def match_weights(overrides: Mapping[str, float] | None = None) -> dict[str, float]:
-    weights = {
-        "similarity": settings.MATCH_WEIGHT_SIMILARITY,
-        "price": settings.MATCH_WEIGHT_PRICE,
-        "reputation": settings.MATCH_WEIGHT_REPUTATION,
-        "load": settings.MATCH_WEIGHT_LOAD,
-        "latency": settings.MATCH_WEIGHT_LATENCY,
-        "exploration": settings.MATCH_WEIGHT_EXPLORATION,
-    }
+    """``exploration``: the share of the posterior draw in the score (0: the posterior mean)."""
+    weights = {"exploration": settings.MATCH_EXPLORATION}
     if overrides:
         unknown = set(overrides) - set(weights)
         if unknown:
@@ -62,6 +54,12 @@ class Candidate:
     price: int
     factors: dict[str, float]
     score: float
+    estimate: estimates.Estimate | None = None
+    explanation: str = ""
+
+    @property
+    def evidence(self) -> str:
+        return self.estimate.inputs.evidence.text if self.estimate else ""
 
     def as_dict(self) -> dict:
         return {
@@ -74,6 +72,8 @@ class Candidate:
             "price": self.price,
             "factors": {name: round(value, 6) for name, value in self.factors.items()},
             "score": round(self.score, 6),
+            "evidence": self.evidence,
+            "explanation": self.explanation,
         }
 
 
@@ -88,30 +88,44 @@ def _vector_literal(vector: np.ndarray) -> str:
     return "[" + ",".join(f"{value:.7g}" for value in vector.tolist()) + "]"
 
 
-_CANDIDATES_SQL = """
+_CANDIDATES_TEMPLATE = """
 WITH nearest AS MATERIALIZED (
     SELECT p.id, p.embedding <=> %(vector)s::vector AS distance
     FROM agents_registry_capabilityprofile p
     WHERE p.is_current
     ORDER BY p.embedding <=> %(vector)s::vector
     LIMIT %(fetch)s
+), filtered AS (
+    SELECT n.id, n.distance, p.price_per_task, p.price_per_unit, a.id AS agent_id,
+        a.outcomes_total, a.outcomes_accepted, a.outcomes_revised, (
+        a.status = 'active'
+        AND p.embedding_model = %(model)s
+        AND p.price_per_task <= %(budget)s
+        AND a.active_tasks < a.concurrency_limit
+        AND p.expected_latency_seconds <= %(max_latency)s
+        AND NOT (p.policy_flags && %(refusing_flags)s::varchar[])
+        AND NOT (a.id = ANY(%(excluded)s::bigint[]))
+    ) AS passes
+    FROM nearest n
+    JOIN agents_registry_capabilityprofile p ON p.id = n.id
+    JOIN agents_registry_agent a ON a.id = p.agent_id
 )
-SELECT n.id, n.distance, p.price_per_task, p.price_per_unit, p.expected_latency_seconds,
-    a.active_tasks, a.concurrency_limit, a.outcomes_total, a.outcomes_accepted,
-    a.outcomes_revised, (
-    a.status = 'active'
-    AND p.embedding_model = %(model)s
-    AND p.price_per_task <= %(budget)s
-    AND a.active_tasks < a.concurrency_limit
-    AND p.expected_latency_seconds <= %(max_latency)s
-    AND NOT (p.policy_flags && %(refusing_flags)s::varchar[])
-    AND NOT (a.id = ANY(%(excluded)s::bigint[]))
-) AS passes
-FROM nearest n
-JOIN agents_registry_capabilityprofile p ON p.id = n.id
-JOIN agents_registry_agent a ON a.id = p.agent_id
-ORDER BY n.distance, n.id
+SELECT f.id, f.distance, f.price_per_task, f.price_per_unit, f.agent_id, f.outcomes_total,
+    f.outcomes_accepted, f.outcomes_revised, {evidence_columns}, f.passes
+FROM filtered f
+{evidence}
+ORDER BY f.distance, f.id
 """
+# From module constants only: the candidates and their evidence in one statement.
+_CANDIDATES_SQL = _CANDIDATES_TEMPLATE.format(
+    evidence_columns=estimates.EVIDENCE_COLUMNS,
+    evidence=estimates.EVIDENCE_LATERAL.format(
+        agent="f.agent_id",
+        gate="f.passes",
+        vector="%(vector)s::vector",
+        radius="%(radius)s",
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -120,33 +134,63 @@ class _Row:
     distance: float
     price_per_task: int
     price_per_unit: int | None
-    expected_latency_seconds: int
-    active_tasks: int
-    concurrency_limit: int
+    agent_id: int
     outcomes_total: int
     outcomes_accepted: int
     outcomes_revised: int
+    evidence: estimates.Evidence
 
 
 def _nearest_filtered(
-    *, vector: np.ndarray, fetch: int, parameters: dict
+    *, vector_literal: str, fetch: int, parameters: dict
 ) -> tuple[list[_Row], int]:
     """Rows passing the hard filters, with what scoring needs (so only the shortlist is loaded
-    as model instances), and how many rows the index returned."""
+    as model instances) and each one's evidence, and how many rows the index returned."""
     with transaction.atomic(), connection.cursor() as cursor:
+        if "radius" not in parameters:  # the retry with a larger fetch reuses it
+            parameters["radius"] = estimates.neighbourhood_radius(cursor, parameters)
         # SET LOCAL lasts until the end of this transaction only.
         cursor.execute(f"SET LOCAL hnsw.ef_search = {int(fetch)}")
-        cursor.execute(
-            _CANDIDATES_SQL, {**parameters, "vector": _vector_literal(vector), "fetch": fetch}
-        )
+        cursor.execute(_CANDIDATES_SQL, {**parameters, "fetch": fetch})
         fetched = cursor.fetchall()
-    return [_Row(*row[:10]) for row in fetched if row[10]], len(fetched)
+    rows = [_Row(*row[:8], evidence=estimates.evidence_of(row[8:12])) for row in fetched if row[12]]
+    return rows, len(fetched)
 
 
 def refusing_flags_for(requirements: Collection[str]) -> list[str]:
     """The policy flags that refuse any of the task's requirements (e.g. ``health_data``)."""
     wanted = set(requirements)
     return sorted(flag for flag, refused in POLICY_FLAGS.items() if refused in wanted)
+
+
+def _task_vector(text: str | None, embedding: Sequence[float] | np.ndarray | None) -> np.ndarray:
+    if embedding is not None:
+        return embeddings.validate_embedding(embedding)
+    if text is not None and text.strip():
+        return embeddings.embed_text(text)
+    raise ValueError("match_agents needs a text or an embedding")
+
+
+def rank(
+    inputs: Sequence[estimates.EstimateInputs], *, parameters: Mapping[str, Any]
+) -> list[tuple[estimates.EstimateInputs, estimates.Scored]]:
+    """Score and order candidates from their stored inputs: what the matcher and the replay of
+    a decision both call. Ties go to the lower profile id (then agent id)."""
+    scored = [
+        (
+            item,
+            estimates.score(
+                estimates.estimate(item, global_weight=parameters["global_weight"]),
+                budget=parameters["budget"],
+                preference=parameters["preference"],
+                exploration=parameters["exploration"],
+                seed=parameters["seed"],
+            ),
+        )
+        for item in inputs
+    ]
+    scored.sort(key=lambda pair: (-pair[1].score, pair[0].profile_id or 0, pair[0].agent_id))
+    return scored
 
 
 def match_agents(
@@ -161,22 +205,22 @@ def match_agents(
     policy_requirements: Collection[str] = (),
     units: int | None = None,
     weights: Mapping[str, float] | None = None,
+    preference: float | None = None,
 ) -> MatchResult:
     """Ranked candidates for a task described by ``text`` (or its ``embedding``) and budget.
 
     Over-budget, paused or suspended, policy-refusing, fully loaded and too-slow-for-deadline
     agents never appear. ``units`` adds ``price_per_unit * units`` to the estimated price.
+    ``preference`` (0..1, default ``MATCH_PREFERENCE``): from the cheapest agent that will likely
+    pass to the one most likely to pass within budget.
     """
     chosen_weights = match_weights(weights)
-    if embedding is not None:
-        vector = embeddings.validate_embedding(embedding)
-    elif text is not None and text.strip():
-        vector = embeddings.embed_text(text)
-    else:
-        raise ValueError("match_agents needs a text or an embedding")
+    vector = _task_vector(text, embedding)
     if seed is None:
         # Drawn here and recorded with the parameters, so any ranking can be replayed exactly.
         seed = secrets.randbits(32)
+    if preference is None:
+        preference = settings.MATCH_PREFERENCE
     now = timezone.now()
     seconds_left = (deadline - now).total_seconds() if deadline is not None else None
     parameters = {
@@ -187,11 +231,16 @@ def match_agents(
         "policy_requirements": sorted(policy_requirements),
         "units": units,
         "limit": limit,
+        "preference": float(preference),
+        "exploration": chosen_weights["exploration"],
+        "global_weight": settings.MATCH_GLOBAL_WEIGHT,
+        "kernel": estimates.kernel_parameters(),
     }
     if budget < 0 or limit <= 0 or (seconds_left is not None and seconds_left <= 0):
         return MatchResult(candidates=[], weights=chosen_weights, parameters=parameters)
+    vector_literal = _vector_literal(vector)
     sql_parameters = {
-        "model": parameters["model"],
+        **estimates.evidence_parameters(vector_literal=vector_literal, model=parameters["model"]),
         "budget": int(budget),
         "max_latency": int(seconds_left) if seconds_left is not None else 2**31 - 1,
         "refusing_flags": refusing_flags_for(policy_requirements),
@@ -203,57 +252,82 @@ def match_agents(
     # HNSW search can return fewer rows than its ef_search when more exist (near-duplicate
     # vectors leave parts of the graph poorly linked), which made a test fail now and then.
     fetch = min(FETCH_MAX, max(FETCH_MIN, limit * 10))
-    rows, fetched = _nearest_filtered(vector=vector, fetch=fetch, parameters=sql_parameters)
+    rows, fetched = _nearest_filtered(
+        vector_literal=vector_literal, fetch=fetch, parameters=sql_parameters
+    )
     while len(rows) < limit and fetched > len(rows) and fetch < FETCH_RETRY:
         fetch = min(FETCH_RETRY, fetch * 4)
-        rows, fetched = _nearest_filtered(vector=vector, fetch=fetch, parameters=sql_parameters)
+        rows, fetched = _nearest_filtered(
+            vector_literal=vector_literal, fetch=fetch, parameters=sql_parameters
+        )
 
-    # Draws are assigned in profile-id order so a seed gives the same draws whatever the
-    # distances' tie order.
-    generator = np.random.default_rng(seed)
-    ordered_ids = sorted(row.profile_id for row in rows)
-    draws = dict(zip(ordered_ids, generator.random(len(ordered_ids)), strict=True))
-    horizon = seconds_left if seconds_left is not None else NO_DEADLINE_HORIZON_SECONDS
-    scored = []
+    inputs = []
     for row in rows:
         price = row.price_per_task + (row.price_per_unit or 0) * (units or 0)
         if price > budget:
             continue
-        factors = {
-            "similarity": 1.0 - row.distance,
-            "price": 1.0 - price / budget if budget > 0 else 1.0,
-            "reputation": bayesian_reputation(
+        inputs.append(
+            estimates.EstimateInputs(
+                agent_id=row.agent_id,
+                profile_id=row.profile_id,
+                price=price,
+                similarity=1.0 - row.distance,
                 accepted=row.outcomes_accepted,
                 revised=row.outcomes_revised,
                 total=row.outcomes_total,
-            ),
-            "load": 1.0 - row.active_tasks / row.concurrency_limit,
-            "latency": max(0.0, 1.0 - row.expected_latency_seconds / horizon),
-            "exploration": float(draws[row.profile_id])
-            * exploration_bonus(total=row.outcomes_total),
-        }
-        score = math.fsum(chosen_weights[name] * factors[name] for name in FACTORS)
-        scored.append((score, row, price, factors))
-    scored.sort(key=lambda item: (-item[0], item[1].profile_id))
-    shortlist = scored[:limit]
+                evidence=row.evidence,
+            )
+        )
+    shortlist = rank(inputs, parameters=parameters)[:limit]
     # Only the shortlist becomes model instances; the vector column is not needed by callers.
     profiles = (
         CapabilityProfile.objects.defer("embedding")
         .select_related("agent")
-        .in_bulk([row.profile_id for _, row, _, _ in shortlist])
+        .in_bulk([item.profile_id for item, _ in shortlist])
     )
     candidates = [
         Candidate(
-            agent=profiles[row.profile_id].agent,
-            profile=profiles[row.profile_id],
-            similarity=factors["similarity"],
-            price=price,
-            factors=factors,
-            score=score,
+            agent=profiles[item.profile_id].agent,
+            profile=profiles[item.profile_id],
+            similarity=item.similarity,
+            price=item.price,
+            factors=scored.factors,
+            score=scored.score,
+            estimate=scored.estimate,
+            explanation=estimates.explanation(scored),
         )
-        for score, row, price, factors in shortlist
+        for item, scored in shortlist
     ]
     return MatchResult(candidates=candidates, weights=chosen_weights, parameters=parameters)
+
+
+def decision_replay(record: DecisionRecord) -> list[int]:
+    """The ranking of a decision recomputed from its stored inputs alone: agent ids for a
+    shortlist, bid ids for an award (automatic, by hand or a claim). Equal to the recorded
+    order whatever outcomes came since: the inputs, not the database, are replayed."""
+    parameters = record.parameters
+    if "bids" in parameters:
+        return _auction_replay(record)
+    inputs = [
+        estimates.EstimateInputs.from_dict(candidate.inputs)
+        for candidate in record.candidates.order_by("rank")
+    ]
+    return [item.agent_id for item, _ in rank(inputs, parameters=parameters)]
+
+
+def _auction_replay(record: DecisionRecord) -> list[int]:
+    ranking = record.parameters.get("ranking") or {}
+    totals = []
+    for bid in record.parameters["bids"]:
+        factors = dict(bid["factors"])
+        if bid.get("inputs"):
+            # An agent bidder: its net value recomputed from its estimate inputs and the seed.
+            factors["net_value"] = rank(
+                [estimates.EstimateInputs.from_dict(bid["inputs"])], parameters=ranking
+            )[0][1].score
+        total = sum(weight * factors[name] for name, weight in record.weights.items())
+        totals.append((-round(total, 6), bid["bid"]))
+    return [bid_id for _, bid_id in sorted(totals)]
 
 
 def agent_current_profile(*, agent: Agent) -> CapabilityProfile | None:

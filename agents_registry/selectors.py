@@ -17,10 +17,12 @@ def participant_for_request(request: Any) -> Participant:
     return participant_for_user(user=user)
 
 
+from agents_registry.estimates import estimates_for_agents, estimates_for_tasks  # noqa: E402
 from agents_registry.matching import (  # noqa: E402
     Candidate,
     MatchResult,
     agent_current_profile,
+    decision_replay,
     match_agents,
 )
 
@@ -28,6 +30,9 @@ __all__ = [
     "Candidate",
     "MatchResult",
     "agent_current_profile",
+    "decision_replay",
+    "estimates_for_agents",
+    "estimates_for_tasks",
     "match_agents",
     "participant_for_request",
 ]
@@ -40,3 +45,7 @@ from agents_registry.skill_selectors import (  # noqa: E402
 )
 
 __all__ += ["skill_dependency_graph", "skill_dependents", "skill_search", "skill_versions_unknown"]
+
+from agents_registry.learning import learning_report  # noqa: E402
+
+__all__ += ["learning_report"]

@@ -156,6 +156,7 @@ def api_key_revoke(*, api_key: ApiKey) -> None:
 # The registry's other writes live in their own modules; callers import them all from here.
 from agents_registry.services_funding import agent_wallet_transfer  # noqa: E402
 from agents_registry.services_outcomes import (  # noqa: E402
+    decision_choosing,
     decision_record_auction,
     decision_record_create,
     outcome_record,
@@ -184,6 +185,7 @@ __all__ = [
     "agent_wallet_transfer",
     "api_key_issue",
     "api_key_revoke",
+    "decision_choosing",
     "decision_record_auction",
     "decision_record_create",
     "outcome_record",

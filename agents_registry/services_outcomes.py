@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 from django.db import IntegrityError, transaction
 from django.db.models import F
 
+from agents_registry import embeddings
 from agents_registry.exceptions import InvalidInput
 from agents_registry.matching import MatchResult
 from agents_registry.models import (
@@ -27,8 +30,15 @@ def outcome_record(
     outcome: str,
     cost: int,
     latency_seconds: float | None,
+    embedding: Sequence[float] | np.ndarray | None = None,
+    embedding_model: str = "",
+    decision_id: int | None = None,
 ) -> Outcome:
     """Record what happened on a task and update the agent's reputation counters.
+
+    ``embedding`` (and the model that made it): the task's vector, so the outcome is evidence
+    for the agent's chance on similar tasks; ``decision_id``: the decision that chose the agent
+    (default: the latest one for this task that did).
 
     Idempotent per (agent, task, outcome kind): a replay returns the first row and moves no
     counter, because the insert and the F() updates share one transaction and the unique
@@ -45,6 +55,16 @@ def outcome_record(
         raise InvalidInput("The latency cannot be negative.")
     if not task_ref:
         raise InvalidInput("task_ref is required.")
+    vector = None
+    if embedding is not None:
+        try:
+            vector = embeddings.validate_embedding(embedding)
+        except embeddings.InvalidEmbedding as invalid:
+            raise InvalidInput(str(invalid), {"embedding": [str(invalid)]}) from None
+        if not embedding_model:
+            raise InvalidInput("An embedding needs the model that made it.")
+    if decision_id is None:
+        decision_id = decision_choosing(subject_ref=task_ref, agent_id=agent_id)
     if (
         profile_id is not None
         and not CapabilityProfile.objects.filter(pk=profile_id, agent_id=agent_id).exists()
@@ -59,6 +79,9 @@ def outcome_record(
                 outcome=outcome,
                 cost=cost,
                 latency_seconds=latency_seconds,
+                embedding=vector,
+                embedding_model=embedding_model if vector is not None else "",
+                decision_id=decision_id,
             )
     except IntegrityError:
         existing = Outcome.objects.filter(
@@ -80,6 +103,22 @@ def outcome_record(
     return row
 
 
+# Decisions that put an agent to work on a task (an outcome that follows is linked to one).
+CHOOSING_PURPOSES = ("auto_award", "award", "claim")
+
+
+def decision_choosing(*, subject_ref: str, agent_id: int) -> int | None:
+    """The latest decision that chose ``agent_id`` for the task ``subject_ref``."""
+    return (
+        DecisionRecord.objects.filter(
+            subject_ref=subject_ref, chosen_agent_id=agent_id, purpose__in=CHOOSING_PURPOSES
+        )
+        .order_by("-created_at", "-id")
+        .values_list("pk", flat=True)
+        .first()
+    )
+
+
 @transaction.atomic
 def decision_record_auction(
     *,
@@ -88,14 +127,18 @@ def decision_record_auction(
     bids: list[dict[str, Any]],
     chosen_bid: int,
     chosen_agent_id: int | None,
+    ranking: dict[str, Any] | None = None,
+    purpose: str = "auto_award",
 ) -> DecisionRecord:
-    """Store an automatic award: the auction's weights, and every bid with its factors and score
-    in ``parameters`` (bidders may be humans, with no profile to pin as a candidate)."""
+    """Store an award (automatic, by hand or a claim): the auction's weights, and every bid with
+    its factors, score and estimate inputs in ``parameters`` (bidders may be humans, with no
+    profile to pin as a candidate); ``ranking``: the parameters the estimates were scored with
+    (seed, preference, budget), which ``matching.decision_replay`` needs."""
     return DecisionRecord.objects.create(
         subject_ref=subject_ref,
-        purpose="auto_award",
+        purpose=purpose,
         weights=weights,
-        parameters={"bids": bids, "chosen_bid": chosen_bid},
+        parameters={"bids": bids, "chosen_bid": chosen_bid, "ranking": ranking or {}},
         chosen_agent_id=chosen_agent_id,
     )
 
@@ -128,6 +171,7 @@ def decision_record_create(
             price=candidate.price,
             factors=candidate.factors,
             score=candidate.score,
+            inputs=candidate.estimate.inputs.as_dict() if candidate.estimate else {},
         )
         for rank, candidate in enumerate(result.candidates, start=1)
     )

@@ -20,6 +20,7 @@ from pgvector.django import CosineDistance
 from agents_registry import embeddings, services
 from agents_registry.exceptions import InvalidInput, RegistryError
 from agents_registry.forms import AgentRegisterForm, ApiKeyForm, PersonalTokenForm, ProfileForm
+from agents_registry.learning import learning_report
 from agents_registry.matching import match_agents
 from agents_registry.models import Agent, ApiKey, CapabilityProfile
 from agents_registry.services import participant_for_user
@@ -154,6 +155,24 @@ def agent_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "can_edit": can_edit,
     }
     return render(request, "agents_registry/agent_detail.html", context)
+
+
+@login_required
+def matching_learning(request: HttpRequest, slug: str | None = None) -> HttpResponse:
+    """How the market's choices learn (staff: the whole market), or how one agent's estimates
+    fare (its owner or staff): calibration, cost per accepted result and regret over time."""
+    agent = None
+    if slug is not None:
+        agent = get_object_or_404(Agent, slug=slug)
+        if not (
+            request.user.is_staff
+            or services.agent_can_edit(agent=agent, actor=participant_for_user(user=request.user))
+        ):
+            raise PermissionDenied("Only the agent's owner and staff see its learning report.")
+    elif not request.user.is_staff:
+        raise PermissionDenied("The market's learning report is for staff.")
+    report = learning_report(agent_id=agent.pk if agent else None)
+    return render(request, "agents_registry/learning.html", {"agent": agent, "report": report})
 
 
 def profile_status(request: HttpRequest, slug: str) -> HttpResponse:

@@ -22,12 +22,22 @@ from __future__ import annotations
 
 import random
 import time
+from pathlib import Path
 
+import numpy as np
 from harness import Timings, emit, parse_args, ratio, setup_django
 
 
 def extra_arguments(parser) -> None:
     parser.add_argument("--agents", type=int, default=None, help="agents at the largest size")
+    parser.add_argument(
+        "--outcomes", type=int, default=None, help="outcomes loaded at the largest size"
+    )
+    parser.add_argument(
+        "--legacy",
+        default="integ",
+        help="git revision whose agents_registry/matching.py is the baseline (today's matcher)",
+    )
     parser.add_argument("--vectors", choices=("minilm", "hashing"), default=None)
     parser.add_argument("--queries", type=int, default=None)
 
@@ -184,6 +194,123 @@ def measure(size: int, vectors, texts, model_id: str, queries, rounds: int) -> d
     return figures
 
 
+def legacy_matcher(revision: str):
+    """``match_agents`` as it was at ``revision`` (the matcher before outcome-grounded
+    estimates), loaded from git into a module of its own, with the settings it read."""
+    import subprocess
+    import sys
+    import types
+
+    from django.conf import settings
+
+    source = subprocess.run(
+        ["git", "show", f"{revision}:agents_registry/matching.py"],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    ).stdout
+    for name, value in {
+        "SIMILARITY": 1.0,
+        "PRICE": 0.35,
+        "REPUTATION": 0.3,
+        "LOAD": 0.1,
+        "LATENCY": 0.1,
+        "EXPLORATION": 0.15,
+    }.items():
+        setattr(settings, f"MATCH_WEIGHT_{name}", value)
+    module = types.ModuleType("legacy_matching")
+    sys.modules["legacy_matching"] = module  # dataclasses look their module up
+    exec(compile(source, f"{revision}:agents_registry/matching.py", "exec"), module.__dict__)
+    return module.match_agents
+
+
+def load_outcomes(count: int, vectors, model_id: str) -> dict:
+    """``count`` outcomes with task vectors (other texts' vectors), spread over the agents with
+    a long tail (a few agents hold many), by COPY; then the indexes the migrations declare: the
+    recent-outcomes btree (each candidate's evidence) and the HNSW index (the task's
+    neighbourhood radius). Returns the seconds of the load and of each index build."""
+    from django.db import connection
+    from django.utils import timezone
+
+    generator = np.random.default_rng(5)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT id FROM agents_registry_agent ORDER BY id")
+        agent_ids = np.array([row[0] for row in cursor.fetchall()])
+        cursor.execute("DROP INDEX IF EXISTS outcome_embedding_hnsw")
+        cursor.execute("DROP INDEX IF EXISTS outcome_agent_recent")
+    weights = 1.0 / np.arange(1, len(agent_ids) + 1) ** 0.5
+    chosen = generator.choice(agent_ids, size=count, p=weights / weights.sum())
+    kinds = generator.choice(
+        ["accepted", "rejected", "timed_out", "revised"], size=count, p=[0.6, 0.25, 0.05, 0.1]
+    )
+    literals = ["[" + ",".join(f"{value:.5g}" for value in vector) + "]" for vector in vectors]
+    now = timezone.now()
+    columns = "agent_id, task_ref, outcome, cost, embedding, embedding_model, created_at"
+    started = time.perf_counter()
+    with connection.cursor() as cursor:
+        with cursor.copy(f"COPY agents_registry_outcome ({columns}) FROM STDIN") as copy:
+            for index in range(count):
+                copy.write_row(
+                    (
+                        int(chosen[index]),
+                        f"task:{index}",
+                        kinds[index],
+                        100,
+                        literals[index % len(literals)],
+                        model_id,
+                        now,
+                    )
+                )
+        copied = time.perf_counter()
+        cursor.execute(
+            "CREATE INDEX outcome_agent_recent ON agents_registry_outcome"
+            " (agent_id, created_at DESC, id DESC)"
+        )
+        btree = time.perf_counter()
+        cursor.execute("SET maintenance_work_mem = '1GB'")
+        cursor.execute(
+            "CREATE INDEX outcome_embedding_hnsw ON agents_registry_outcome"
+            " USING hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64)"
+        )
+        hnsw = time.perf_counter()
+        cursor.execute("ANALYZE agents_registry_outcome")
+    return {
+        "copy_seconds": round(copied - started, 1),
+        "btree_seconds": round(btree - copied, 1),
+        "hnsw_seconds": round(hnsw - btree, 1),
+    }
+
+
+def measure_with_outcomes(
+    queries, rounds: int, outcomes: int, vectors, model_id: str, revision: str
+) -> dict:
+    """At the largest size: today's matcher (``revision``), the new one with no outcomes, and
+    the new one with ``outcomes`` loaded, alternating per round so load drifts hit all alike."""
+    from agents_registry.matching import match_agents
+
+    legacy = legacy_matcher(revision)
+
+    def timings(match) -> dict:
+        collected = Timings()
+        for round_index in range(rounds):
+            for index, query in enumerate(queries):
+                begin = time.perf_counter()
+                match(embedding=query, budget=500, limit=10, seed=round_index + index)
+                collected.add(time.perf_counter() - begin)
+        return collected.summary()
+
+    figures = {"legacy": timings(legacy), "new_without_outcomes": timings(match_agents)}
+    figures["outcomes"] = outcomes
+    figures["outcome_load"] = load_outcomes(outcomes, vectors, model_id)
+    print(f"outcomes loaded: {figures['outcome_load']}", flush=True)
+    figures["legacy_again"] = timings(legacy)
+    figures["new_with_outcomes"] = timings(match_agents)
+    baseline = max(figures["legacy"]["p95_ms"], figures["legacy_again"]["p95_ms"])
+    figures["p95_ratio_to_legacy"] = ratio(figures["new_with_outcomes"]["p95_ms"], baseline)
+    return figures
+
+
 def main() -> None:
     args = parse_args("HNSW matching at scale", extra_arguments)
     setup_django("bench_matching")
@@ -232,6 +359,15 @@ def main() -> None:
             size, vectors[:size], texts[:size], model_id, query_vectors, rounds
         )
         print(f"measured {size}: {results[str(size)]}", flush=True)
+    outcome_count = (
+        args.outcomes if args.outcomes is not None else (100_000 if args.quick else 1_000_000)
+    )
+    with_outcomes = None
+    if outcome_count:
+        with_outcomes = measure_with_outcomes(
+            query_vectors, rounds, outcome_count, vectors, model_id, args.legacy
+        )
+        print(f"with outcomes: {with_outcomes}", flush=True)
     small, large = results[str(sizes[0])], results[str(sizes[1])]
     top = large["hnsw_ef40"]
     figures = {
@@ -242,6 +378,7 @@ def main() -> None:
         "rounds": rounds,
         "sizes": results,
         "task_text_embedding": embed_timings.summary(),
+        "full_match_with_outcomes": with_outcomes,
         "p50_growth_10x_agents": {
             "hnsw_ef40": ratio(top["p50_ms"], small["hnsw_ef40"]["p50_ms"]),
             "full_match": ratio(large["full_match"]["p50_ms"], small["full_match"]["p50_ms"]),
@@ -255,6 +392,9 @@ def main() -> None:
             "index_p50_lt_10ms": top["p50_ms"] < 10,
             "full_match_p95_lt_50ms": large["full_match"]["p95_ms"] < 50,
             "task_embedding_p50_lt_20ms": embed_timings.summary()["p50_ms"] < 20,
+            "full_match_p95_with_outcomes_le_2x_legacy": (
+                with_outcomes is None or with_outcomes["p95_ratio_to_legacy"] <= 2.0
+            ),
         },
         "vector_norms_ok": bool(np.allclose(np.linalg.norm(vectors[:100], axis=1), 1, atol=1e-4)),
     }

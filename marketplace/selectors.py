@@ -277,6 +277,9 @@ def tasks_feed(
     return _with_counts(queryset).order_by("-created_at", "-pk")
 
 
+TASKS_FOR_ME_WINDOW = 200
+
+
 def tasks_matching_agent(
     *,
     participant: Participant,
@@ -286,9 +289,10 @@ def tasks_matching_agent(
     count_cap: int | None = None,
 ) -> tuple[int | None, list[Task]]:
     """Open public tasks nearest in meaning to the agent's current capability profile (cosine
-    distance, similarity = 1 - distance), excluding its owner's family's (it may not take them)
-    and those it is barred from; one page of them, and how many there are (up to ``count_cap``;
-    None without one). Vectors of another embedding model are never compared."""
+    distance, similarity = 1 - distance), those it is likeliest to pass first, excluding its
+    owner's family's (it may not take them) and those it is barred from; one page of them, and
+    how many there are (up to ``count_cap``; None without one). Vectors of another embedding
+    model are never compared."""
     if participant.kind != Participant.Kind.AGENT:
         return 0, []
     profile = registry_selectors.agent_current_profile(agent=participant.agent)
@@ -314,7 +318,39 @@ def tasks_matching_agent(
     total = None
     if count_cap is not None:
         total = queryset.order_by().values("pk")[:count_cap].count()
-    page = list(_with_counts(queryset).order_by("distance", "-pk")[offset : offset + limit])
+    # The nearest TASKS_FOR_ME_WINDOW tasks are ordered by the agent's estimated chance of being
+    # accepted on each (its outcomes on similar past tasks), nearer first among equals; the
+    # window is fixed so pages do not overlap; beyond it, nearest first.
+    window = list(
+        queryset.order_by("distance", "-pk").values_list("pk", "distance")[:TASKS_FOR_ME_WINDOW]
+    )
+    chances = registry_selectors.estimates_for_tasks(
+        agent_id=participant.agent.pk,
+        task_table=Task._meta.db_table,
+        task_ids=[pk for pk, _ in window],
+        model=model_id,
+    )
+    ordered = [
+        pk
+        for pk, _ in sorted(
+            window,
+            key=lambda item: (
+                -round(chances[item[0]].mean, 4) if item[0] in chances else 0.0,
+                item[1],
+                -item[0],
+            ),
+        )
+    ]
+    wanted = ordered[offset : offset + limit]
+    if offset + limit > len(ordered) and len(ordered) == TASKS_FOR_ME_WINDOW:
+        beyond = queryset.order_by("distance", "-pk").values_list("pk", flat=True)
+        wanted += list(beyond[max(offset, len(ordered)) : offset + limit])
+    found = _with_counts(queryset).in_bulk(wanted)
+    page = [found[pk] for pk in wanted if pk in found]
+    for task in page:
+        chance = chances.get(task.pk)
+        task.success_estimate = round(chance.mean, 4) if chance else None
+        task.evidence = chance.inputs.evidence.text if chance else ""
     return total, page
 
 

@@ -122,12 +122,20 @@ try:
     REVIEW_WINDOW_HOURS = env_int("REVIEW_WINDOW_HOURS", 72, minimum=0)
     STARTER_CREDITS = env_int("STARTER_CREDITS", 10_000, minimum=0)
 
-    MATCH_WEIGHT_SIMILARITY = env_float("MATCH_WEIGHT_SIMILARITY", 1.0)
-    MATCH_WEIGHT_PRICE = env_float("MATCH_WEIGHT_PRICE", 0.35)
-    MATCH_WEIGHT_REPUTATION = env_float("MATCH_WEIGHT_REPUTATION", 0.3)
-    MATCH_WEIGHT_LOAD = env_float("MATCH_WEIGHT_LOAD", 0.1)
-    MATCH_WEIGHT_LATENCY = env_float("MATCH_WEIGHT_LATENCY", 0.1)
-    MATCH_WEIGHT_EXPLORATION = env_float("MATCH_WEIGHT_EXPLORATION", 0.15)
+    # Outcome-grounded matching (agents_registry/estimates.py): the default poster preference
+    # (0 cheapest likely to pass .. 1 most likely to pass within budget), how many of an agent's
+    # nearest past tasks (among its most recent outcomes) form its evidence, the distance within
+    # which a past task counts fully (that of the task's MATCH_NEIGHBOURHOOD-th nearest past task,
+    # at most MATCH_KERNEL_RADIUS) and the width of the decay beyond it, the weight
+    # in outcomes of the agent's global record as the prior, and the share of the draw used.
+    MATCH_PREFERENCE = env_float("MATCH_PREFERENCE", 0.6)
+    MATCH_NEIGHBOURS = env_int("MATCH_NEIGHBOURS", 25, minimum=1)
+    MATCH_RECENT_OUTCOMES = env_int("MATCH_RECENT_OUTCOMES", 500, minimum=1)
+    MATCH_NEIGHBOURHOOD = env_int("MATCH_NEIGHBOURHOOD", 50, minimum=1)
+    MATCH_KERNEL_RADIUS = env_float("MATCH_KERNEL_RADIUS", 0.75)
+    MATCH_KERNEL_WIDTH = env_float("MATCH_KERNEL_WIDTH", 0.1)
+    MATCH_GLOBAL_WEIGHT = env_float("MATCH_GLOBAL_WEIGHT", 2.0)
+    MATCH_EXPLORATION = env_float("MATCH_EXPLORATION", 1.0)
 
     OUTBOUND_HTTP_ALLOWED_HOSTS = env_list("OUTBOUND_HTTP_ALLOWED_HOSTS", [])
     LOG_LEVEL = env_choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"))

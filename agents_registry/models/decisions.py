@@ -41,6 +41,9 @@ class DecisionCandidate(models.Model):
     price = models.BigIntegerField()
     factors = models.JSONField()
     score = models.FloatField()
+    # What the score was computed from (price, prior, evidence, global record): with the record's
+    # parameters (seed, preference, budget) ``matching.decision_replay`` recomputes the ranking.
+    inputs = models.JSONField(default=dict)
 
     class Meta:
         ordering = ("record_id", "rank")

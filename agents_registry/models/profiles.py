@@ -101,7 +101,9 @@ class CapabilityProfile(models.Model):
 
 
 class Outcome(models.Model):
-    """What happened when an agent worked on a task: one row per (agent, task, kind)."""
+    """What happened when an agent worked on a task: one row per (agent, task, kind), with the
+    task's vector (so an agent's record on the nearest past tasks estimates its chance on a new
+    one), the price paid, the latency and the decision that led to the work."""
 
     class Kind(models.TextChoices):
         ACCEPTED = "accepted", "Accepted"
@@ -119,10 +121,37 @@ class Outcome(models.Model):
     outcome = models.CharField(max_length=12, choices=Kind.choices)
     cost = models.BigIntegerField(default=0)
     latency_seconds = models.FloatField(null=True, blank=True)
+    embedding = VectorField(dimensions=EMBEDDING_DIMENSIONS, null=True, blank=True)
+    embedding_model = models.CharField(max_length=120, blank=True)
+    decision = models.ForeignKey(
+        "agents_registry.DecisionRecord",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="outcomes",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
+
+    # Outcomes that end an attempt: a revision request is followed by one of these for the same
+    # task, so counting it too would count one attempt twice.
+    SUCCESS_KINDS = (Kind.ACCEPTED,)
+    FAILURE_KINDS = (Kind.REJECTED, Kind.TIMED_OUT, Kind.FAILED, Kind.ABANDONED)
 
     class Meta:
         ordering = ("-created_at", "-id")
+        indexes = [
+            # The matcher reads each candidate's most recent outcomes (then the nearest of them).
+            models.Index(fields=["agent", "-created_at", "-id"], name="outcome_agent_recent"),
+            # Nearest past tasks across agents (the evidence pages and the kNN baseline); built
+            # concurrently by its own migration, declared here so the state matches.
+            HnswIndex(
+                name="outcome_embedding_hnsw",
+                fields=["embedding"],
+                m=16,
+                ef_construction=64,
+                opclasses=["vector_cosine_ops"],
+            ),
+        ]
         constraints = [
             # A redelivered message or a retried call records the same outcome once.
             models.UniqueConstraint(

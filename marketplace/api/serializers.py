@@ -74,6 +74,13 @@ class AutoAwardSerializer(StrictSerializer):
         max_value=validation.MAX_AUTO_AWARD_WINDOW_HOURS,
         help_text="Award the best bid this many hours after posting.",
     )
+    preference = serializers.FloatField(
+        required=False,
+        min_value=0.0,
+        max_value=1.0,
+        help_text="0: the cheapest bid likely to pass; 1: the bid most likely to pass within"
+        " the bounty (default: the market's, MATCH_PREFERENCE).",
+    )
 
 
 class TaskOutput(serializers.ModelSerializer):
@@ -135,9 +142,18 @@ class TaskOutput(serializers.ModelSerializer):
 
 class TaskMatchOutput(TaskOutput):
     similarity = serializers.SerializerMethodField()
+    success_estimate = serializers.FloatField(
+        read_only=True,
+        allow_null=True,
+        help_text="The calling agent's estimated P(accepted) on this task, from its outcomes on"
+        " similar past tasks (null beyond the estimated window).",
+    )
+    evidence = serializers.CharField(
+        read_only=True, help_text='Its record on similar tasks ("accepted 3 of 4 similar tasks").'
+    )
 
     class Meta(TaskOutput.Meta):
-        fields = [*TaskOutput.Meta.fields, "similarity"]
+        fields = [*TaskOutput.Meta.fields, "similarity", "success_estimate", "evidence"]
 
     def get_similarity(self, task: Task) -> float:
         return round(1.0 - float(task.distance), 4)

@@ -6,15 +6,17 @@ lock, and the database allows one awarded bid per task.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from pgvector.django import CosineDistance
 
-from agents_registry import embeddings
+from agents_registry import embeddings, estimates
 from agents_registry import selectors as registry_selectors
 from agents_registry import services as registry_services
 from agents_registry.models import Participant
@@ -44,10 +46,11 @@ from marketplace.services.common import (
     transition_record,
 )
 
-# How the automatic award weighs a bid: the matcher's view of the bidder, the price against the
-# bounty, how close the plan is to plans that won and were accepted before, and the ETA against
-# the deadline. Weights sum to 1 so a score reads as a fraction.
-AUCTION_WEIGHTS = {"matcher": 0.4, "price": 0.3, "plan_memory": 0.2, "timeliness": 0.1}
+# How an award weighs a bid, SALE-style value against cost: the net value of the bid (the
+# bidder's P(accepted) on this task, from its outcomes on the nearest past tasks, times the value
+# of success, minus the bid's price, as a share of that value), plus small terms for a plan close
+# to plans that won and were accepted before and an ETA that fits the deadline.
+AUCTION_WEIGHTS = {"net_value": 1.0, "plan_memory": 0.1, "timeliness": 0.05}
 
 
 def _check_can_take(*, task: Task, participant: Participant) -> None:
@@ -164,6 +167,10 @@ def bid_award(*, bid: Bid, actor: Participant) -> Task:
         _check_dependencies(task)
         _check_can_take(task=task, participant=bid.bidder)
         _embed_plans([bid])  # the auctions to come compare their plans with this winner's
+        # What the market would have chosen beside what the poster chose: the regret's evidence.
+        _record_choice(
+            task=task, scored=bids_score(task=task, embed_plans=False), chosen=bid, purpose="award"
+        )
         _award(task=task, bid=bid, actor=actor, how="by hand")
         return task
 
@@ -184,6 +191,12 @@ def task_claim(*, task: Task, claimant: Participant) -> Task:
             price=task.bounty,
             eta_hours=1,
             plan="Claimed at the asking price.",
+        )
+        _record_choice(
+            task=task,
+            scored=bids_score(task=task, bids=[bid], embed_plans=False),
+            chosen=bid,
+            purpose="claim",
         )
         _award(task=task, bid=bid, actor=claimant, how="claimed")
         return task
@@ -237,6 +250,7 @@ class BidScore:
     bid: Bid
     factors: dict[str, float]
     score: float
+    inputs: dict | None = None  # the bidder's estimate inputs (agents only), for the replay
 
 
 def _cosine(a: object, b: object) -> float:
@@ -245,19 +259,47 @@ def _cosine(a: object, b: object) -> float:
     return float(left @ right / denominator) if denominator else 0.0
 
 
-def _matcher_scores(task: Task, bids: list[Bid]) -> dict[int, float]:
-    """The matcher's score of each bidding agent for this task, scaled to 0..1 among them."""
-    agent_ids = [bid.bidder.agent.pk for bid in bids if bid.bidder.kind == Participant.Kind.AGENT]
-    if not agent_ids or task.embedding is None:
+def task_preference(task: Task) -> float:
+    """The poster's knob for this task (``auto_award.preference``), else the market's default."""
+    preference = (task.auto_award or {}).get("preference")
+    return float(preference) if preference is not None else settings.MATCH_PREFERENCE
+
+
+def _ranking_parameters(task: Task) -> dict:
+    """How the bidders' estimates are scored; recorded so the decision replays."""
+    return {
+        "budget": int(task.bounty),
+        "preference": task_preference(task),
+        "exploration": settings.MATCH_EXPLORATION,
+        "global_weight": settings.MATCH_GLOBAL_WEIGHT,
+        "seed": secrets.randbits(32),
+        "kernel": estimates.kernel_parameters(),
+    }
+
+
+def _bidder_estimates(task: Task, bids: list[Bid], ranking: dict) -> dict[int, estimates.Scored]:
+    """Each agent bidder's estimate for this task at its bid's price, in one query, scored."""
+    prices = {
+        bid.bidder.agent.pk: bid.price for bid in bids if bid.bidder.kind == Participant.Kind.AGENT
+    }
+    if not prices or task.embedding is None:
         return {}
-    result = registry_selectors.match_agents(
-        embedding=task.embedding, budget=task.bounty, deadline=task.deadline, limit=200
+    found = registry_selectors.estimates_for_agents(
+        vector_literal="[" + ",".join(f"{v:.7g}" for v in np.asarray(task.embedding)) + "]",
+        model=task.embedding_model or embeddings.embedding_model_id(),
+        agent_ids=list(prices),
+        prices=prices,
     )
-    raw = {c.agent.pk: float(c.score) for c in result.candidates if c.agent.pk in agent_ids}
-    if not raw:
-        return {}
-    low, high = min(raw.values()), max(raw.values())
-    return {key: (value - low) / (high - low) if high > low else 1.0 for key, value in raw.items()}
+    return {
+        agent_id: estimates.score(
+            estimate,
+            budget=ranking["budget"],
+            preference=ranking["preference"],
+            exploration=ranking["exploration"],
+            seed=ranking["seed"],
+        )
+        for agent_id, estimate in found.items()
+    }
 
 
 def _embed_plans(bids: Sequence[Bid]) -> None:
@@ -292,32 +334,81 @@ def _plan_memory(task: Task, bid: Bid) -> float:
     return max(0.0, 1.0 - float(nearest)) if nearest is not None else 0.0
 
 
-def bids_score(*, task: Task) -> list[BidScore]:
-    bids = list(
-        Bid.objects.filter(task=task, status=Bid.Status.ACTIVE)
-        .select_related("bidder__agent")
-        .order_by("created_at", "pk")
-    )
-    _embed_plans(bids)
-    matcher = _matcher_scores(task, bids)
+def bids_score(
+    *, task: Task, bids: list[Bid] | None = None, embed_plans: bool = True
+) -> tuple[list[BidScore], dict]:
+    """Every active bid (or ``bids``) scored, best first (ties go to the earlier bid), and the
+    ranking parameters (seed included) the bidders' estimates were scored with."""
+    if bids is None:
+        bids = list(
+            Bid.objects.filter(task=task, status=Bid.Status.ACTIVE)
+            .select_related("bidder__agent")
+            .order_by("created_at", "pk")
+        )
+    if embed_plans:
+        _embed_plans(bids)
+    ranking = _ranking_parameters(task)
+    value = estimates.value_of_success(budget=ranking["budget"], preference=ranking["preference"])
+    scored_agents = _bidder_estimates(task, bids, ranking)
     hours_left = (task.deadline - timezone.now()).total_seconds() / 3600 if task.deadline else None
     scored = []
     for bid in bids:
         agent_id = bid.bidder.agent.pk if bid.bidder.kind == Participant.Kind.AGENT else None
+        estimate = scored_agents.get(agent_id) if agent_id else None
         factors = {
-            # Humans and agents unknown to the matcher get a neutral middle score.
-            "matcher": matcher.get(agent_id, 0.5) if agent_id else 0.5,
-            "price": 1.0 - bid.price / task.bounty,
+            # People (and agents without a vector) get the neutral prior's chance.
+            "net_value": estimate.score if estimate else 0.5 - bid.price / value,
+            "success": estimate.estimate.mean if estimate else 0.5,
             "plan_memory": _plan_memory(task, bid),
             "timeliness": (
                 1.0 if hours_left is None else max(0.0, min(1.0, hours_left / bid.eta_hours - 1))
             ),
         }
-        total = sum(AUCTION_WEIGHTS[name] * value for name, value in factors.items())
-        scored.append(BidScore(bid=bid, factors=factors, score=round(total, 6)))
-    # Ties go to the earlier bid.
-    scored.sort(key=lambda item: -item.score)
-    return scored
+        total = sum(AUCTION_WEIGHTS[name] * factors[name] for name in AUCTION_WEIGHTS)
+        scored.append(
+            BidScore(
+                bid=bid,
+                factors=factors,
+                score=round(total, 6),
+                inputs=estimate.estimate.inputs.as_dict() if estimate else None,
+            )
+        )
+    # Ties go to the earlier bid (ids grow with time; the replay of the decision sorts the same).
+    scored.sort(key=lambda item: (-item.score, item.bid.pk))
+    return scored, ranking
+
+
+def _bids_record(scored: list[BidScore]) -> list[dict]:
+    return [
+        {
+            "bid": item.bid.pk,
+            "bidder": item.bid.bidder_id,
+            "price": item.bid.price,
+            "factors": item.factors,
+            "score": item.score,
+            "inputs": item.inputs,
+        }
+        for item in scored
+    ]
+
+
+def _record_choice(
+    *, task: Task, scored: tuple[list[BidScore], dict], chosen: Bid, purpose: str
+) -> None:
+    """A decision record of an award by hand or a claim: the bids as the market ranks them and
+    the one chosen (the outcome that follows links to it)."""
+    items, ranking = scored
+    registry_services.decision_record_auction(
+        subject_ref=task.ledger_ref,
+        purpose=purpose,
+        weights=AUCTION_WEIGHTS,
+        bids=_bids_record(items),
+        chosen_bid=chosen.pk,
+        chosen_agent_id=(
+            chosen.bidder.agent.pk if chosen.bidder.kind == Participant.Kind.AGENT else None
+        ),
+        ranking=ranking,
+    )
 
 
 def _auto_award_locked(*, task: Task) -> bool:
@@ -325,9 +416,10 @@ def _auto_award_locked(*, task: Task) -> bool:
         return False
     if task.depends_on.exclude(state=Task.State.ACCEPTED).exists():
         return False
+    everything, ranking = bids_score(task=task)
     scored = [
         item
-        for item in bids_score(task=task)
+        for item in everything
         if item.bid.bidder_id not in task.barred and item.bid.bidder_id != task.poster_id
     ]
     if not scored:
@@ -339,18 +431,10 @@ def _auto_award_locked(*, task: Task) -> bool:
     registry_services.decision_record_auction(
         subject_ref=task.ledger_ref,
         weights=AUCTION_WEIGHTS,
-        bids=[
-            {
-                "bid": item.bid.pk,
-                "bidder": item.bid.bidder_id,
-                "price": item.bid.price,
-                "factors": item.factors,
-                "score": item.score,
-            }
-            for item in scored
-        ],
+        bids=_bids_record(scored),
         chosen_bid=best.bid.pk,
         chosen_agent_id=chosen_agent,
+        ranking=ranking,
     )
     _award(task=task, bid=best.bid, actor=None, how="automatic")
     return True

@@ -12,7 +12,9 @@ from marketplace.models import Delivery, Task
 
 def outcome_record_for(*, task: Task, outcome: str, cost: int | None = None) -> None:
     """Record ``outcome`` of the task's assignee when it is an agent; humans have no profile.
-    Internal work (an owner's own agents) moves no reputation."""
+    Internal work (an owner's own agents) moves no reputation. The outcome carries the task's
+    vector (the evidence of the agent's chance on similar tasks) and links to the decision that
+    chose the agent (the registry finds the latest for this task)."""
     assignee = task.assignee
     if assignee is None or assignee.kind != Participant.Kind.AGENT or task.internal:
         return
@@ -25,6 +27,8 @@ def outcome_record_for(*, task: Task, outcome: str, cost: int | None = None) -> 
         outcome=outcome,
         cost=task.price if cost is None else cost,
         latency_seconds=_delivery_latency_seconds(task),
+        embedding=task.embedding if task.embedding is not None else None,
+        embedding_model=task.embedding_model,
     )
 
 

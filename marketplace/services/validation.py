@@ -109,15 +109,17 @@ def clean_checks(checks: dict | None) -> dict:
 
 def clean_auto_award(auto_award: dict | None) -> dict:
     """``{"after_bids": n}`` awards when the n-th bid arrives; ``{"window_hours": h}`` awards the
-    best bid h hours after posting; both together award at whichever comes first."""
+    best bid h hours after posting; both together award at whichever comes first. ``preference``
+    (0..1): what the automatic award weighs, from the cheapest bid likely to pass (0) to the bid
+    most likely to pass within the bounty (1); the market's default when absent."""
     if not auto_award:
         return {}
     if not isinstance(auto_award, dict):
         raise InvalidInput("auto_award must be an object.")
-    unknown = set(auto_award) - {"after_bids", "window_hours"}
+    unknown = set(auto_award) - {"after_bids", "window_hours", "preference"}
     if unknown:
         raise InvalidInput(f"Unknown auto_award options: {', '.join(sorted(unknown))}.")
-    cleaned: dict[str, int] = {}
+    cleaned: dict[str, float] = {}
     if auto_award.get("after_bids") is not None:
         cleaned["after_bids"] = clean_positive_int(
             auto_award["after_bids"], field="auto_award.after_bids", maximum=MAX_AUTO_AWARD_BIDS
@@ -130,4 +132,11 @@ def clean_auto_award(auto_award: dict | None) -> dict:
         )
     if not cleaned:
         raise InvalidInput("auto_award needs after_bids or window_hours.")
+    preference = auto_award.get("preference")
+    if preference is not None:
+        if isinstance(preference, bool) or not isinstance(preference, int | float):
+            raise InvalidInput("auto_award.preference must be a number from 0 to 1.")
+        if not 0.0 <= float(preference) <= 1.0:
+            raise InvalidInput("auto_award.preference must be from 0 to 1.")
+        cleaned["preference"] = float(preference)
     return cleaned

@@ -83,7 +83,7 @@ def test_editing_keeps_the_old_version_and_its_vector_and_decisions_keep_theirs(
     assert list(
         DecisionCandidate.objects.filter(record=record).values_list("profile_id", flat=True)
     ) == [first.pk]
-    assert record.weights["similarity"] == 1.0
+    assert record.weights["exploration"] == 1.0
     assert record.parameters["budget"] == 100
 
 
@@ -211,14 +211,27 @@ def test_match_endpoint_ranks_with_factors_and_refuses_bad_input(client_for, ali
     assert candidate["agent_slug"] == "invoice-reader"
     assert candidate["price"] == 40
     assert set(candidate["factors"]) == {
-        "similarity",
-        "price",
-        "reputation",
-        "load",
-        "latency",
+        "success",
+        "uncertainty",
         "exploration",
+        "prior",
+        "global",
+        "similarity",
+        "cost_per_accepted",
+        "net_value",
     }
-    assert candidate["factors"]["price"] == pytest.approx(0.2)
+    assert candidate["factors"]["cost_per_accepted"] == pytest.approx(
+        40 / candidate["factors"]["success"]
+    )
+    assert candidate["evidence"] == "no similar past tasks"
+    assert "expected cost per accepted result" in candidate["explanation"]
+    assert response.json()["preference"] == 0.6
+    cheapest = client.post(
+        "/api/v1/agents/match/",
+        {"text": "Pull totals out of 300 scanned supplier bills", "budget": 50, "preference": 0},
+        format="json",
+    )
+    assert cheapest.json()["preference"] == 0.0
     health = client.post(
         "/api/v1/agents/match/",
         {"text": "Summarise patient records", "budget": 50, "policy_requirements": ["health_data"]},
@@ -229,6 +242,7 @@ def test_match_endpoint_ranks_with_factors_and_refuses_bad_input(client_for, ali
         {"text": "", "budget": 50},
         {"text": "Anything at all", "budget": -1},
         {"text": "Anything at all", "budget": 50, "policy_requirements": ["gossip"]},
+        {"text": "Anything at all", "budget": 50, "preference": 1.5},
     ):
         response = client.post("/api/v1/agents/match/", bad, format="json")
         assert response.status_code == 400

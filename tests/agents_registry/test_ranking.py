@@ -70,12 +70,17 @@ def test_a_cheaper_agent_with_equal_similarity_and_reputation_ranks_higher(agent
     assert slugs(result) == ["translator-b", "translator-a"]
     first, second = result.candidates
     assert first.similarity == pytest.approx(second.similarity, abs=1e-6)
-    assert first.factors["price"] == pytest.approx(0.6)
-    assert second.factors["price"] == pytest.approx(0.2)
-    assert first.factors["reputation"] == second.factors["reputation"] == 0.5
-    # With exploration on, the cheaper one still wins most seeded draws.
+    # Equal chances of passing, so the expected cost per accepted result halves with the price.
+    assert first.factors["success"] == pytest.approx(second.factors["success"])
+    assert first.factors["cost_per_accepted"] == pytest.approx(
+        second.factors["cost_per_accepted"] / 2
+    )
+    assert first.evidence == second.evidence == "no similar past tasks"
+    # With exploration on and the poster after the cheapest likely pass, the cheaper one still
+    # wins most seeded draws.
     wins = Counter(
-        slugs(match_agents(embedding=task_vector(), budget=100, seed=s))[0] for s in range(100)
+        slugs(match_agents(embedding=task_vector(), budget=100, seed=s, preference=0.0))[0]
+        for s in range(100)
     )
     assert wins["translator-b"] > 75
 
@@ -185,13 +190,16 @@ def test_exploration_gives_a_new_agent_a_fair_share_but_not_above_a_much_better_
         match_agents(embedding=task_vector(), budget=100, seed=7)
     )
 
-    # A much better agent (the right skill at all) is never outranked by an irrelevant newcomer.
+    # A much better agent (the right skill at all) is outranked by an irrelevant newcomer only in
+    # the rare draws that posterior sampling spends on checking a near-certain "no".
     agent_factory(
         "Pastry newcomer", "Bakes wedding cakes and designs pastry menus for bakeries.", price=1
     )
+    above = 0
     for seed in range(300):
         ranking = slugs(match_agents(embedding=task_vector(), budget=100, seed=seed))
-        assert ranking.index("pastry-newcomer") > ranking.index("veteran")
+        above += ranking.index("pastry-newcomer") < ranking.index("veteran")
+    assert above <= 20
 
 
 def test_selective_filters_look_further_than_the_first_over_fetch(agent_factory) -> None:

@@ -9,6 +9,7 @@ from datetime import timedelta
 from django.contrib.auth.models import User
 from django.utils import timezone
 
+from agents_registry.matching import decision_replay
 from agents_registry.models import DecisionRecord
 from marketplace import services
 from marketplace.models import Bid, Task, TaskEvent
@@ -49,7 +50,10 @@ def test_the_nth_bid_awards_the_best_and_records_the_decision(alice: User, bob: 
     assert record.chosen_agent_id == cheap.agent.pk
     assert record.parameters["chosen_bid"] == second["id"]
     assert {entry["bid"] for entry in record.parameters["bids"]} == {first["id"], second["id"]}
-    assert set(record.parameters["bids"][0]["factors"]) == set(record.weights)
+    assert set(record.weights) <= set(record.parameters["bids"][0]["factors"])
+    # The ranking replays from the stored inputs (each agent bidder's estimate and the seed).
+    assert decision_replay(record) == [entry["bid"] for entry in record.parameters["bids"]]
+    assert record.parameters["bids"][0]["inputs"]["agent_id"] == cheap.agent.pk
     awarded = TaskEvent.objects.get(task=task, kind="awarded")
     assert awarded.data["how"] == "automatic" and awarded.actor_id is None
 
