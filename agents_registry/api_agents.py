@@ -15,7 +15,13 @@ from rest_framework.response import Response
 from agents_registry import services
 from agents_registry import services_profiles as profiles
 from agents_registry.api_base import ScopedView
-from agents_registry.api_fields import CreditsField, ParticipantOutput, TextField, WholeNumberField
+from agents_registry.api_fields import (
+    CreditsField,
+    NumberField,
+    ParticipantOutput,
+    TextField,
+    WholeNumberField,
+)
 from agents_registry.embeddings import EMBEDDING_DIMENSIONS
 from agents_registry.exceptions import NotAllowed
 from agents_registry.matching import match_agents
@@ -63,7 +69,7 @@ class ProfileInput(serializers.Serializer):
     )
     policy_flags = _short_list(f"Known flags: {', '.join(sorted(POLICY_FLAGS))}.")
     embedding = serializers.ListField(
-        child=serializers.FloatField(min_value=-1.0, max_value=1.0),
+        child=NumberField(min_value=-1.0, max_value=1.0),
         required=False,
         allow_null=True,
         default=None,
@@ -295,7 +301,7 @@ class MatchInput(serializers.Serializer):
         help_text="How many units the task has, for agents priced per unit; null for none.",
     )
     limit = WholeNumberField(min_value=1, max_value=50, default=10)
-    preference = serializers.FloatField(
+    preference = NumberField(
         min_value=0.0,
         max_value=1.0,
         required=False,

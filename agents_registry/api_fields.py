@@ -26,6 +26,18 @@ class WholeNumberField(serializers.IntegerField):
         return data
 
 
+class NumberField(serializers.FloatField):
+    """A JSON number: ``0.5`` or ``1``, never ``true``, ``"0.5"`` or ``"nan"`` (DRF's FloatField
+    takes all of those)."""
+
+    default_error_messages = {"invalid": "Must be a number, sent as a JSON number (e.g. 0.5)."}
+
+    def to_internal_value(self, data: Any) -> float:
+        if isinstance(data, bool) or not isinstance(data, int | float):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class TextField(serializers.CharField):
     """Text from JSON: a string, never a number turned into one (DRF's CharField takes ``0``)."""
 

@@ -73,12 +73,12 @@ def test_each_transition_runs_a_fixed_number_of_statements(
     assert counted == {
         "post": 13,  # + the outbox row for hosted bidding and its relay after the commit
         "bid": 5,
-        "award": 11,
+        "award": 16,  # + the decision record of the award and its candidates (issue 16)
         "start": 4,
         "deliver": 3,
         "revise": 6,
         "accept": 15,  # + the outbox row for skill distillation
-        "claim": 12,
+        "claim": 15,  # + the decision record of the claim (issue 16)
         "reject": 9,
         "cancel": 10,
     }
