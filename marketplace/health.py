@@ -34,7 +34,8 @@ def _check_redis() -> dict[str, Any]:
     # the worker check below, whatever it is.
     redis_client().ping()
     cache_url = settings.CACHES["default"]["LOCATION"]
-    for url in sorted(set(settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"]) - {cache_url}):
+    hosts = settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"]
+    for url in sorted({host["address"] for host in hosts} - {cache_url}):
         client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
         try:
             client.ping()

@@ -392,11 +392,21 @@ CACHES = {
 }
 SESSION_ENGINE = "django.contrib.sessions.backends.db"
 
+# A consumer's receive is a blocking BZPOPMIN of channels_redis's brpop_timeout; redis-py 8's
+# default socket timeout is as long, so the read raced the reply and killed idle websockets.
+# The read timeout must outlast it (a socket_timeout in the URL's query still wins).
+CHANNEL_LAYER_SOCKET_TIMEOUT = 30
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {
-            "hosts": [_channel_layer_url or _redis_url_with_db(REDIS_URL, REDIS_DATABASE_BASE + 2)]
+            "hosts": [
+                {
+                    "address": _channel_layer_url
+                    or _redis_url_with_db(REDIS_URL, REDIS_DATABASE_BASE + 2),
+                    "socket_timeout": CHANNEL_LAYER_SOCKET_TIMEOUT,
+                }
+            ]
         },
     }
 }

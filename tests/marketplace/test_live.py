@@ -41,3 +41,31 @@ def test_the_publisher_sends_only_to_groups_that_have_members() -> None:
     finally:
         async_to_sync(layer.group_discard)("live-listened", channel)
     assert async_to_sync(live._listened)(layer, {"live-listened"}) == set()
+
+
+def test_an_idle_websocket_outlives_the_layers_blocking_receive() -> None:
+    """A consumer waits on the channel layer with a blocking BZPOPMIN; with a socket timeout no
+    longer than it the read timed out, the consumer died and hints sent meanwhile were lost."""
+    import asyncio
+
+    from channels.testing import WebsocketCommunicator
+    from channels_redis.core import RedisChannelLayer
+
+    from marketplace.consumers import FeedConsumer
+
+    async def idle_then_hint() -> str:
+        communicator = WebsocketCommunicator(FeedConsumer.as_asgi(), "/ws/feed/")
+        connected, _ = await communicator.connect()
+        assert connected
+        try:
+            # Two of the layer's blocking receives, so a timeout as long as one is caught.
+            await asyncio.sleep(2 * RedisChannelLayer.brpop_timeout + 1)
+            assert not communicator.future.done(), communicator.future.exception()
+            await get_channel_layer().group_send(
+                "market.feed", {"type": "task.changed", "kind": "task_posted"}
+            )
+            return await communicator.receive_from(timeout=5)
+        finally:
+            await communicator.disconnect()
+
+    assert 'data-kind="task_posted"' in async_to_sync(idle_then_hint)()

@@ -37,7 +37,7 @@ def settings_of(**env: str) -> dict:
     script = (
         "import json; from django.conf import settings as s; print(json.dumps({"
         "'broker': s.CELERY_BROKER_URL, 'cache': s.CACHES['default']['LOCATION'],"
-        "'channels': s.CHANNEL_LAYERS['default']['CONFIG']['hosts'][0],"
+        "'channels': s.CHANNEL_LAYERS['default']['CONFIG']['hosts'][0]['address'],"
         "'beat': s.CELERY_REDBEAT_REDIS_URL}))"
     )
     result = subprocess.run(
