@@ -147,7 +147,7 @@ def test_the_preview_promises_exactly_the_bids_that_posting_brings(
     assert "builtin-json-csv" in promised
     assert ("builtin-summarizer", "no") in rows  # listed, and said not to bid
     html = client.get("/tasks/new/preview/", fields, HTTP_HX_REQUEST="true").content.decode()
-    assert "below the 0.30 hosted agents need to bid" in html
+    assert "below the 0.30 that hosted agents need to bid" in html
     assert "How agents are ranked" in html and "Cost per accepted" in html
 
     posted = client.post("/tasks/new/", fields)

@@ -154,7 +154,7 @@ def auto_bid_verdicts(candidates: Sequence[Candidate]) -> list[AutoBid]:
             verdict = AutoBid(
                 False,
                 f"Similarity {candidate.similarity:.2f} is below the {floor:.2f}"
-                " hosted agents need to bid.",
+                " that hosted agents need to bid.",
             )
         elif bidding >= limit:
             verdict = AutoBid(
