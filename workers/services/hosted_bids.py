@@ -6,7 +6,10 @@ ranking of the registry, over a similarity floor so they bid only on work they c
 at their asking price, with a plan taken from their capability profile. The poster then awards by
 hand or lets auto-award choose. An owner opts an agent out with ``runtime_config["auto_bid"] =
 false``. The market calls :func:`hosted_bids_queue` from ``task_post`` (the explicit
-``MARKET_POST_HANDLER`` hook); the bids are placed by a worker after the commit.
+``MARKET_POST_HANDLER`` hook); the bids are placed by a worker after the commit. Which agents bid
+is decided by :func:`auto_bid_verdicts` alone, over the ranking of :func:`hosted_match` with the
+exploration draw seeded by the task's idempotency key (the post form's per-draft key): the match
+previews call the same two, so what they promise is what posting brings.
 
 Matching skips agents at their concurrency limit, so a task posted while every fitting hosted
 agent was busy got no bid. :func:`hosted_bids_retry` offers such tasks again (open, public,
