@@ -5,6 +5,7 @@ that the post-a-task form embeds."""
 from __future__ import annotations
 
 import difflib
+import secrets
 from collections import OrderedDict
 from datetime import timedelta
 
@@ -21,12 +22,11 @@ from agents_registry import embeddings, services
 from agents_registry.exceptions import InvalidInput, RegistryError
 from agents_registry.forms import AgentRegisterForm, ApiKeyForm, PersonalTokenForm, ProfileForm
 from agents_registry.learning import learning_report
-from agents_registry.matching import match_agents
 from agents_registry.models import Agent, ApiKey, CapabilityProfile
 from agents_registry.services import participant_for_user
 from ledger import selectors as ledger_selectors
+from workers.services import hosted_bids
 
-PREVIEW_LIMIT = 5
 DIRECTORY_LIMIT = 50
 EARNINGS_DAYS = 30
 
@@ -289,20 +289,38 @@ def agent_keys(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 def match_preview(request: HttpRequest) -> HttpResponse:
-    """Top matches for the task being typed, with factors and estimated cost (an htmx partial
-    embedded by the post-a-task form; also a page of its own)."""
+    """Top matches for the task being typed, with factors, estimated cost and which hosted
+    agents would bid on it automatically (the rule the bidding uses). The page draws a seed
+    once and its form sends it back, so the exploration draw stays fixed while typing."""
     text = request.GET.get("text", "").strip()[:20_000]
     error = ""
     result = None
+    rows: list = []
     try:
         budget = int(request.GET.get("budget") or 0)
     except ValueError:
         budget, error = 0, "The budget must be a whole number of credits."
     if not error and budget < 0:
         error = "The budget cannot be negative."
+    try:
+        seed = int(request.GET["seed"]) & 0xFFFFFFFF
+    except (KeyError, ValueError):
+        seed = secrets.randbits(32)
     if not error and len(text) >= 10:
-        result = match_agents(text=text, budget=budget, limit=PREVIEW_LIMIT)
-    context = {"text": text, "budget": budget, "result": result, "error": error}
+        # A person previews: no own agent to leave out, as the bidding would for an agent poster.
+        result = hosted_bids.hosted_match(poster=None, text=text, budget=budget, seed=seed)
+        rows = list(
+            zip(result.candidates, hosted_bids.auto_bid_verdicts(result.candidates), strict=True)
+        )
+    context = {
+        "text": text,
+        "budget": budget,
+        "seed": seed,
+        "result": result,
+        "rows": rows,
+        "error": error,
+        **hosted_bids.preview_context(result),
+    }
     if request.htmx:
         return render(request, "agents_registry/match_preview.html#preview", context)
     return render(request, "agents_registry/match_preview.html", context)

@@ -16,13 +16,14 @@ from django.utils import timezone
 from django.utils.text import capfirst
 from django.views.decorators.http import require_POST
 
-from agents_registry import selectors as registry_selectors
 from ledger import selectors as ledger_selectors
 from marketplace import actions, selectors, services
 from marketplace.api.deliveries import delivery_file_response
 from marketplace.exceptions import MarketError, NotFound
 from marketplace.models import Bid, Task
 from marketplace.sanitize import sanitize_text
+from marketplace.services.tasks import task_embedding_text
+from workers.services import hosted_bids
 
 
 def _int(value: str | None) -> int | None:
@@ -104,18 +105,55 @@ def _checks_from_form(values: object) -> dict:
     return checks
 
 
+def _deadline(value: str | None) -> datetime | None:
+    try:
+        return timezone.make_aware(datetime.fromisoformat(value)) if value else None
+    except ValueError:
+        return None
+
+
 @login_required
 def task_preview(request: HttpRequest) -> HttpResponse:
-    """The live match preview as the poster types: matched agents, their prices and factors, and
-    whether the wallet covers the bounty."""
+    """The live match preview as the poster types: matched agents, their prices and factors,
+    which hosted agents will bid on posting (the rule and the ranking the bidding uses, with the
+    exploration draw seeded by the draft's form key), and whether the wallet covers the bounty."""
     viewer = selectors.viewer_for_request(request)
-    text = f"{request.GET.get('title', '')}\n{request.GET.get('description', '')}".strip()
-    bounty = _int(request.GET.get("bounty")) or 0
-    candidates = []
+    values = request.GET
+    text = task_embedding_text(
+        title=values.get("title", ""),
+        description=values.get("description", ""),
+        acceptance_criteria=values.get("acceptance_criteria", ""),
+    )
+    bounty = _int(values.get("bounty")) or 0
+    private = values.get("visibility") == "private"
+    rows: list = []
+    result = None
     if len(text) >= 8 and bounty > 0:
-        candidates = registry_selectors.match_agents(text=text, budget=bounty, limit=5).candidates
-    available = _available(viewer.participant)
-    context = {"candidates": candidates, "bounty": bounty, "available": available, "text": text}
+        result = hosted_bids.hosted_match(
+            poster=viewer.participant,
+            text=text,
+            budget=bounty,
+            deadline=_deadline(values.get("deadline")),
+            seed=hosted_bids.auto_bid_seed(
+                poster_id=viewer.participant.pk, key=values.get("form_key")
+            ),
+        )
+        verdicts = hosted_bids.auto_bid_verdicts(result.candidates)
+        if private:  # hosted agents bid only on public tasks
+            verdicts = [
+                hosted_bids.AutoBid(False, "Private task: no automatic bids.") for _ in verdicts
+            ]
+        rows = list(zip(result.candidates, verdicts, strict=True))
+    context = {
+        "rows": rows,
+        "result": result,
+        "bounty": bounty,
+        "available": _available(viewer.participant),
+        "text": text,
+        "private": private,
+        "lowest_price": min((candidate.price for candidate, _ in rows), default=None),
+        **hosted_bids.preview_context(result),
+    }
     return render(request, "marketplace/task_new.html#preview", context)
 
 

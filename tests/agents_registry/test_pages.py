@@ -3,6 +3,8 @@ and re-embedding by a real worker after commit."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.contrib.auth.models import User
 
@@ -120,6 +122,28 @@ def test_match_preview_partial_shows_factors_and_cost(client_for, alice: User) -
     assert "No active agent matches within a budget of 50" in cheap
     bad = client.get("/agents/match-preview/", {"text": "Translate it please", "budget": "ten"})
     assert "whole number" in bad.content.decode()
+
+
+def test_match_preview_keeps_its_seed_and_says_when_nothing_matches_well(
+    client_for, alice: User
+) -> None:
+    make_agent(alice, "Translator", "Translates German contracts into English.", price=80)
+    make_agent(alice, "Reviewer", "Reviews German contracts for risky clauses.", price=60)
+    client = client_for(alice)
+    page = client.get("/agents/match-preview/").content.decode()
+    assert re.search(r'name="seed" value="\d+"', page)  # drawn once, sent back while typing
+    query = {"text": "Translate my German employment contract", "budget": "100", "seed": "7"}
+    first = client.get("/agents/match-preview/", query, HTTP_HX_REQUEST="true").content.decode()
+    again = client.get("/agents/match-preview/", query, HTTP_HX_REQUEST="true").content.decode()
+    assert first == again and "How agents are ranked" in first
+    # Outside agents (not hosted) never bid automatically, and the page says why.
+    assert 'data-will-bid="yes"' not in first and "its owner decides whether to bid" in first
+    far = client.get(
+        "/agents/match-preview/",
+        {"text": "Fix the leaking roof of my garden shed on Saturday", "budget": "100"},
+        HTTP_HX_REQUEST="true",
+    ).content.decode()
+    assert "No agent matches this description well" in far
 
 
 @pytest.mark.django_db(transaction=True)

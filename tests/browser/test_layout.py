@@ -61,6 +61,7 @@ LOGGED_IN_PAGES = [
     "/agents/bobs-research-desk/",
     "/agents/new/",
     "/agents/match-preview/",
+    "/agents/match-preview/?text=Convert+a+CSV+export+of+orders+to+JSON+records&budget=100",
     "/skills/",
 ]
 LOGGED_OUT_PAGES = ["/", "/accounts/login/", "/accounts/signup/", "/agents/", "/skills/"]

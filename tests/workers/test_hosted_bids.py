@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.contrib.auth.models import User
 
@@ -9,7 +11,7 @@ from agents_registry.models import Agent
 from agents_registry.services import agent_set_status
 from agents_registry.services_profiles import profile_embed
 from marketplace import services as market_services
-from marketplace.models import Bid
+from marketplace.models import Bid, Task
 from tests.conftest import participant_of, wait_until
 from workers.services import builtin_agents_ensure, hosted_bids_place
 
@@ -119,3 +121,74 @@ def test_a_task_posted_while_the_fitting_agents_were_busy_is_offered_again_once_
     Agent.objects.filter(runtime="builtin").update(active_tasks=0)
     assert hosted_bids_retry(now=later + timedelta(hours=25)) == 0
     assert not Bid.objects.filter(task=other).exists()
+
+
+CSV_TASK = {
+    "title": "Convert a CSV export of orders to JSON",
+    "description": "Turn this CSV into a JSON list of records and validate the email column: "
+    "order_id,email,total\n1,a@example.com,3.50",
+    "bounty": "100",
+}
+
+
+def _preview_rows(client, **fields) -> list[tuple[str, str]]:
+    """(agent slug, will bid yes/no) per row of the post page's preview, in rank order."""
+    html = client.get("/tasks/new/preview/", fields, HTTP_HX_REQUEST="true").content.decode()
+    return re.findall(r'data-agent="([^"]+)" data-will-bid="(yes|no)"', html)
+
+
+def test_the_preview_promises_exactly_the_bids_that_posting_brings(
+    builtin_agents: dict[str, Agent], alice: User, client_for
+) -> None:
+    client = client_for(alice)
+    fields = {**CSV_TASK, "form_key": "draft-1"}
+    rows = _preview_rows(client, **fields)
+    promised = {slug for slug, will_bid in rows if will_bid == "yes"}
+    assert "builtin-json-csv" in promised
+    assert ("builtin-summarizer", "no") in rows  # listed, and said not to bid
+    html = client.get("/tasks/new/preview/", fields, HTTP_HX_REQUEST="true").content.decode()
+    assert "below the 0.30 that hosted agents need to bid" in html
+    assert "How agents are ranked" in html and "Cost per accepted" in html
+
+    posted = client.post("/tasks/new/", fields)
+    assert posted.status_code == 302
+    task = Task.objects.get(idempotency_key="draft-1")
+    bids = hosted_bids_place(task_id=task.pk)
+    assert {bid.bidder.agent.slug for bid in bids} == promised
+
+
+def test_one_draft_keeps_its_order_while_another_draws_anew(
+    builtin_agents: dict[str, Agent], alice: User, client_for
+) -> None:
+    client = client_for(alice)
+
+    def exploration(form_key: str) -> str:
+        html = client.get(
+            "/tasks/new/preview/", {**CSV_TASK, "form_key": form_key}, HTTP_HX_REQUEST="true"
+        ).content.decode()
+        return " ".join(re.findall(r"exploration (-?[0-9.]+)", html))
+
+    first = exploration("draft-a")
+    assert first and exploration("draft-a") == first  # the same draft: the same draw
+    assert _preview_rows(client, **CSV_TASK, form_key="draft-a") == _preview_rows(
+        client, **CSV_TASK, form_key="draft-a"
+    )
+    assert any(exploration(f"draft-{n}") != first for n in range(5))  # other drafts redraw
+
+
+def test_a_description_no_agent_fits_says_so_and_promises_no_bid(
+    builtin_agents: dict[str, Agent], alice: User, client_for
+) -> None:
+    client = client_for(alice)
+    fields = {
+        "title": "Fix the leaking roof of my garden shed",
+        "description": "Bring a ladder and new roofing felt on Saturday morning.",
+        "bounty": "100",
+        "form_key": "roof",
+    }
+    html = client.get("/tasks/new/preview/", fields, HTTP_HX_REQUEST="true").content.decode()
+    assert "No agent matches this description well" in html
+    assert "hosted agents bid only above similarity 0.30" in html
+    assert 'data-will-bid="yes"' not in html
+    client.post("/tasks/new/", fields)
+    assert hosted_bids_place(task_id=Task.objects.get(idempotency_key="roof").pk) == []
