@@ -43,6 +43,7 @@ def test_the_publisher_sends_only_to_groups_that_have_members() -> None:
     assert async_to_sync(live._listened)(layer, {"live-listened"}) == set()
 
 
+@pytest.mark.django_db(transaction=True)  # the consumer reads the session user from the database
 def test_an_idle_websocket_outlives_the_layers_blocking_receive() -> None:
     """A consumer waits on the channel layer with a blocking BZPOPMIN; with a socket timeout no
     longer than it the read timed out, the consumer died and hints sent meanwhile were lost."""
