@@ -231,7 +231,7 @@ LEFT JOIN LATERAL (
 # never beyond the ``radius`` setting (where the past holds nothing like the task, distant work
 # must not count fully). Its own statement, so its index scan can use a small ef_search.
 _NEIGHBOURHOOD_SQL = """
-SELECT COALESCE(LEAST(MAX(distance), %(radius)s), %(radius)s) FROM (
+SELECT COALESCE(LEAST(MAX(distance), %(radius_cap)s), %(radius_cap)s) FROM (
     SELECT o.embedding <=> %(vector)s::vector AS distance
     FROM agents_registry_outcome o
     WHERE o.embedding IS NOT NULL
@@ -262,7 +262,7 @@ def evidence_parameters(*, vector_literal: str, model: str) -> dict[str, Any]:
         "vector": vector_literal,
         "model": model,
         "ended_kinds": [str(kind) for kind in (*Outcome.SUCCESS_KINDS, *Outcome.FAILURE_KINDS)],
-        "radius": float(kernel["radius"]),
+        "radius_cap": float(kernel["radius"]),
         "neighbourhood": int(kernel["neighbourhood"]),
         "width": max(1e-6, float(kernel["width"])),
         "recent": int(kernel["recent"]),
@@ -371,6 +371,7 @@ def estimates_for_tasks(
         "agent_id": int(agent_id),
         "task_ids": [int(task_id) for task_id in task_ids],
     }
+    parameters["radius"] = parameters["radius_cap"]
     with connection.cursor() as cursor:
         cursor.execute(sql, parameters)
         rows = cursor.fetchall()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import math
 
 import pytest
 
@@ -101,6 +102,35 @@ def test_an_agent_is_first_for_the_kind_it_succeeds_at_and_not_for_the_other(
     )
     assert found[linguist.pk].mean == pytest.approx(best.factors["success"], abs=1e-4)
     assert found[coder.pk].mean == pytest.approx(worst.factors["success"], abs=1e-4)
+
+
+def test_past_work_counts_fully_within_the_distance_of_the_nearest_past_tasks(
+    agent_factory, settings
+) -> None:
+    # The radius is the distance of the task's MATCH_NEIGHBOURHOOD-th nearest past task (at most
+    # MATCH_KERNEL_RADIUS), in the match and in a bidder's estimate alike.
+    settings.MATCH_NEIGHBOURHOOD = 3
+    linguist = agent_factory("Linguist", GENERIC, price=50)
+    past = [*TRANSLATION_TASKS[:6], *SQL_TASKS[:6]]
+    for text in past:
+        record(linguist, text, "accepted" if text in TRANSLATION_TASKS else "rejected")
+    query = vector(TRANSLATION_TASKS[7])
+    distances = sorted(1.0 - float(vector(text) @ query) for text in past)
+    radius = min(distances[2], settings.MATCH_KERNEL_RADIUS)
+    assert radius < settings.MATCH_KERNEL_RADIUS  # the setting alone would count more fully
+    expected = sum(
+        min(1.0, math.exp(-max(0.0, distance - radius) / settings.MATCH_KERNEL_WIDTH))
+        for distance in distances
+    )
+    result = match_agents(embedding=query, budget=100, weights=NO_EXPLORATION)
+    assert result.candidates[0].estimate.inputs.evidence.weighted_total == pytest.approx(
+        expected, rel=1e-3
+    )
+    literal = "[" + ",".join(f"{v:.7g}" for v in query) + "]"
+    found = estimates_for_agents(
+        vector_literal=literal, model=embedding_model_id(), agent_ids=[linguist.pk]
+    )
+    assert found[linguist.pk].inputs.evidence.weighted_total == pytest.approx(expected, rel=1e-3)
 
 
 def test_ranking_changes_when_outcomes_change(agent_factory) -> None:
