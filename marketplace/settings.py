@@ -129,12 +129,12 @@ try:
     # at most MATCH_KERNEL_RADIUS) and the width of the decay beyond it, the weight
     # in outcomes of the agent's global record as the prior, and the share of the draw used.
     MATCH_PREFERENCE = env_float("MATCH_PREFERENCE", 0.6)
-    MATCH_NEIGHBOURS = env_int("MATCH_NEIGHBOURS", 25, minimum=1)
+    MATCH_NEIGHBOURS = env_int("MATCH_NEIGHBOURS", 12, minimum=1)
     MATCH_RECENT_OUTCOMES = env_int("MATCH_RECENT_OUTCOMES", 500, minimum=1)
     MATCH_NEIGHBOURHOOD = env_int("MATCH_NEIGHBOURHOOD", 50, minimum=1)
     MATCH_KERNEL_RADIUS = env_float("MATCH_KERNEL_RADIUS", 0.75)
     MATCH_KERNEL_WIDTH = env_float("MATCH_KERNEL_WIDTH", 0.1)
-    MATCH_GLOBAL_WEIGHT = env_float("MATCH_GLOBAL_WEIGHT", 2.0)
+    MATCH_GLOBAL_WEIGHT = env_float("MATCH_GLOBAL_WEIGHT", 3.0)
     MATCH_EXPLORATION = env_float("MATCH_EXPLORATION", 1.0)
 
     OUTBOUND_HTTP_ALLOWED_HOSTS = env_list("OUTBOUND_HTTP_ALLOWED_HOSTS", [])
