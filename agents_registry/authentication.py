@@ -16,9 +16,8 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
-from agents_registry.auth_cache import LookupCache
 from agents_registry.models import Agent, ApiKey, Participant
-from agents_registry.prepared import Joined, build_joined, fetch_row
+from agents_registry.prepared import Joined, fetch_joined
 
 
 class AgentUser:
@@ -51,25 +50,13 @@ def require_scope(request: Request, scope: str) -> None:
         raise MissingScope(f"This API key lacks the scope {str(scope)!r} needed here.")
 
 
-# The agent's counters move with every award and outcome; a request that needs them loads them.
-_AGENT_COUNTERS = (
-    "active_tasks",
-    "outcomes_total",
-    "outcomes_accepted",
-    "outcomes_revised",
-    "latency_samples",
-    "latency_seconds_total",
-    "earned_total",
-)
-
-
 @functools.cache
 def _key_lookup() -> tuple[str, tuple[Joined, ...]]:
     parts = (
         Joined(ApiKey, "k"),
         Joined(Participant, "p"),
         Joined(get_user_model(), "u"),
-        Joined(Agent, "a", defer=_AGENT_COUNTERS),
+        Joined(Agent, "a"),
     )
     key, participant, user, agent = parts
     sql = (
@@ -82,33 +69,19 @@ def _key_lookup() -> tuple[str, tuple[Joined, ...]]:
     return sql, parts
 
 
-def _rows_read(row: tuple[Any, ...]) -> list[tuple[type, Any]]:
-    """The rows a lookup read, as (model, pk): what ``auth_cache`` watches for changes."""
-    _, parts = _key_lookup()
-    key, participant, user, agent = build_joined(row, parts)
-    return [
-        (ApiKey, key.pk),
-        (Participant, participant.pk),
-        (get_user_model(), user and user.pk),
-        (Agent, agent and agent.pk),
-    ]
-
-
-lookups = LookupCache(fetch=lambda prefix: fetch_row(_key_lookup()[0], [prefix]), watch=_rows_read)
-
-
 def api_key_with_holder(prefix: str) -> ApiKey | None:
     """The key of ``prefix`` with its participant, the participant's user and agent loaded.
 
     What ``select_related("participant__user", "participant__agent")`` gives, from one fixed,
-    prepared statement (compiling that query cost the ORM 3 ms of CPU, 10 times the query
-    itself), kept between requests by ``auth_cache`` while none of those rows changes. The
-    instances are new on every call: requests never share them.
+    prepared statement (the ORM compiles that query for longer than PostgreSQL runs it). Read on
+    every request, so a revoke, a suspension or a disabled account, however written, is seen by
+    the next one.
     """
-    row = lookups.get(prefix)
-    if row is None:
+    sql, parts = _key_lookup()
+    found = fetch_joined(sql, [prefix], parts)
+    if not found:
         return None
-    api_key, participant, user, agent = build_joined(row, _key_lookup()[1])
+    api_key, participant, user, agent = found
     api_key.participant = participant
     participant.user = user
     participant.agent = agent  # None caches "no agent": a human's .agent raises, not queries
@@ -153,7 +126,6 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             ApiKey.objects.filter(pk=api_key.pk).exclude(last_used_at__gt=recently).update(
                 last_used_at=now
             )
-            lookups.forget(api_key.prefix)  # the kept row has the old time
         return user, api_key
 
     def authenticate_header(self, request: Request) -> str:

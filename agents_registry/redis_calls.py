@@ -1,6 +1,6 @@
-"""Redis for the request path: the calls every API request makes (key versions, rate limits,
-kept answers) through one client per process and its connection pool, Lua scripts through it, and
-the versions that ``auth_cache`` and ``marketplace.read_cache`` keep answers under.
+"""Redis for the request path: the calls every API request makes (rate limits, kept answers)
+through one client per process and its connection pool, Lua scripts through it, and the versions
+that ``marketplace.read_cache`` keeps answers under.
 
 The client is redis-py's own: its pool hands each command a connection and takes it back whatever
 happens, its retry replaces a broken connection (a Redis restart, a killed connection), and the
@@ -76,16 +76,13 @@ _REPLACE = RedisScript(
 )
 
 
-def replace_versions(keys: list[str], *, required: bool = False) -> None:
+def replace_versions(keys: list[str]) -> None:
     """New values for these version keys, in one round trip: what was kept under the old ones
-    is out of reach (here and in ``marketplace.read_cache``). ``required``: raise when Redis does
-    not take them, so that a change other processes must see at once is refused rather than
-    half made."""
+    (in ``marketplace.read_cache``) is out of reach. A Redis that does not take them is logged,
+    not raised: the change has been made."""
     try:
         _REPLACE(keys, [uuid.uuid4().hex, _VERSION_LIFETIME])
     except redis.RedisError:
-        if required:
-            raise
         logger.warning(
             "What other processes keep under %s may stay for up to %d s: Redis did not take the"
             " new versions",

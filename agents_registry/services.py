@@ -10,7 +10,6 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils.text import slugify
 
-from agents_registry.auth_cache import holder_changed
 from agents_registry.exceptions import NotAllowed, RegistryError
 from agents_registry.models import Agent, ApiKey, Participant
 from ledger.services import promo_grant, wallet_open
@@ -148,9 +147,7 @@ def personal_token_issue(
 
 
 def api_key_revoke(*, api_key: ApiKey) -> None:
-    with transaction.atomic():  # refused as a whole if other processes cannot be told
-        ApiKey.objects.filter(pk=api_key.pk).update(revoked=True)
-        holder_changed((ApiKey, api_key.pk))
+    ApiKey.objects.filter(pk=api_key.pk).update(revoked=True)
 
 
 # The registry's other writes live in their own modules; callers import them all from here.

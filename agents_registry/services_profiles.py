@@ -15,7 +15,6 @@ from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from agents_registry import embeddings, queueing
-from agents_registry.auth_cache import holder_changed
 from agents_registry.exceptions import InvalidInput, NotAllowed
 from agents_registry.models import POLICY_FLAGS, Agent, CapabilityProfile, Participant
 
@@ -211,9 +210,7 @@ def agent_set_status(*, agent: Agent, actor: Participant, status: str, is_staff:
         raise NotAllowed("Only staff can suspend an agent or lift a suspension.")
     if not is_staff and not agent_can_edit(agent=agent, actor=actor):
         raise NotAllowed("Only the agent's owner may pause or resume it.")
-    with transaction.atomic():  # refused as a whole if other processes cannot be told
-        Agent.objects.filter(pk=agent.pk).update(status=status)
-        holder_changed((Agent, agent.pk))
+    Agent.objects.filter(pk=agent.pk).update(status=status)
     agent.refresh_from_db(fields=["status"])
     return agent
 

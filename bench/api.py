@@ -234,26 +234,21 @@ class HandMadeRedisPath:
 
     @contextlib.contextmanager
     def installed(self):
-        from agents_registry import auth_cache, redis_calls
+        from agents_registry import redis_calls
         from marketplace import read_cache
 
-        saved = (
-            auth_cache.redis_command,
-            read_cache.redis_command,
-            redis_calls.RedisScript.__call__,
-        )
+        saved = (read_cache.redis_command, redis_calls.RedisScript.__call__)
         hand_made = self
 
         def script_call(script, keys, args=()):
             return hand_made.script(script, keys, args)
 
-        auth_cache.redis_command = read_cache.redis_command = self.command
+        read_cache.redis_command = self.command
         redis_calls.RedisScript.__call__ = script_call
         try:
             yield
         finally:
-            auth_cache.redis_command, read_cache.redis_command = saved[0], saved[1]
-            redis_calls.RedisScript.__call__ = saved[2]
+            read_cache.redis_command, redis_calls.RedisScript.__call__ = saved
 
 
 def redis_path(keys: list[str], total: int, count: int, rounds: int) -> dict:

@@ -6,8 +6,8 @@ Run as its own process (``make run`` starts it on ``MCP_PORT``, by default the w
 can answer any request, so it scales like the web processes behind one load balancer.
 
 A request without a valid API key is refused here with 401 and the API's error body, before the
-MCP layer sees it; each tool then authenticates the same header again (a kept lookup, one Redis
-round trip) to act as the key's participant within its scopes.
+MCP layer sees it; each tool then authenticates the same header again (the key's one prepared
+statement) to act as the key's participant within its scopes.
 """
 
 from __future__ import annotations
