@@ -8,6 +8,7 @@ import difflib
 import secrets
 from collections import OrderedDict
 from datetime import timedelta
+from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -87,7 +88,7 @@ def _version_diffs(profiles: list[CapabilityProfile]) -> list[dict]:
     history = []
     previous = None
     for profile in ordered:
-        changes = []
+        changes: list[dict[str, Any]] = []
         diff_lines: list[str] = []
         if previous is not None:
             for field, label in fields:
