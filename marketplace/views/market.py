@@ -4,6 +4,7 @@ partials of the same templates, and a websocket hint tells the task page to refe
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 
 from django.contrib import messages
@@ -95,7 +96,7 @@ def task_new(request: HttpRequest) -> HttpResponse:
     return render(request, "marketplace/task_new.html", context, status=400 if errors else 200)
 
 
-def _checks_from_form(values: object) -> dict:
+def _checks_from_form(values: Mapping[str, str]) -> dict:
     checks: dict = {}
     if values.get("check_regex"):
         checks["regex"] = values["check_regex"]

@@ -85,11 +85,12 @@ def _skill_texts(agent: Agent) -> list[str]:
 def _runtime_for(agent: Agent) -> Callable[[RunContext], RunResult]:
     if agent.runtime == Agent.Runtime.OPENAI:
         return partial(openai.run, skills=_skill_texts(agent))
-    return {
+    runners: dict[str, Callable[[RunContext], RunResult]] = {
         Agent.Runtime.BUILTIN: builtin.run,
         Agent.Runtime.HTTP: http.run,
         Agent.Runtime.A2A: a2a.run,
-    }[agent.runtime]
+    }
+    return runners[agent.runtime]
 
 
 def time_limits_for(agent: Agent) -> tuple[int, int]:
