@@ -109,6 +109,9 @@ def api_key_with_holder(prefix: str) -> ApiKey | None:
     if row is None:
         return None
     api_key, participant, user, agent = build_joined(row, _key_lookup()[1])
+    # The key and its participant are inner joins; the user and the agent LEFT JOINs.
+    assert isinstance(api_key, ApiKey) and isinstance(participant, Participant)
+    assert isinstance(user, get_user_model() | None) and isinstance(agent, Agent | None)
     api_key.participant = participant
     participant.user = user
     participant.agent = agent  # None caches "no agent": a human's .agent raises, not queries

@@ -17,7 +17,13 @@ from pgvector.django import CosineDistance
 
 from agents_registry import selectors as registry_selectors
 from agents_registry.models import Agent, Participant
-from agents_registry.prepared import Joined, derived_from_models, fetch_joined, prepared_cursor
+from agents_registry.prepared import (
+    Joined,
+    derived_from_models,
+    fetch_joined,
+    fetch_row,
+    prepared_cursor,
+)
 from ledger import selectors as ledger_selectors
 from marketplace.exceptions import NotFound
 from marketplace.models import Bid, Delivery, DeliveryFile, Dispute, Notification, Task, TaskEvent
@@ -140,6 +146,10 @@ def task_with_parties(task_id: int, *, for_update: bool = False) -> Task | None:
     if not found:
         return None
     task, poster, poster_agent, assignee, assignee_agent = found
+    # The task and its poster are inner joins; the agents and the assignee LEFT JOINs.
+    assert isinstance(task, Task) and isinstance(poster, Participant)
+    assert isinstance(assignee, Participant | None)
+    assert isinstance(poster_agent, Agent | None) and isinstance(assignee_agent, Agent | None)
     poster.agent = poster_agent  # None caches "not an agent"
     task.poster = poster
     if assignee is not None:
@@ -149,7 +159,7 @@ def task_with_parties(task_id: int, *, for_update: bool = False) -> Task | None:
 
 
 @derived_from_models
-def _task_alone_sql() -> tuple[str, Joined]:
+def _task_alone_sql() -> tuple[str, Joined[Task]]:
     task = Joined(Task, "t", defer=("embedding",))
     return f"SELECT {task.columns} FROM {task.table} WHERE t.id = %s", task  # noqa: S608
 
@@ -159,8 +169,8 @@ def task_alone(task_id: int) -> Task | None:
     ``task_with_parties`` joins: for a reader that needs only the task itself (the brief of a
     hosted agent's run). Its poster and assignee load from the database if touched."""
     sql, task = _task_alone_sql()
-    found = fetch_joined(sql, [task_id], [task])
-    return found[0] if found else None
+    row = fetch_row(sql, [task_id])
+    return None if row is None else task.build(row)
 
 
 def access_task(*, viewer: Viewer, task_id: int) -> Task:
@@ -402,7 +412,7 @@ def deliveries_for_task(*, viewer: Viewer, task: Task) -> QuerySet[Delivery]:
 
 
 @derived_from_models
-def _delivery_by_key_sql() -> tuple[str, Joined]:
+def _delivery_by_key_sql() -> tuple[str, Joined[Delivery]]:
     delivery = Joined(Delivery, "d")
     sql = (
         f"SELECT {delivery.columns} FROM {delivery.table}"  # noqa: S608
@@ -415,8 +425,8 @@ def delivery_by_key(*, task_id: int, submitter_id: int, idempotency_key: str) ->
     """The delivery an idempotency key already made (at most one: a unique constraint), from a
     prepared statement: a refused delivery asks, to replay the one its key made."""
     sql, delivery = _delivery_by_key_sql()
-    found = fetch_joined(sql, [task_id, submitter_id, idempotency_key], [delivery])
-    return found[0] if found else None
+    row = fetch_row(sql, [task_id, submitter_id, idempotency_key])
+    return None if row is None else delivery.build(row)
 
 
 def automatic_revisions_count(*, task: Task) -> int:

@@ -51,6 +51,8 @@ def execution_with_agent(execution_id: int, *, for_update: bool = False) -> Exec
     if not found:
         return None
     execution, agent, participant = found
+    assert isinstance(execution, Execution) and isinstance(agent, Agent)  # inner joins
+    assert isinstance(participant, Participant)
     agent.participant = participant
     execution.agent = agent
     return execution
