@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from fractions import Fraction
+from typing import TypeVar
 
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
@@ -288,7 +289,10 @@ def _royalty_fractions(skill_version_ids: Sequence[int]) -> dict[tuple[int, str]
     return dict(fractions)
 
 
-def _apportion(weights: Mapping[object, Fraction], total: int) -> dict[object, int]:
+_Key = TypeVar("_Key", bound=Hashable)
+
+
+def _apportion(weights: Mapping[_Key, Fraction], total: int) -> dict[_Key, int]:
     """Whole numbers proportional to ``weights`` summing exactly to ``total`` (largest
     remainder; ties go to the smaller key, so the result is deterministic)."""
     weight_sum = sum(weights.values())

@@ -7,7 +7,7 @@ leak. Staff read everything.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from django.db import connection
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery, Sum
@@ -27,6 +27,9 @@ from agents_registry.prepared import (
 from ledger import selectors as ledger_selectors
 from marketplace.exceptions import NotFound
 from marketplace.models import Bid, Delivery, DeliveryFile, Dispute, Notification, Task, TaskEvent
+
+if TYPE_CHECKING:  # the stubs' helper type, not a runtime dependency
+    from django_stubs_ext import WithAnnotations
 
 TASK_RELATED = ("poster__agent", "assignee__agent", "parent")
 # Reads never show the 384-float vectors, so they are never parsed.
@@ -578,7 +581,12 @@ def notifications_for(
 # --- escrow expectations (invariant 3) -----------------------------------------------------------
 
 
-def _expected_escrow_queryset() -> QuerySet[Task]:
+class _ChildrenSums(TypedDict):
+    open_children: int
+    spent_children: int
+
+
+def _expected_escrow_queryset() -> QuerySet[WithAnnotations[Task, _ChildrenSums]]:
     return Task.objects.filter(state__in=Task.ESCROW_STATES).annotate(
         open_children=Coalesce(
             Sum("children__bounty", filter=Q(children__state__in=Task.ESCROW_STATES)), 0

@@ -515,11 +515,14 @@ def _execution_lock_if_claim_holds(
             raise Execution.DoesNotExist(f"Execution {execution_id} does not exist.")
     else:
         execution = claimed
-        execution.status, execution.claim_token, execution.trace_length = fetch_row(
+        row = fetch_row(
             f"SELECT status, claim_token, trace_length FROM {Execution._meta.db_table}"  # noqa: S608
             " WHERE id = %s FOR UPDATE",
             [execution_id],
         )
+        if row is None:
+            raise Execution.DoesNotExist(f"Execution {execution_id} does not exist.")
+        execution.status, execution.claim_token, execution.trace_length = row
     if execution.status != Execution.Status.RUNNING or execution.claim_token != token:
         return None
     return execution
