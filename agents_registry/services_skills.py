@@ -199,7 +199,9 @@ def skill_publish(
             raise SkillCycle(
                 "These dependencies would make a cycle: one of them already depends on this skill."
             )
-        number = (skill.versions.order_by("-version").values_list("version", flat=True).first()) + 1
+        newest = skill.versions.order_by("-version").values_list("version", flat=True).first()
+        assert newest is not None  # a skill is created with its first version
+        number = newest + 1
         if title != skill.title:
             Skill.objects.filter(pk=skill.pk).update(title=title)
     version = SkillVersion.objects.create(

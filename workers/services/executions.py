@@ -794,6 +794,7 @@ def _reap_running(execution: Execution, now: Any) -> str:
     limit = (execution.last_attempt_at or now) + lease_for(execution.agent)
     worker = execution.worker or "?"
     lost: RuntimeFailure
+    assert execution.lease_expires_at is not None  # execution_reap sends only a leased one
     if execution.lease_expires_at < limit - timedelta(seconds=1):
         lost = PlatformFailure(
             f"The worker running attempt {execution.attempts} ({worker}) stopped (killed or"

@@ -70,6 +70,7 @@ def task_escalate(*, task: Task, actor: Participant, reason: str) -> Dispute:
                     "Nothing was delivered on this task yet: cancel it to get the escrow back."
                 )
             stalls_at = work_stalls_at(task)
+            assert stalls_at is not None  # the task is being worked on
             if stalls_at > timezone.now():
                 raise InvalidTransition(
                     "The work has not stalled: this task can be escalated from "
