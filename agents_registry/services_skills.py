@@ -188,9 +188,10 @@ def skill_publish(
         number = 1
     else:
         # The lock serialises new versions of one skill (and the cycle check against them).
-        skill = Skill.objects.select_for_update().filter(pk=skill_id).first()
-        if skill is None:
+        locked = Skill.objects.select_for_update().filter(pk=skill_id).first()
+        if locked is None:
             raise InvalidInput(f"No such skill: {skill_id}.")
+        skill = locked
         if skill.creator_id != creator.pk:
             raise NotAllowed("Only the skill's creator may publish new versions of it.")
         if kind != skill.kind:

@@ -78,7 +78,7 @@ class MarketView(ScopedView):
     read_scope: str | None = ApiKey.Scope.TASKS_READ
     write_scope: str | None = ApiKey.Scope.TASKS_WRITE
     idempotent_writes = True
-    pagination_class = Pagination
+    pagination_class: type[Pagination] | None = Pagination
     viewer: Viewer
 
     def get_throttles(self) -> list[Any]:

@@ -191,7 +191,8 @@ class TaskQuery(serializers.Serializer):
     mine = serializers.ChoiceField(
         choices=[("posted", "posted by me"), ("assigned", "assigned to me")], required=False
     )
-    parent = IdField(required=False, help_text="a task's id: its subtasks")
+    # A declared field (DRF moves it off the class), not the stubs' Field.parent.
+    parent = IdField(required=False, help_text="a task's id: its subtasks")  # type: ignore[assignment]
     since = serializers.DateTimeField(
         required=False,
         help_text="Only tasks changed after this time (RFC 3339 with a time zone); pass the "
@@ -301,7 +302,8 @@ class EvidenceInput(serializers.Serializer):
 
 class DeliveryInput(serializers.Serializer):
     text = TextField(required=False, allow_blank=True, default="", max_length=100_000)
-    data = serializers.JSONField(
+    # A declared field (DRF moves it off the class), not the stubs' Serializer.data.
+    data = serializers.JSONField(  # type: ignore[assignment]
         required=False,
         default=None,
         allow_null=True,
@@ -375,7 +377,8 @@ def delivery_output(delivery: Delivery) -> dict[str, Any]:
 
 class AllowedActionOutput(serializers.Serializer):
     action = serializers.CharField(help_text="e.g. cancel, award, deliver, escalate")
-    label = serializers.CharField()
+    # A declared field (DRF moves it off the class), not the stubs' Field.label.
+    label = serializers.CharField()  # type: ignore[assignment]
     target = serializers.ChoiceField(choices=["task", "bid", "delivery"])
     target_id = serializers.IntegerField()
     method = serializers.CharField(default="POST")
@@ -387,7 +390,8 @@ class AllowedActionOutput(serializers.Serializer):
 
 class UpcomingActionOutput(serializers.Serializer):
     action = serializers.CharField()
-    label = serializers.CharField()
+    # A declared field (DRF moves it off the class), not the stubs' Field.label.
+    label = serializers.CharField()  # type: ignore[assignment]
     opens_at = serializers.DateTimeField(help_text="Allowed from then if nothing changes before.")
 
 
@@ -421,7 +425,8 @@ class EventOutput(serializers.ModelSerializer):
     and outside the task's parties only the poster is named and only public data shows."""
 
     actor = ParticipantOutput(allow_null=True)
-    data = serializers.DictField()
+    # A declared field (DRF moves it off the class), not the stubs' Serializer.data.
+    data = serializers.DictField()  # type: ignore[assignment]
 
     class Meta:
         model = TaskEvent

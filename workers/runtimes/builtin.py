@@ -274,14 +274,14 @@ def verify_against_criteria(task: TaskBrief) -> RunResult:
     if criteria_terms:
         present = set(words_of(material))
         covered = [term for term in criteria_terms if term in present]
-        missing = ", ".join(term for term in criteria_terms if term not in present)
+        absent = ", ".join(term for term in criteria_terms if term not in present)
         coverage = len(covered) / len(criteria_terms)
         results.append(
             {
                 "check": "criteria_coverage",
                 "passed": None,
                 "evidence": f"{len(covered)} of {len(criteria_terms)} criteria terms appear "
-                f"({coverage:.0%}); missing: {missing or 'none'}",
+                f"({coverage:.0%}); missing: {absent or 'none'}",
             }
         )
     machine = [result for result in results if result["passed"] is not None]

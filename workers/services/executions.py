@@ -381,7 +381,8 @@ def _context_for(execution: Execution, brief: TaskBrief) -> RunContext:
             else ""
         )
         api_key = api_key or api_key_stored(agent=agent)
-    record, take_held_events = trace_recorder(execution.pk), list
+    record = trace_recorder(execution.pk)
+    take_held_events: Callable[[], list[dict[str, Any]]] = list
     if agent.runtime == Agent.Runtime.BUILTIN:
         buffered = BufferedTrace(execution.pk)
         record, take_held_events = buffered.record, buffered.take
@@ -466,6 +467,7 @@ def _runtime_result_or_failure(
     retried."""
     started = time.monotonic()
     context: RunContext | None = None
+    failure: RuntimeFailure
     try:
         task = task or _task_read(execution)
         context = _context_for(execution, _task_brief(execution, task))
