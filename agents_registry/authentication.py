@@ -8,6 +8,7 @@ whose scopes the views check with :func:`require_scope`.
 from __future__ import annotations
 
 import functools
+from datetime import timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -151,7 +152,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
                 raise exceptions.AuthenticationFailed("This account is disabled.")
         # Update the timestamp at most once a minute, without a read-modify-write race.
         now = timezone.now()
-        recently = now - timezone.timedelta(minutes=1)
+        recently = now - timedelta(minutes=1)
         if api_key.last_used_at is None or api_key.last_used_at < recently:
             ApiKey.objects.filter(pk=api_key.pk).exclude(last_used_at__gt=recently).update(
                 last_used_at=now

@@ -104,9 +104,9 @@ class Joined(Generic[_M]):
         found = []
         for index, field in enumerate(self.fields):
             column = field.get_col(self.alias)
-            functions = connection.ops.get_db_converters(column) + field.get_db_converters(
-                connection
-            )
+            # Django's Field has get_db_converters; the stubs leave it out.
+            own = field.get_db_converters(connection)  # type: ignore[attr-defined]
+            functions = connection.ops.get_db_converters(column) + own
             if functions:
                 found.append((index, column, functions))
         return found

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Hashable, Mapping, Sequence
+from datetime import timedelta
 from fractions import Fraction
 from typing import TypeVar
 
@@ -239,7 +240,7 @@ def skill_version_embed(*, version_id: int) -> bool:
 def skill_versions_embed_missing(*, older_than_seconds: float = 60, limit: int = 500) -> int:
     """Queue the embedding of versions still without a vector of the model in use (see
     ``services_profiles.profiles_embed_missing``); how many were queued."""
-    cutoff = timezone.now() - timezone.timedelta(seconds=older_than_seconds)
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
     pending = (
         SkillVersion.objects.filter(created_at__lt=cutoff)
         .exclude(embedding_model=embeddings.embedding_model_id(), embedding__isnull=False)

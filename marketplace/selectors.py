@@ -362,8 +362,9 @@ def tasks_matching_agent(
     page = [found[pk] for pk in wanted if pk in found]
     for task in page:
         chance = chances.get(task.pk)
-        task.success_estimate = round(chance.mean, 4) if chance else None
-        task.evidence = chance.inputs.evidence.text if chance else ""
+        # Read by TaskMatchOutput: attributes of this answer's instances, not of the model.
+        task.success_estimate = round(chance.mean, 4) if chance else None  # type: ignore[attr-defined]
+        task.evidence = chance.inputs.evidence.text if chance else ""  # type: ignore[attr-defined]
     return total, page
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -20,6 +20,13 @@ from marketplace import selectors
 from marketplace.models import Bid, Delivery, Dispute, Notification, Task, TaskEvent
 from marketplace.sanitize import sanitize_text
 from marketplace.services import validation
+
+if TYPE_CHECKING:  # the stubs' helper type, not a runtime dependency
+    from django_stubs_ext import WithAnnotations
+
+
+class _Distance(TypedDict):
+    distance: float
 
 
 class StrictSerializer(serializers.Serializer):
@@ -155,7 +162,7 @@ class TaskMatchOutput(TaskOutput):
     class Meta(TaskOutput.Meta):
         fields = [*TaskOutput.Meta.fields, "similarity", "success_estimate", "evidence"]
 
-    def get_similarity(self, task: Task) -> float:
+    def get_similarity(self, task: WithAnnotations[Task, _Distance]) -> float:
         return round(1.0 - float(task.distance), 4)
 
 
