@@ -24,7 +24,7 @@ class ScopedView(APIView):
     write_scope: str | None = None
     idempotent_writes = False
     spends_credits = False
-    pagination_class = Pagination
+    pagination_class: type[Pagination] | None = Pagination  # None: a list that is not paged
 
     @classmethod
     def scope_for(cls, method: str) -> str | None:
@@ -43,6 +43,7 @@ class ScopedView(APIView):
         super().initial(request, *args, **kwargs)
 
     def paginate(self, queryset: Any, serializer: Any, **context: Any) -> Any:
+        assert self.pagination_class is not None  # only a paged view calls this
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(queryset, self.request, view=self)
         return paginator.get_paginated_response(serializer(page, many=True, context=context).data)

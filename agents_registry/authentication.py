@@ -8,6 +8,7 @@ whose scopes the views check with :func:`require_scope`.
 from __future__ import annotations
 
 import functools
+from datetime import timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -82,6 +83,9 @@ def api_key_with_holder(prefix: str) -> ApiKey | None:
     if not found:
         return None
     api_key, participant, user, agent = found
+    # The key and its participant are inner joins; the user and the agent LEFT JOINs.
+    assert isinstance(api_key, ApiKey) and isinstance(participant, Participant)
+    assert isinstance(user, get_user_model() | None) and isinstance(agent, Agent | None)
     api_key.participant = participant
     participant.user = user
     participant.agent = agent  # None caches "no agent": a human's .agent raises, not queries
@@ -121,7 +125,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
                 raise exceptions.AuthenticationFailed("This account is disabled.")
         # Update the timestamp at most once a minute, without a read-modify-write race.
         now = timezone.now()
-        recently = now - timezone.timedelta(minutes=1)
+        recently = now - timedelta(minutes=1)
         if api_key.last_used_at is None or api_key.last_used_at < recently:
             ApiKey.objects.filter(pk=api_key.pk).exclude(last_used_at__gt=recently).update(
                 last_used_at=now

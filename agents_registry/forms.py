@@ -97,7 +97,9 @@ class SkillPublishForm(forms.Form):
         from agents_registry.models import Skill
 
         super().__init__(*args, **kwargs)
-        self.fields["kind"].choices = Skill.Kind.choices
+        kind = self.fields["kind"]
+        assert isinstance(kind, forms.ChoiceField)  # declared so above
+        kind.choices = Skill.Kind.choices
 
     def clean_body(self) -> str | dict:
         import json

@@ -138,7 +138,7 @@ class _Row:
     outcomes_total: int
     outcomes_accepted: int
     outcomes_revised: int
-    evidence: estimates.Evidence
+    evidence: estimates.Evidence = field(kw_only=True)
 
 
 def _nearest_filtered(

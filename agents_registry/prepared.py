@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import psycopg
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections
@@ -77,12 +77,15 @@ def prepared_cursor() -> Iterator[CursorWrapper]:
             yield db.make_cursor(raw)
 
 
+_M = TypeVar("_M", bound=Model)
+
+
 @dataclass(frozen=True)
-class Joined:
+class Joined(Generic[_M]):
     """One model's columns in a hand-written join, read back into an instance: what
     ``select_related`` does, for a statement written once instead of compiled per call."""
 
-    model: type[Model]
+    model: type[_M]
     alias: str
     defer: tuple[str, ...] = ()
 
@@ -101,14 +104,14 @@ class Joined:
         found = []
         for index, field in enumerate(self.fields):
             column = field.get_col(self.alias)
-            functions = connection.ops.get_db_converters(column) + field.get_db_converters(
-                connection
-            )
+            # Django's Field has get_db_converters; the stubs leave it out.
+            own = field.get_db_converters(connection)  # type: ignore[attr-defined]
+            functions = connection.ops.get_db_converters(column) + own
             if functions:
                 found.append((index, column, functions))
         return found
 
-    def build(self, values: Sequence[Any]) -> Model | None:
+    def build(self, values: Sequence[Any]) -> _M | None:
         if values[0] is None:
             return None
         values = list(values)
@@ -127,7 +130,9 @@ class Joined:
         return f'"{self.model._meta.db_table}" {self.alias}'
 
 
-def fetch_joined(sql: str, params: Sequence[Any], parts: Sequence[Joined]) -> list[Model | None]:
+def fetch_joined(
+    sql: str, params: Sequence[Any], parts: Sequence[Joined[Any]]
+) -> list[Model | None]:
     """Run ``sql`` (its SELECT list: each part's ``columns`` in order) and build one instance per
     part from its single row; None for a part whose LEFT JOIN found nothing, and an empty list
     when there is no row."""
@@ -141,7 +146,7 @@ def fetch_row(sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
         return cursor.fetchone()
 
 
-def build_joined(row: Sequence[Any], parts: Sequence[Joined]) -> list[Model | None]:
+def build_joined(row: Sequence[Any], parts: Sequence[Joined[Any]]) -> list[Model | None]:
     """One instance per part from a row of ``fetch_row``: new instances on every call."""
     instances: list[Model | None] = []
     start = 0

@@ -112,7 +112,9 @@ def api_key_issue(
                 f"scopes within its own ({', '.join(sorted(issuer_scopes)) or 'none'}), or issue "
                 "the key from the owner's session or a personal token that has them."
             )
-    return ApiKey.objects.create_key(name=name, participant=participant, scopes=chosen)
+    api_key, secret = ApiKey.objects.create_key(name=name, participant=participant, scopes=chosen)
+    assert isinstance(api_key, ApiKey)  # the library annotates its abstract base
+    return api_key, secret
 
 
 # What a person's token may do when the page's defaults are kept: read, post and review tasks,

@@ -8,6 +8,7 @@ the previous one keeps its vector for audit. Embedding runs in a worker, queued 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 
 from django.db import transaction
 from django.db.models import F
@@ -169,7 +170,7 @@ def profiles_embed_missing(*, older_than_seconds: float = 60, limit: int = 500) 
     """Queue the embedding of current profiles still without a vector of the model in use (their
     message was lost to a broker outage, or the model changed); how many were queued. Profiles
     younger than ``older_than_seconds`` are left to the message their commit sent."""
-    cutoff = timezone.now() - timezone.timedelta(seconds=older_than_seconds)
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
     pending = (
         CapabilityProfile.objects.filter(is_current=True, created_at__lt=cutoff)
         .exclude(embedding_model=embeddings.embedding_model_id(), embedding__isnull=False)

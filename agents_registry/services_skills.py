@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
+from datetime import timedelta
 from fractions import Fraction
+from typing import TypeVar
 
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
@@ -187,9 +189,10 @@ def skill_publish(
         number = 1
     else:
         # The lock serialises new versions of one skill (and the cycle check against them).
-        skill = Skill.objects.select_for_update().filter(pk=skill_id).first()
-        if skill is None:
+        locked = Skill.objects.select_for_update().filter(pk=skill_id).first()
+        if locked is None:
             raise InvalidInput(f"No such skill: {skill_id}.")
+        skill = locked
         if skill.creator_id != creator.pk:
             raise NotAllowed("Only the skill's creator may publish new versions of it.")
         if kind != skill.kind:
@@ -198,7 +201,9 @@ def skill_publish(
             raise SkillCycle(
                 "These dependencies would make a cycle: one of them already depends on this skill."
             )
-        number = (skill.versions.order_by("-version").values_list("version", flat=True).first()) + 1
+        newest = skill.versions.order_by("-version").values_list("version", flat=True).first()
+        assert newest is not None  # a skill is created with its first version
+        number = newest + 1
         if title != skill.title:
             Skill.objects.filter(pk=skill.pk).update(title=title)
     version = SkillVersion.objects.create(
@@ -235,7 +240,7 @@ def skill_version_embed(*, version_id: int) -> bool:
 def skill_versions_embed_missing(*, older_than_seconds: float = 60, limit: int = 500) -> int:
     """Queue the embedding of versions still without a vector of the model in use (see
     ``services_profiles.profiles_embed_missing``); how many were queued."""
-    cutoff = timezone.now() - timezone.timedelta(seconds=older_than_seconds)
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
     pending = (
         SkillVersion.objects.filter(created_at__lt=cutoff)
         .exclude(embedding_model=embeddings.embedding_model_id(), embedding__isnull=False)
@@ -288,7 +293,10 @@ def _royalty_fractions(skill_version_ids: Sequence[int]) -> dict[tuple[int, str]
     return dict(fractions)
 
 
-def _apportion(weights: Mapping[object, Fraction], total: int) -> dict[object, int]:
+_Key = TypeVar("_Key", bound=Hashable)
+
+
+def _apportion(weights: Mapping[_Key, Fraction], total: int) -> dict[_Key, int]:
     """Whole numbers proportional to ``weights`` summing exactly to ``total`` (largest
     remainder; ties go to the smaller key, so the result is deterministic)."""
     weight_sum = sum(weights.values())

@@ -8,6 +8,7 @@ import difflib
 import secrets
 from collections import OrderedDict
 from datetime import timedelta
+from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -21,6 +22,7 @@ from pgvector.django import CosineDistance
 from agents_registry import embeddings, services
 from agents_registry.exceptions import InvalidInput, RegistryError
 from agents_registry.forms import AgentRegisterForm, ApiKeyForm, PersonalTokenForm, ProfileForm
+from agents_registry.htmx import HtmxHttpRequest
 from agents_registry.learning import learning_report
 from agents_registry.models import Agent, ApiKey, CapabilityProfile
 from agents_registry.services import participant_for_user
@@ -40,30 +42,30 @@ def _form_errors_from(form: ProfileForm, error: RegistryError) -> None:
         form.add_error(None, str(error))
 
 
-def agent_directory(request: HttpRequest) -> HttpResponse:
+def agent_directory(request: HtmxHttpRequest) -> HttpResponse:
     query = request.GET.get("q", "").strip()[:2000]
     profiles = (
         CapabilityProfile.objects.filter(is_current=True).select_related("agent").defer("embedding")
     )
     profiles = profiles.exclude(agent__status=Agent.Status.SUSPENDED)
+    rows: list[dict[str, Any]]
     if query:
         vector = embeddings.embed_text(query)
-        profiles = (
+        nearest = (
             profiles.filter(embedding_model=embeddings.embedding_model_id())
             .exclude(embedding=None)
             .annotate(distance=CosineDistance("embedding", vector))
             .order_by("distance")
         )
+        rows = [
+            {"agent": profile.agent, "profile": profile, "similarity": 1 - profile.distance}
+            for profile in nearest[:DIRECTORY_LIMIT]
+        ]
     else:
-        profiles = profiles.order_by("agent__name")
-    rows = [
-        {
-            "agent": profile.agent,
-            "profile": profile,
-            "similarity": 1 - profile.distance if query else None,
-        }
-        for profile in profiles[:DIRECTORY_LIMIT]
-    ]
+        rows = [
+            {"agent": profile.agent, "profile": profile, "similarity": None}
+            for profile in profiles.order_by("agent__name")[:DIRECTORY_LIMIT]
+        ]
     context = {"rows": rows, "query": query}
     if request.htmx:
         return render(request, "agents_registry/directory.html#results", context)
@@ -87,7 +89,7 @@ def _version_diffs(profiles: list[CapabilityProfile]) -> list[dict]:
     history = []
     previous = None
     for profile in ordered:
-        changes = []
+        changes: list[dict[str, Any]] = []
         diff_lines: list[str] = []
         if previous is not None:
             for field, label in fields:
@@ -288,7 +290,7 @@ def agent_keys(request: HttpRequest, slug: str) -> HttpResponse:
     return response
 
 
-def match_preview(request: HttpRequest) -> HttpResponse:
+def match_preview(request: HtmxHttpRequest) -> HttpResponse:
     """Top matches for the task being typed, with factors, estimated cost and which hosted
     agents would bid on it automatically (the rule the bidding uses). The page draws a seed
     once and its form sends it back, so the exploration draw stays fixed while typing."""

@@ -10,11 +10,12 @@ from django.shortcuts import get_object_or_404, redirect, render
 from agents_registry import services
 from agents_registry.exceptions import RegistryError
 from agents_registry.forms import SkillPublishForm
+from agents_registry.htmx import HtmxHttpRequest
 from agents_registry.models import Skill
 from agents_registry.selectors import skill_dependency_graph, skill_dependents, skill_search
 
 
-def skill_library(request: HttpRequest) -> HttpResponse:
+def skill_library(request: HtmxHttpRequest) -> HttpResponse:
     query = request.GET.get("q", "").strip()[:2000]
     kind = request.GET.get("kind", "")
     if kind not in Skill.Kind.values:

@@ -52,8 +52,8 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 class TransferInline(admin.TabularInline):
     model = Transfer
-    fields = ["debit_account", "credit_account", "amount"]
-    readonly_fields = fields
+    readonly_fields = ("debit_account", "credit_account", "amount")
+    fields = readonly_fields
     extra = 0
     can_delete = False
 

@@ -80,9 +80,10 @@ def auto_topup_run(*, owner_ref: str) -> str:
         # One is pending. If its charge was never made (the process died before Stripe
         # answered), make it now: the same idempotency key makes Stripe return the first
         # PaymentIntent if there was one, so the card is charged at most once.
-        purchase = pending.first()
-        if purchase is None or purchase.payment_intent_id:
+        unpaid = pending.first()
+        if unpaid is None or unpaid.payment_intent_id:
             return "in flight"
+        purchase = unpaid
     try:
         intent = stripe_gateway.payment_intent_create_off_session(
             amount_cents=purchase.amount_cents,

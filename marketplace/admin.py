@@ -34,20 +34,20 @@ class ReadOnlyInline(admin.TabularInline):
 
 class EventInline(ReadOnlyInline):
     model = TaskEvent
-    fields = ["created_at", "kind", "actor", "data"]
-    readonly_fields = fields
+    readonly_fields = ("created_at", "kind", "actor", "data")
+    fields = readonly_fields
 
 
 class BidInline(ReadOnlyInline):
     model = Bid
-    fields = ["bidder", "price", "eta_hours", "status", "score", "plan"]
-    readonly_fields = fields
+    readonly_fields = ("bidder", "price", "eta_hours", "status", "score", "plan")
+    fields = readonly_fields
 
 
 class DeliveryInline(ReadOnlyInline):
     model = Delivery
-    fields = ["submitter", "status", "check_status", "check_results", "review_deadline"]
-    readonly_fields = fields
+    readonly_fields = ("submitter", "status", "check_status", "check_results", "review_deadline")
+    fields = readonly_fields
 
 
 @admin.register(Task)

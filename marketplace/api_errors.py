@@ -8,6 +8,7 @@ import anything from here.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import redis
@@ -43,7 +44,7 @@ def _flatten(detail: Any, prefix: str = "") -> dict[str, list[str]]:
     """DRF's nested error details as ``{"field.sub.0": [messages]}``: every value a list of
     strings, as the error schema says, whatever nests (objects, lists of objects)."""
     fields: dict[str, list[str]] = {}
-    items = detail.items() if isinstance(detail, dict) else None
+    items: Iterable[tuple[Any, Any]] | None = detail.items() if isinstance(detail, dict) else None
     if (
         items is None
         and isinstance(detail, list)

@@ -17,7 +17,8 @@ from agents_registry.api_base import READ_METHODS, ScopedView
 class ErrorDetail(serializers.Serializer):
     code = serializers.CharField(help_text="machine-readable, e.g. not_found, missing_scope")
     message = serializers.CharField(help_text="what went wrong and what to send instead")
-    fields = serializers.DictField(
+    # A declared field (DRF moves it off the class), not the stubs' Serializer.fields.
+    fields = serializers.DictField(  # type: ignore[assignment]
         child=serializers.ListField(child=serializers.CharField()),
         help_text="per input field, what to fix (empty when no field is to blame)",
     )

@@ -164,7 +164,8 @@ def _pg_ctl(pgdata: Path, action: str) -> None:
     from pgserver import _commands
 
     user = "pgserver" if os.geteuid() == 0 else None
-    _commands.pg_ctl(["-w", "-m", "fast", action], pgdata=pgdata, user=user, timeout=60)
+    # pgserver makes its command functions at import (setattr), out of the type checker's sight.
+    _commands.pg_ctl(["-w", "-m", "fast", action], pgdata=pgdata, user=user, timeout=60)  # type: ignore[attr-defined]
 
 
 def _psql(pgdata: Path, socket_dir: Path, database: str, sql: str) -> None:

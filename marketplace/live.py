@@ -42,7 +42,7 @@ _pending = 0  # hints queued and not yet sent (for flush())
 _condition = threading.Condition()
 _owner_pid: int | None = None
 _thread: threading.Thread | None = None
-_STOP = ("", {})  # the sentinel that ends the thread
+_STOP: tuple[str, dict[str, Any]] = ("", {})  # the sentinel that ends the thread
 
 
 def publish(group: str, message: dict[str, Any]) -> None:
@@ -155,7 +155,7 @@ async def _listened(layer: Any, groups: set[str]) -> set[str]:
     by_server: dict[int, list[str]] = {}
     for group in groups:
         by_server.setdefault(layer.consistent_hash(group), []).append(group)
-    found = set()
+    found: set[str] = set()
     for index, names in by_server.items():
         pipeline = layer.connection(index).pipeline(transaction=False)
         for name in names:

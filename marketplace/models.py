@@ -66,7 +66,7 @@ class Task(models.Model):
     parent = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children"
     )
-    depends_on = models.ManyToManyField(
+    depends_on: models.ManyToManyField[Task, TaskDependency] = models.ManyToManyField(
         "self", symmetrical=False, blank=True, related_name="dependents", through="TaskDependency"
     )
     title = models.CharField(max_length=200)

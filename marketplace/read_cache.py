@@ -66,7 +66,9 @@ def answer_kept_or_computed(key: str, compute: Callable[[], str | None]) -> str 
     (who asks included)."""
     if not settings.MARKET_READ_CACHE:
         return compute()
-    database_version, written_here = fetch_row(_version_sql(), [])
+    row = fetch_row(_version_sql(), [])
+    assert row is not None  # an aggregate without GROUP BY has one row
+    database_version, written_here = row
     if written_here:
         return compute()
     prefix = (

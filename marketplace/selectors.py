@@ -7,7 +7,7 @@ leak. Staff read everything.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from django.db import connection
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery, Sum
@@ -17,10 +17,19 @@ from pgvector.django import CosineDistance
 
 from agents_registry import selectors as registry_selectors
 from agents_registry.models import Agent, Participant
-from agents_registry.prepared import Joined, derived_from_models, fetch_joined, prepared_cursor
+from agents_registry.prepared import (
+    Joined,
+    derived_from_models,
+    fetch_joined,
+    fetch_row,
+    prepared_cursor,
+)
 from ledger import selectors as ledger_selectors
 from marketplace.exceptions import NotFound
 from marketplace.models import Bid, Delivery, DeliveryFile, Dispute, Notification, Task, TaskEvent
+
+if TYPE_CHECKING:  # the stubs' helper type, not a runtime dependency
+    from django_stubs_ext import WithAnnotations
 
 TASK_RELATED = ("poster__agent", "assignee__agent", "parent")
 # Reads never show the 384-float vectors, so they are never parsed.
@@ -140,6 +149,10 @@ def task_with_parties(task_id: int, *, for_update: bool = False) -> Task | None:
     if not found:
         return None
     task, poster, poster_agent, assignee, assignee_agent = found
+    # The task and its poster are inner joins; the agents and the assignee LEFT JOINs.
+    assert isinstance(task, Task) and isinstance(poster, Participant)
+    assert isinstance(assignee, Participant | None)
+    assert isinstance(poster_agent, Agent | None) and isinstance(assignee_agent, Agent | None)
     poster.agent = poster_agent  # None caches "not an agent"
     task.poster = poster
     if assignee is not None:
@@ -149,7 +162,7 @@ def task_with_parties(task_id: int, *, for_update: bool = False) -> Task | None:
 
 
 @derived_from_models
-def _task_alone_sql() -> tuple[str, Joined]:
+def _task_alone_sql() -> tuple[str, Joined[Task]]:
     task = Joined(Task, "t", defer=("embedding",))
     return f"SELECT {task.columns} FROM {task.table} WHERE t.id = %s", task  # noqa: S608
 
@@ -159,8 +172,8 @@ def task_alone(task_id: int) -> Task | None:
     ``task_with_parties`` joins: for a reader that needs only the task itself (the brief of a
     hosted agent's run). Its poster and assignee load from the database if touched."""
     sql, task = _task_alone_sql()
-    found = fetch_joined(sql, [task_id], [task])
-    return found[0] if found else None
+    row = fetch_row(sql, [task_id])
+    return None if row is None else task.build(row)
 
 
 def access_task(*, viewer: Viewer, task_id: int) -> Task:
@@ -349,8 +362,9 @@ def tasks_matching_agent(
     page = [found[pk] for pk in wanted if pk in found]
     for task in page:
         chance = chances.get(task.pk)
-        task.success_estimate = round(chance.mean, 4) if chance else None
-        task.evidence = chance.inputs.evidence.text if chance else ""
+        # Read by TaskMatchOutput: attributes of this answer's instances, not of the model.
+        task.success_estimate = round(chance.mean, 4) if chance else None  # type: ignore[attr-defined]
+        task.evidence = chance.inputs.evidence.text if chance else ""  # type: ignore[attr-defined]
     return total, page
 
 
@@ -402,7 +416,7 @@ def deliveries_for_task(*, viewer: Viewer, task: Task) -> QuerySet[Delivery]:
 
 
 @derived_from_models
-def _delivery_by_key_sql() -> tuple[str, Joined]:
+def _delivery_by_key_sql() -> tuple[str, Joined[Delivery]]:
     delivery = Joined(Delivery, "d")
     sql = (
         f"SELECT {delivery.columns} FROM {delivery.table}"  # noqa: S608
@@ -415,8 +429,8 @@ def delivery_by_key(*, task_id: int, submitter_id: int, idempotency_key: str) ->
     """The delivery an idempotency key already made (at most one: a unique constraint), from a
     prepared statement: a refused delivery asks, to replay the one its key made."""
     sql, delivery = _delivery_by_key_sql()
-    found = fetch_joined(sql, [task_id, submitter_id, idempotency_key], [delivery])
-    return found[0] if found else None
+    row = fetch_row(sql, [task_id, submitter_id, idempotency_key])
+    return None if row is None else delivery.build(row)
 
 
 def automatic_revisions_count(*, task: Task) -> int:
@@ -568,7 +582,12 @@ def notifications_for(
 # --- escrow expectations (invariant 3) -----------------------------------------------------------
 
 
-def _expected_escrow_queryset() -> QuerySet[Task]:
+class _ChildrenSums(TypedDict):
+    open_children: int
+    spent_children: int
+
+
+def _expected_escrow_queryset() -> QuerySet[WithAnnotations[Task, _ChildrenSums]]:
     return Task.objects.filter(state__in=Task.ESCROW_STATES).annotate(
         open_children=Coalesce(
             Sum("children__bounty", filter=Q(children__state__in=Task.ESCROW_STATES)), 0

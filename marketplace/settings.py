@@ -396,7 +396,7 @@ SESSION_ENGINE = "django.contrib.sessions.backends.db"
 # default socket timeout is as long, so the read raced the reply and killed idle websockets.
 # The read timeout must outlast it (a socket_timeout in the URL's query still wins).
 CHANNEL_LAYER_SOCKET_TIMEOUT = 30
-CHANNEL_LAYERS = {
+CHANNEL_LAYERS: dict[str, dict[str, Any]] = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {

@@ -144,6 +144,9 @@ class SlidingWindowThrottle(throttling.SimpleRateThrottle):
     :func:`check_throttles` counts several at once."""
 
     wait_seconds: float = 0.0
+    # SimpleRateThrottle's __init__ sets these from the rate (None without one: never read then).
+    num_requests: int
+    duration: int
 
     def allow_request(self, request: Request, view: APIView) -> bool:
         return not check_throttles([self], request, view)

@@ -61,7 +61,7 @@ from marketplace.models import Bid, Delivery, Task
 from marketplace.protocols.auth import Caller, caller_authenticate, caller_throttle, error_body
 from workers.services.executions import HOSTED_RUNTIMES
 
-STATES = {
+STATES: dict[str, TaskState] = {
     Task.State.DRAFT: TaskState.TASK_STATE_SUBMITTED,
     Task.State.OPEN: TaskState.TASK_STATE_SUBMITTED,
     Task.State.AWARDED: TaskState.TASK_STATE_WORKING,

@@ -13,7 +13,7 @@ from workers.models import AgentSecret, Execution, TraceEvent
 
 class TraceEventInline(admin.TabularInline):
     model = TraceEvent
-    fields = [
+    readonly_fields = (
         "sequence",
         "attempt",
         "kind",
@@ -24,8 +24,8 @@ class TraceEventInline(admin.TabularInline):
         "cost",
         "duration_ms",
         "started_at",
-    ]
-    readonly_fields = fields
+    )
+    fields = readonly_fields
     extra = 0
     can_delete = False
     ordering = ["sequence"]

@@ -3,6 +3,8 @@ narrow group); a message only tells the page to refetch its timeline partial."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
@@ -12,8 +14,11 @@ from workers import selectors
 from workers.exceptions import ExecutionNotFound
 from workers.live import execution_group
 
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
-def _may_watch(user: object, execution_id: int) -> bool:
+
+def _may_watch(user: User, execution_id: int) -> bool:
     # Websocket users are browser sessions: always a human participant.
     viewer = market_selectors.Viewer(
         participant=participant_for_user(user=user), is_staff=bool(user.is_staff)

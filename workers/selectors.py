@@ -51,6 +51,8 @@ def execution_with_agent(execution_id: int, *, for_update: bool = False) -> Exec
     if not found:
         return None
     execution, agent, participant = found
+    assert isinstance(execution, Execution) and isinstance(agent, Agent)  # inner joins
+    assert isinstance(participant, Participant)
     agent.participant = participant
     execution.agent = agent
     return execution
@@ -194,9 +196,10 @@ def runs_for_task(*, viewer: market_selectors.Viewer, task: Any) -> list[Executi
         .select_related("agent__participant")
         .order_by("-pk")[:50]
     )
-    # A run after one of the same agent that delivered is the revision of that delivery.
+    # A run after one of the same agent that delivered is the revision of that delivery (an
+    # attribute of these instances for the page, not of the model).
     for run in runs:
-        run.revises = next(
+        run.revises = next(  # type: ignore[attr-defined]
             (
                 earlier.delivery_ref
                 for earlier in runs

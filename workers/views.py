@@ -8,6 +8,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
+from agents_registry.htmx import HtmxHttpRequest
 from marketplace import selectors as market_selectors
 from workers import selectors
 from workers.exceptions import ExecutionNotFound
@@ -22,7 +23,7 @@ def _access(request: HttpRequest, execution_id: int) -> tuple:
 
 
 @login_required
-def execution_page(request: HttpRequest, execution_id: int) -> HttpResponse:
+def execution_page(request: HtmxHttpRequest, execution_id: int) -> HttpResponse:
     """The timeline. While the run is live a websocket hint makes htmx refetch the ``timeline``
     partial; without JavaScript the page still shows the state at load time."""
     execution, task = _access(request, execution_id)

@@ -35,7 +35,9 @@ class SubscriptionForm(forms.Form):
     def __init__(self, *args: object, participant: Participant, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
         agents = participant.owned_agents.order_by("name")
-        self.fields["subscriber"].choices = [("", "Me")] + [
+        subscriber = self.fields["subscriber"]
+        assert isinstance(subscriber, forms.ChoiceField)  # declared so above
+        subscriber.choices = [("", "Me")] + [
             (agent.slug, f"My agent {agent.name}") for agent in agents
         ]
         self.participant = participant

@@ -31,6 +31,11 @@ class Pagination(pagination.Pagination):
     Pages past the cap still work."""
 
     count_cap = 1_000
+    # Set by ``window`` or ``paginate_queryset`` before anything reads them (the stubs allow None).
+    request: Request
+    limit: int
+    offset: int
+    count: int
 
     def window(self, request: Request) -> tuple[int, int]:
         """The request's ``limit`` and ``offset`` (checked), for a view that fetches its page
@@ -73,7 +78,7 @@ class MarketView(ScopedView):
     read_scope: str | None = ApiKey.Scope.TASKS_READ
     write_scope: str | None = ApiKey.Scope.TASKS_WRITE
     idempotent_writes = True
-    pagination_class = Pagination
+    pagination_class: type[Pagination] | None = Pagination
     viewer: Viewer
 
     def get_throttles(self) -> list[Any]:

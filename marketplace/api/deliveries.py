@@ -143,9 +143,9 @@ def delivery_file_response(stored) -> HttpResponseBase:
                 "ResponseContentType": stored.content_type,
             },
         )
-        response = HttpResponseRedirect(url)
-        response["Cache-Control"] = "private, no-store"  # the URL is a bearer credential
-        return response
+        redirect = HttpResponseRedirect(url)
+        redirect["Cache-Control"] = "private, no-store"  # the URL is a bearer credential
+        return redirect
     response = FileResponse(
         stored.file.open("rb"),
         as_attachment=True,

@@ -28,12 +28,12 @@ def _object(fields: list[tuple[str, str]]) -> str:
 def _participant(alias: str) -> str:
     """``ParticipantOutput``'s fields, in its order, from the participant row ``alias``."""
     columns = {field.name: field.column for field in Participant._meta.concrete_fields}
-    return _object(
-        [
-            (name, f"{alias}.{columns[field.source]}")
-            for name, field in ParticipantOutput().fields.items()
-        ]
-    )
+    pairs = []
+    for name, field in ParticipantOutput().fields.items():
+        # A bound serializer field's source is the model attribute it reads, a field's name here.
+        assert isinstance(field.source, str)
+        pairs.append((name, f"{alias}.{columns[field.source]}"))
+    return _object(pairs)
 
 
 # Whether the viewer is one of the task's parties (``selectors.is_task_party``), as SQL: the

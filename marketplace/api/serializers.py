@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -20,6 +20,13 @@ from marketplace import selectors
 from marketplace.models import Bid, Delivery, Dispute, Notification, Task, TaskEvent
 from marketplace.sanitize import sanitize_text
 from marketplace.services import validation
+
+if TYPE_CHECKING:  # the stubs' helper type, not a runtime dependency
+    from django_stubs_ext import WithAnnotations
+
+
+class _Distance(TypedDict):
+    distance: float
 
 
 class StrictSerializer(serializers.Serializer):
@@ -155,7 +162,7 @@ class TaskMatchOutput(TaskOutput):
     class Meta(TaskOutput.Meta):
         fields = [*TaskOutput.Meta.fields, "similarity", "success_estimate", "evidence"]
 
-    def get_similarity(self, task: Task) -> float:
+    def get_similarity(self, task: WithAnnotations[Task, _Distance]) -> float:
         return round(1.0 - float(task.distance), 4)
 
 
@@ -191,7 +198,8 @@ class TaskQuery(serializers.Serializer):
     mine = serializers.ChoiceField(
         choices=[("posted", "posted by me"), ("assigned", "assigned to me")], required=False
     )
-    parent = IdField(required=False, help_text="a task's id: its subtasks")
+    # A declared field (DRF moves it off the class), not the stubs' Field.parent.
+    parent = IdField(required=False, help_text="a task's id: its subtasks")  # type: ignore[assignment]
     since = serializers.DateTimeField(
         required=False,
         help_text="Only tasks changed after this time (RFC 3339 with a time zone); pass the "
@@ -301,7 +309,8 @@ class EvidenceInput(serializers.Serializer):
 
 class DeliveryInput(serializers.Serializer):
     text = TextField(required=False, allow_blank=True, default="", max_length=100_000)
-    data = serializers.JSONField(
+    # A declared field (DRF moves it off the class), not the stubs' Serializer.data.
+    data = serializers.JSONField(  # type: ignore[assignment]
         required=False,
         default=None,
         allow_null=True,
@@ -375,7 +384,8 @@ def delivery_output(delivery: Delivery) -> dict[str, Any]:
 
 class AllowedActionOutput(serializers.Serializer):
     action = serializers.CharField(help_text="e.g. cancel, award, deliver, escalate")
-    label = serializers.CharField()
+    # A declared field (DRF moves it off the class), not the stubs' Field.label.
+    label = serializers.CharField()  # type: ignore[assignment]
     target = serializers.ChoiceField(choices=["task", "bid", "delivery"])
     target_id = serializers.IntegerField()
     method = serializers.CharField(default="POST")
@@ -387,7 +397,8 @@ class AllowedActionOutput(serializers.Serializer):
 
 class UpcomingActionOutput(serializers.Serializer):
     action = serializers.CharField()
-    label = serializers.CharField()
+    # A declared field (DRF moves it off the class), not the stubs' Field.label.
+    label = serializers.CharField()  # type: ignore[assignment]
     opens_at = serializers.DateTimeField(help_text="Allowed from then if nothing changes before.")
 
 
@@ -421,7 +432,8 @@ class EventOutput(serializers.ModelSerializer):
     and outside the task's parties only the poster is named and only public data shows."""
 
     actor = ParticipantOutput(allow_null=True)
-    data = serializers.DictField()
+    # A declared field (DRF moves it off the class), not the stubs' Serializer.data.
+    data = serializers.DictField()  # type: ignore[assignment]
 
     class Meta:
         model = TaskEvent

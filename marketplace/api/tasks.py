@@ -150,7 +150,9 @@ def tasks_for_me_output(
         min_similarity=min_similarity,
         count_cap=count_cap,
     )
-    return count, serializers.TaskMatchOutput(tasks, many=True, context={"viewer": viewer}).data
+    assert count is not None  # counted: count_cap is an int
+    output = serializers.TaskMatchOutput(tasks, many=True, context={"viewer": viewer})
+    return count, output.data  # type: ignore[return-value]  # stubs: many=True's data is a list
 
 
 class TaskDetailView(MarketView):

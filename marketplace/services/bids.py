@@ -81,7 +81,7 @@ def _check_dependencies(task: Task) -> None:
         )
 
 
-def _bid_lock(bid_id: int | None) -> Bid:
+def _bid_lock(bid_id: int) -> Bid:
     bid = (
         Bid.objects.select_for_update(of=("self",))
         .select_related("bidder__agent", "task")

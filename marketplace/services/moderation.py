@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 
 from marketplace.exceptions import NotAllowed
 from marketplace.models import StaffAction
 
 
 def staff_action_record(
-    *, staff_user: AbstractBaseUser, action: str, subject: str, note: str = "", **data: Any
+    *, staff_user: User, action: str, subject: str, note: str = "", **data: Any
 ) -> StaffAction:
     if not getattr(staff_user, "is_staff", False):
         raise NotAllowed("Only staff can take moderation actions.")

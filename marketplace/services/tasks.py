@@ -351,6 +351,7 @@ def task_cancel(*, task: Task, actor: Participant) -> Task:
         require_state(task, "cancel", *states_of("cancel"))
         if task.state in WORKING:
             stalls_at = work_stalls_at(task)
+            assert stalls_at is not None  # the task is being worked on
             if stalls_at > timezone.now():
                 raise InvalidTransition(
                     "Work on this task has started: it can be cancelled only once its deadline"

@@ -4,6 +4,7 @@ partials of the same templates, and a websocket hint tells the task page to refe
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 
 from django.contrib import messages
@@ -16,6 +17,8 @@ from django.utils import timezone
 from django.utils.text import capfirst
 from django.views.decorators.http import require_POST
 
+from agents_registry.htmx import HtmxHttpRequest
+from agents_registry.models import Participant
 from ledger import selectors as ledger_selectors
 from marketplace import actions, selectors, services
 from marketplace.api.deliveries import delivery_file_response
@@ -33,7 +36,7 @@ def _int(value: str | None) -> int | None:
         return None
 
 
-def home(request: HttpRequest) -> HttpResponse:
+def home(request: HtmxHttpRequest) -> HttpResponse:
     viewer = selectors.viewer_for_request(request)
     search = request.GET.get("q", "").strip()
     min_bounty, max_bounty = _int(request.GET.get("min")), _int(request.GET.get("max"))
@@ -46,7 +49,7 @@ def home(request: HttpRequest) -> HttpResponse:
     return render(request, template, context)
 
 
-def _available(participant: object) -> int:
+def _available(participant: Participant) -> int:
     return ledger_selectors.balance_for(owner_ref=participant.ledger_ref).available
 
 
@@ -95,7 +98,7 @@ def task_new(request: HttpRequest) -> HttpResponse:
     return render(request, "marketplace/task_new.html", context, status=400 if errors else 200)
 
 
-def _checks_from_form(values: object) -> dict:
+def _checks_from_form(values: Mapping[str, str]) -> dict:
     checks: dict = {}
     if values.get("check_regex"):
         checks["regex"] = values["check_regex"]
@@ -163,7 +166,7 @@ def _task_context(request: HttpRequest, task_id: int) -> dict:
     participant = viewer.participant
     deliveries = list(selectors.deliveries_for_task(viewer=viewer, task=task))
     for delivery in deliveries:
-        delivery.safe_html = sanitize_text(delivery.text)
+        delivery.safe_html = sanitize_text(delivery.text)  # type: ignore[attr-defined]  # for the page
     # The buttons and forms come from the same table as the API's answer of what is allowed.
     allowed = actions.task_actions(viewer=viewer, task=task)
     return {
@@ -184,7 +187,7 @@ def _task_context(request: HttpRequest, task_id: int) -> dict:
     }
 
 
-def task_detail(request: HttpRequest, task_id: int) -> HttpResponse:
+def task_detail(request: HtmxHttpRequest, task_id: int) -> HttpResponse:
     try:
         context = _task_context(request, task_id)
     except MarketError:
@@ -314,7 +317,7 @@ def delivery_file(request: HttpRequest, file_id: int) -> HttpResponseBase:
 
 
 @login_required
-def dashboard(request: HttpRequest) -> HttpResponse:
+def dashboard(request: HtmxHttpRequest) -> HttpResponse:
     """The user's tasks, bids and notifications; refetched (htmx) whenever a notice reaches them.
     Showing the notifications marks them read."""
     viewer = selectors.viewer_for_request(request)

@@ -24,6 +24,7 @@ from rest_framework.response import Response
 from agents_registry import services as registry_services
 from agents_registry.api_fields import CreditsField, TextField
 from agents_registry.exceptions import RegistryError
+from agents_registry.htmx import HtmxHttpRequest
 from agents_registry.models import Agent, ApiKey, Participant
 from agents_registry.pagination import bounded_int
 from agents_registry.selectors import participant_for_request
@@ -86,7 +87,7 @@ def wallet(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_GET
-def wallet_statement(request: HttpRequest) -> HttpResponse:
+def wallet_statement(request: HtmxHttpRequest) -> HttpResponse:
     """Older statement lines: the partial for htmx, the whole page without JavaScript. With
     ``?agent=<slug>``, the statement of one of the user's own agents."""
     participant = participant_for_request(request)

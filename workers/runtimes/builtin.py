@@ -76,6 +76,7 @@ def text_stats(task: TaskBrief) -> RunResult:
     tokens = words_of(text)
     sentences = sentences_of(text)
     paragraphs = [part for part in re.split(r"\n\s*\n", text) if part.strip()]
+    keywords = keywords_of(text)
     syllables = sum(max(1, len(re.findall(r"[aeiouy]+", word))) for word in tokens)
     words, sentence_count = max(1, len(tokens)), max(1, len(sentences))
     flesch = 206.835 - 1.015 * (words / sentence_count) - 84.6 * (syllables / words)
@@ -88,9 +89,9 @@ def text_stats(task: TaskBrief) -> RunResult:
         "average_words_per_sentence": round(len(tokens) / sentence_count, 2),
         "reading_time_seconds": math.ceil(len(tokens) / 238 * 60),
         "flesch_reading_ease": round(flesch, 1),
-        "keywords": keywords_of(text),
+        "keywords": keywords,
     }
-    top = ", ".join(item["keyword"] for item in stats["keywords"][:5]) or "none"
+    top = ", ".join(item["keyword"] for item in keywords[:5]) or "none"
     summary = (
         f"{stats['words']} words in {stats['sentences']} sentences and {stats['paragraphs']} "
         f"paragraphs; reading time about {stats['reading_time_seconds']} s; Flesch reading ease "
@@ -273,14 +274,14 @@ def verify_against_criteria(task: TaskBrief) -> RunResult:
     if criteria_terms:
         present = set(words_of(material))
         covered = [term for term in criteria_terms if term in present]
-        missing = ", ".join(term for term in criteria_terms if term not in present)
+        absent = ", ".join(term for term in criteria_terms if term not in present)
         coverage = len(covered) / len(criteria_terms)
         results.append(
             {
                 "check": "criteria_coverage",
                 "passed": None,
                 "evidence": f"{len(covered)} of {len(criteria_terms)} criteria terms appear "
-                f"({coverage:.0%}); missing: {missing or 'none'}",
+                f"({coverage:.0%}); missing: {absent or 'none'}",
             }
         )
     machine = [result for result in results if result["passed"] is not None]

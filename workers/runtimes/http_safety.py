@@ -216,12 +216,13 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
     """Connects to the checked address while TLS verifies the certificate against the name."""
 
     def __init__(self, address: str, port: int, *, server_name: str, timeout: float) -> None:
-        super().__init__(address, port, timeout=timeout, context=ssl.create_default_context())
+        self._tls = ssl.create_default_context()
+        super().__init__(address, port, timeout=timeout, context=self._tls)
         self._server_name = server_name
 
     def connect(self) -> None:
         sock = socket.create_connection((self.host, self.port), self.timeout)
-        self.sock = self._context.wrap_socket(sock, server_hostname=self._server_name)
+        self.sock = self._tls.wrap_socket(sock, server_hostname=self._server_name)
 
 
 def _connection(target: Target, timeout: float) -> http.client.HTTPConnection:

@@ -85,11 +85,12 @@ def _skill_texts(agent: Agent) -> list[str]:
 def _runtime_for(agent: Agent) -> Callable[[RunContext], RunResult]:
     if agent.runtime == Agent.Runtime.OPENAI:
         return partial(openai.run, skills=_skill_texts(agent))
-    return {
+    runners: dict[str, Callable[[RunContext], RunResult]] = {
         Agent.Runtime.BUILTIN: builtin.run,
         Agent.Runtime.HTTP: http.run,
         Agent.Runtime.A2A: a2a.run,
-    }[agent.runtime]
+    }
+    return runners[agent.runtime]
 
 
 def time_limits_for(agent: Agent) -> tuple[int, int]:
@@ -380,7 +381,8 @@ def _context_for(execution: Execution, brief: TaskBrief) -> RunContext:
             else ""
         )
         api_key = api_key or api_key_stored(agent=agent)
-    record, take_held_events = trace_recorder(execution.pk), list
+    record = trace_recorder(execution.pk)
+    take_held_events: Callable[[], list[dict[str, Any]]] = list
     if agent.runtime == Agent.Runtime.BUILTIN:
         buffered = BufferedTrace(execution.pk)
         record, take_held_events = buffered.record, buffered.take
@@ -465,6 +467,7 @@ def _runtime_result_or_failure(
     retried."""
     started = time.monotonic()
     context: RunContext | None = None
+    failure: RuntimeFailure
     try:
         task = task or _task_read(execution)
         context = _context_for(execution, _task_brief(execution, task))
@@ -514,11 +517,14 @@ def _execution_lock_if_claim_holds(
             raise Execution.DoesNotExist(f"Execution {execution_id} does not exist.")
     else:
         execution = claimed
-        execution.status, execution.claim_token, execution.trace_length = fetch_row(
+        row = fetch_row(
             f"SELECT status, claim_token, trace_length FROM {Execution._meta.db_table}"  # noqa: S608
             " WHERE id = %s FOR UPDATE",
             [execution_id],
         )
+        if row is None:
+            raise Execution.DoesNotExist(f"Execution {execution_id} does not exist.")
+        execution.status, execution.claim_token, execution.trace_length = row
     if execution.status != Execution.Status.RUNNING or execution.claim_token != token:
         return None
     return execution
@@ -790,6 +796,7 @@ def _reap_running(execution: Execution, now: Any) -> str:
     limit = (execution.last_attempt_at or now) + lease_for(execution.agent)
     worker = execution.worker or "?"
     lost: RuntimeFailure
+    assert execution.lease_expires_at is not None  # execution_reap sends only a leased one
     if execution.lease_expires_at < limit - timedelta(seconds=1):
         lost = PlatformFailure(
             f"The worker running attempt {execution.attempts} ({worker}) stopped (killed or"

@@ -28,7 +28,7 @@ def webhook_secret_rotate(*, agent: Agent, grace: timedelta = ROTATION_GRACE) ->
         retires_at__lte=now
     )
     newest = valid.order_by("-created_at", "-pk").first()
-    valid.exclude(pk=getattr(newest, "pk", None)).update(retires_at=now)
+    (valid if newest is None else valid.exclude(pk=newest.pk)).update(retires_at=now)
     if newest is not None and (newest.retires_at is None or newest.retires_at > now + grace):
         AgentSecret.objects.filter(pk=newest.pk).update(retires_at=now + grace)
     secret = webhook_secret_generate()

@@ -323,11 +323,13 @@ def deliveries_dispatch(*, limit: int = DISPATCH_BATCH) -> list[tuple[int, uuid.
             )
             .order_by("next_attempt_at", "pk")[:limit]
         )
+        taken = []
         for delivery in due:
-            delivery.attempt_token = uuid.uuid4()
+            token = uuid.uuid4()
+            delivery.attempt_token = token
             delivery.next_attempt_at = now + _attempt_lease()
+            taken.append((delivery.pk, token))
         EventDelivery.objects.bulk_update(due, ["attempt_token", "next_attempt_at"])
-        taken = [(delivery.pk, delivery.attempt_token) for delivery in due]
         for delivery_id, token in taken:
             queueing.send_on_commit(
                 SEND_TASK, kwargs={"delivery_id": delivery_id, "token": str(token)}

@@ -47,14 +47,14 @@ def checks_run(*, checks: dict, text: str, data: Any) -> list[dict[str, Any]]:
     if "regex" in checks:
         try:
             match = linear_regex.search(checks["regex"], text or "")
-            evidence = (
+            regex_evidence = (
                 f"Matched “{match.group(0)[:200]}” at position {match.start()}."
                 if match
                 else f"No match for {checks['regex']!r} in the text."
             )
         except linear_regex.UnsupportedPattern as error:  # a task posted before checks ran RE2
-            match, evidence = None, f"The pattern cannot run: {error}"
-        results.append({"check": "regex", "passed": match is not None, "evidence": evidence})
+            match, regex_evidence = None, f"The pattern cannot run: {error}"
+        results.append({"check": "regex", "passed": match is not None, "evidence": regex_evidence})
     if "required_fields" in checks:
         missing = [name for name in checks["required_fields"] if not _field_present(data, name)]
         results.append(

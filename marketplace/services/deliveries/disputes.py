@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -70,6 +70,7 @@ def task_escalate(*, task: Task, actor: Participant, reason: str) -> Dispute:
                     "Nothing was delivered on this task yet: cancel it to get the escrow back."
                 )
             stalls_at = work_stalls_at(task)
+            assert stalls_at is not None  # the task is being worked on
             if stalls_at > timezone.now():
                 raise InvalidTransition(
                     "The work has not stalled: this task can be escalated from "
@@ -81,6 +82,7 @@ def task_escalate(*, task: Task, actor: Participant, reason: str) -> Dispute:
             outcome_record_for(task=task, outcome="timed_out")
         elif actor.pk == task.assignee_id:
             require_state(task, "escalate", *states_of("escalate", "assignee"))
+            assert delivery is not None  # a delivered task has its delivery
             if delivery.status != Delivery.Status.SUBMITTED or delivery.review_deadline:
                 raise InvalidTransition(
                     "The poster's review window is still open: silence until it ends settles "
@@ -139,7 +141,7 @@ def dispute_evidence_add(*, dispute: Dispute, actor: Participant, text: str) -> 
 
 
 def dispute_resolve(
-    *, dispute: Dispute, staff_user: AbstractBaseUser, assignee_share: int, note: str = ""
+    *, dispute: Dispute, staff_user: User, assignee_share: int, note: str = ""
 ) -> Dispute:
     """Staff split the escrow: ``assignee_share`` to the assignee (at most what acceptance would
     have paid), the rest back to the poster (or the parent's escrow). No fee on disputed work."""

@@ -208,9 +208,10 @@ def _delivered_locked(
         stored_files.append(stored)
     # The files as if prefetched, so the answer lists them without compiling a query; a queryset
     # that holds its result never runs, so it needs no filter (BENCHMARKS.md, issue 5).
+    # Django internals the stubs do not declare (test_django_internals checks them by name).
     files = DeliveryFile.objects.all()
-    files._result_cache, files._prefetch_done = stored_files, True
-    delivery._prefetched_objects_cache = {"files": files}
+    files._result_cache, files._prefetch_done = stored_files, True  # type: ignore[attr-defined]
+    delivery._prefetched_objects_cache = {"files": files}  # type: ignore[attr-defined]
     task.state = Task.State.DELIVERED
     transition_record(
         task,
