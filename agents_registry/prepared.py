@@ -9,7 +9,8 @@ translated.
 
 Django internals relied on (``tests/marketplace/test_django_internals.py`` fails by name if
 an upgrade changes one): ``CursorDebugWrapper.debug_sql``, ``DatabaseWrapper.queries_logged`` and
-``make_cursor``; ``Model.from_db`` and ``Model._state`` (``adding``, ``db``).
+``make_cursor``; ``Model.from_db`` and ``Model._state`` (``adding``, ``db``);
+``Query.sql_with_params`` (:func:`condition_sql`).
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ from typing import Any, Generic, TypeVar
 import psycopg
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
-from django.db.models import Field, Model
-from django.db.models.expressions import DatabaseDefault
+from django.db.models import BigIntegerField, Field, Model, Q
+from django.db.models.expressions import DatabaseDefault, Expression
 
 
 class _LoggedAsWritten(CursorDebugWrapper):
@@ -319,3 +320,35 @@ def violated_constraint(error: IntegrityError) -> str | None:
     wraps), None when the database named none."""
     diagnostics = getattr(error.__cause__, "diag", None)
     return getattr(diagnostics, "constraint_name", None)
+
+
+class Placeholder(Expression):
+    """A named parameter (``%(name)s``) left in a condition the ORM compiles for a prepared
+    statement (:func:`condition_sql`), bound by whoever runs the statement."""
+
+    def __init__(self, name: str, output_field: Field | None = None) -> None:
+        super().__init__(output_field=output_field or BigIntegerField())
+        self.name = name
+
+    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
+        return f"%({self.name})s", []
+
+
+def condition_sql(model: type[Model], condition: Q) -> tuple[str, dict[str, Any]]:
+    """``condition`` as the ORM compiles it for ``model.objects.filter(condition)``: the text
+    after WHERE (the table named by its own name, so a statement selecting ``FROM`` it unaliased
+    can use it) and its constants as named parameters ``condition_0``, ``condition_1``...
+    (:class:`Placeholder` names the others). Written once, never restated by hand."""
+    bare, _ = model.objects.values("pk").query.sql_with_params()
+    sql, params = model.objects.filter(condition).values("pk").query.sql_with_params()
+    start = f"{bare} WHERE "
+    if not sql.startswith(start):
+        raise RuntimeError(f"the ORM no longer compiles a filter as {start!r}...: {sql!r}")
+    pieces = sql.removeprefix(start).split("%s")
+    if len(pieces) != len(params) + 1:
+        raise RuntimeError(f"cannot name the parameters of {sql!r}")
+    names = [f"condition_{index}" for index in range(len(params))]
+    text = pieces[0] + "".join(
+        f"%({name})s{piece}" for name, piece in zip(names, pieces[1:], strict=True)
+    )
+    return text, dict(zip(names, params, strict=True))

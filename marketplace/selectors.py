@@ -64,17 +64,45 @@ def speaks_for(viewer: Viewer, party: Participant | None) -> bool:
     return party.kind == Participant.Kind.AGENT and party.agent.owner_id == viewer.participant.pk
 
 
+def _agents_owned_by(owner: Any) -> QuerySet[Agent]:
+    return Agent.objects.filter(owner_id=owner).values("participant_id")
+
+
+def task_visibility(*, own: Any = None, family: Any = None) -> Q:
+    """Who may see a task, the one rule (staff see every task, and are not asked): anyone sees a
+    published public task; a participant (``own``, of the human ``family``) also sees what its
+    family posted (the human and the agents it owns) and what it, or an agent it owns, was
+    assigned. Without ``own``, the anonymous viewer's part alone.
+
+    ``own`` and ``family`` are ids or expressions (the API's prepared reads compile this
+    condition once with placeholders, ``marketplace/api/reads.py``); the agents behind them are
+    uncorrelated subqueries, hashed once per statement, so a list still walks the
+    (state, created_at) index. ``can_view_task`` asks the same of a task already loaded."""
+    # A draft is its poster's own until published, whatever its visibility.
+    published = Q(visibility=Task.Visibility.PUBLIC) & ~Q(state=Task.State.DRAFT)
+    if own is None:
+        return published
+    return (
+        published
+        | Q(poster_id=family)
+        | Q(poster_id__in=_agents_owned_by(family))
+        | Q(assignee_id=own)
+        | Q(assignee_id__in=_agents_owned_by(own))
+    )
+
+
 def can_view_task(viewer: Viewer, task: Task) -> bool:
+    """``task_visibility`` for a task loaded with its parties (``task_with_parties``), where the
+    parties' agents are at hand and a query would be a statement more: its terms one by one.
+    ``tests/marketplace/test_reads.py`` holds the two to one answer for every kind of viewer."""
     if viewer.is_staff:
         return True
     if task.visibility == Task.Visibility.PUBLIC and task.state != Task.State.DRAFT:
         return True
     if viewer.participant is None:
         return False
-    if speaks_for(viewer, task.poster) or speaks_for(viewer, task.assignee):
-        return True
-    # A private task is shared with the poster's own family (a human and the agents it owns).
-    return family_id(task.poster) == viewer.family_id
+    # The poster in the viewer's family (the human, or an agent it owns); the assignee spoken for.
+    return family_id(task.poster) == viewer.family_id or speaks_for(viewer, task.assignee)
 
 
 def is_task_party(viewer: Viewer, task: Task) -> bool:
@@ -252,21 +280,9 @@ def tasks_visible(*, viewer: Viewer) -> QuerySet[Task]:
     queryset = Task.objects.defer(*TASK_VECTORS)
     if viewer.is_staff:
         return queryset
-    # A draft is its poster's own until published, whatever its visibility.
-    public = Q(visibility=Task.Visibility.PUBLIC) & ~Q(state=Task.State.DRAFT)
     if viewer.participant is None:
-        return queryset.filter(public)
-    # Participant ids resolved up front (one small query), so the task filter is plain IN lists on
-    # indexed columns instead of OR-ed joins that defeat the (state, created_at) index.
-    family = viewer.family_id
-    own = viewer.participant.pk
-    agents = dict(
-        Agent.objects.filter(owner_id__in={family, own}).values_list("participant_id", "owner_id")
-    )
-    family_members = {family, own} | {agent for agent, owner in agents.items() if owner == family}
-    speaks_for_ids = {own} | {agent for agent, owner in agents.items() if owner == own}
-    mine = Q(poster_id__in=family_members) | Q(assignee_id__in=speaks_for_ids)
-    return queryset.filter(public | mine)
+        return queryset.filter(task_visibility())
+    return queryset.filter(task_visibility(own=viewer.participant.pk, family=viewer.family_id))
 
 
 def tasks_feed(

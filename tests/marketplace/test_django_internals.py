@@ -7,10 +7,11 @@ from __future__ import annotations
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
+from django.db.models import Q
 from django.test.utils import CaptureQueriesContext
 
 from agents_registry.models import Participant
-from agents_registry.prepared import fetch_row, insert_rows
+from agents_registry.prepared import Placeholder, condition_sql, fetch_row, insert_rows
 from marketplace import services
 from marketplace.models import Bid, Task
 from tests.marketplace.conftest import post
@@ -23,6 +24,16 @@ def test_prepared_statements_are_logged_as_written() -> None:
     with CaptureQueriesContext(connection) as queries:
         assert fetch_row("SELECT %s::int + 1", [41]) == (42,)
     assert [query["sql"] for query in queries] == ["SELECT %s::int + 1"]
+
+
+def test_a_condition_compiles_to_the_text_after_where() -> None:
+    # Query.sql_with_params: "SELECT ... FROM table WHERE condition", the values as %s.
+    sql, params = condition_sql(Task, Q(state="open") & ~Q(poster_id=Placeholder("own")))
+    assert sql == (
+        '("marketplace_task"."state" = %(condition_0)s'
+        ' AND NOT ("marketplace_task"."poster_id" = (%(own)s)))'
+    )
+    assert params == {"condition_0": "open"}
 
 
 def test_inserted_rows_are_saved_instances(poster: Participant, worker: Participant) -> None:

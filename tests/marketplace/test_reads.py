@@ -307,3 +307,61 @@ def test_prepared_statements_are_logged_as_written(db: None) -> None:
                 cursor.execute("SELECT %s::int + 1", [41])
                 assert cursor.fetchone() == (42,)
     assert [query["sql"] for query in queries] == ["SELECT %s::int + 1"] * 4
+
+
+def test_the_prepared_reads_and_the_queryset_see_the_same_tasks(
+    alice: User, bob: User, mallory: User, staff: User
+) -> None:
+    """``selectors.task_visibility``, compiled into the API's prepared reads, the ORM's
+    queryset of it and ``can_view_task`` on a loaded task give one answer: every kind of viewer
+    against a task in every state, public and private."""
+    poster = make_agent(alice, "Poster").participant
+    assignee = make_agent(bob, "Assignee").participant
+    roles = {
+        "anonymous": Viewer(participant=None),
+        "staff": Viewer(participant=participant_of(staff), is_staff=True),
+        "poster": Viewer(participant=poster),
+        "poster's owner": Viewer(participant=participant_of(alice)),
+        "poster's sibling agent": Viewer(participant=make_agent(alice, "Sibling").participant),
+        "assignee": Viewer(participant=assignee),
+        "assignee's owner": Viewer(participant=participant_of(bob)),
+        "assignee's sibling agent": Viewer(participant=make_agent(bob, "Other").participant),
+        "other participant": Viewer(participant=participant_of(mallory)),
+        "other participant's agent": Viewer(participant=make_agent(mallory, "Third").participant),
+    }
+    unassigned = {Task.State.DRAFT, Task.State.OPEN, Task.State.CANCELLED, Task.State.EXPIRED}
+    tasks = [
+        Task.objects.create(
+            poster=poster,
+            title=f"{visibility} {state} {'assigned' if assigned else 'unassigned'}",
+            description="A task.",
+            bounty=100,
+            state=state,
+            visibility=visibility,
+            assignee=assignee if assigned else None,
+            price=100 if assigned else None,
+        )
+        for state in Task.State.values
+        for visibility in Task.Visibility.values
+        for assigned in ({False, True} if state in unassigned else {True})
+    ]
+
+    def expected(role: str, task: Task) -> bool:
+        published = task.visibility == Task.Visibility.PUBLIC and task.state != Task.State.DRAFT
+        family = role in {"poster", "poster's owner", "poster's sibling agent"}
+        spoken_for = task.assignee_id is not None and role in {"assignee", "assignee's owner"}
+        return role == "staff" or published or family or spoken_for
+
+    for role, viewer in roles.items():
+        queried = set(selectors.tasks_visible(viewer=viewer).values_list("pk", flat=True))
+        listed = {row["id"] for row in _page(viewer)}
+        for task in tasks:
+            loaded = selectors.task_with_parties(task.pk)
+            answers = {
+                "expected": expected(role, task),
+                "queryset": task.pk in queried,
+                "prepared list": task.pk in listed,
+                "prepared detail": _detail(viewer, task.pk) is not None,
+                "loaded task": selectors.can_view_task(viewer, loaded),
+            }
+            assert len(set(answers.values())) == 1, (role, task.title, answers)

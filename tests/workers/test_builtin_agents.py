@@ -112,16 +112,16 @@ def test_verifier_reports_each_check_with_evidence() -> None:
     assert result.data["passed"] is True
     assert [r["check"] for r in result.data["results"]] == [
         "json_schema",
-        "required_fields",
         "regex",
+        "required_fields",
         "max_words",
     ]
     bad = builtin.verify_against_criteria(brief('{"total": 12}', checks=checks))
     assert bad.data["passed"] is False
-    assert bad.data["results"][1] == {
+    assert bad.data["results"][2] == {
         "check": "required_fields",
         "passed": False,
-        "evidence": "missing: currency",
+        "evidence": "Missing: currency",
     }
     assert bad.text == "Verification failed: 2 of 4 machine checks passed."
 
@@ -175,3 +175,39 @@ def test_unknown_builtin_is_refused() -> None:
     )
     with pytest.raises(RuntimeFailure, match="Unknown built-in agent 'nope'"):
         builtin.run(context)
+
+
+# (checks, material): the market's verdict on a delivery whose text is the material and whose
+# data is the material parsed, and the verifier agent's on the material, are one.
+CHECK_CASES = [
+    ({"regex": r"total: \d+"}, "the total: 12"),
+    ({"regex": "^total"}, "first line\ntotal: 12"),  # no multiline unless the pattern asks
+    ({"regex": "(?m)^total"}, "first line\ntotal: 12"),
+    ({"regex": r"(a)\1"}, "aa"),  # a backreference: RE2 cannot run it, the check fails
+    ({"required_fields": ["a.b"]}, '{"a": {"b": 1}}'),  # dots for nesting
+    ({"required_fields": ["a.b"]}, '{"a.b": 1}'),
+    ({"required_fields": ["total"]}, "not json"),
+    ({"json_schema": {"type": "object", "required": ["total"]}}, '{"total": 1}'),
+    ({"json_schema": {"type": "object", "required": ["total"]}}, "[1, 2]"),
+    ({"json_schema": {"type": "string", "pattern": "^[A-Z]{3}$"}}, '"EUR"'),
+    ({"json_schema": {"type": "string", "pattern": "^[A-Z]{3}$"}}, '"euro"'),
+    ({"json_schema": {"type": "object"}}, "null"),
+    (
+        {"json_schema": {"type": "object"}, "regex": "EUR", "required_fields": ["currency"]},
+        '{"currency": "EUR"}',
+    ),
+]
+
+
+@pytest.mark.parametrize(("checks", "material"), CHECK_CASES)
+def test_the_verifier_agent_and_the_market_give_one_verdict(checks: dict, material: str) -> None:
+    from marketplace.services import checks_run
+
+    try:
+        data = json.loads(material)
+    except json.JSONDecodeError:
+        data = None
+    market = checks_run(checks=checks, text=material, data=data)
+    verifier = builtin.verify_against_criteria(brief(material, checks=checks)).data
+    assert [result for result in verifier["results"] if result["passed"] is not None] == market
+    assert verifier["passed"] == all(result["passed"] for result in market)

@@ -19,9 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import jsonschema
-
 from marketplace.services import linear_regex
+from marketplace.services.deliveries.checks import checks_run
 from workers.exceptions import RuntimeFailure
 from workers.runtimes.base import RunContext, RunResult, TaskBrief
 
@@ -168,7 +167,7 @@ def json_csv_transform(task: TaskBrief) -> RunResult:
         )
         text += "."
     if schema:
-        validator = jsonschema.Draft202012Validator(schema)
+        validator = linear_regex.schema_validator(schema)
         errors = [
             {"path": "/".join(map(str, error.absolute_path)), "message": error.message}
             for error in sorted(validator.iter_errors(validated), key=lambda e: list(e.path))
@@ -226,9 +225,10 @@ def summarize(task: TaskBrief) -> RunResult:
 def verify_against_criteria(task: TaskBrief) -> RunResult:
     """Checks the material against the machine checks and the free-text criteria of the task.
 
-    Machine checks (``task.checks``): ``json_schema``, ``regex``, ``required_fields``,
-    ``min_words``, ``max_words``, ``must_include``. The free-text criteria are only checked for
-    coverage of their content words, and the result says so: it is a hint, not a judgement.
+    The market's machine checks (``json_schema``, ``regex``, ``required_fields``) run as the
+    market runs them on a delivery (``checks_run``), the material as its text and, parsed, its
+    data; then ``min_words``, ``max_words`` and ``must_include``. The free-text criteria are only
+    checked for coverage of their content words, and the result says so: a hint, not a judgement.
     """
     material = task.material
     checks = task.checks if isinstance(task.checks, dict) else {}
@@ -237,30 +237,20 @@ def verify_against_criteria(task: TaskBrief) -> RunResult:
     def add(name: str, passed: bool, evidence: str) -> None:
         results.append({"check": name, "passed": passed, "evidence": evidence})
 
-    parsed: Any = None
+    data: Any = None
     if "json_schema" in checks or "required_fields" in checks:
         try:
-            parsed = json.loads(material)
+            data = json.loads(material)
         except json.JSONDecodeError as error:
-            add("json", False, f"not JSON: {error.msg} at line {error.lineno}")
-    if "json_schema" in checks and parsed is not None:
-        validator = linear_regex.schema_validator(checks["json_schema"])
-        errors = list(validator.iter_errors(parsed))
-        add("json_schema", not errors, "; ".join(e.message for e in errors[:5]) or "valid")
-    if "required_fields" in checks and parsed is not None:
-        missing = [
-            name
-            for name in checks["required_fields"]
-            if not isinstance(parsed, dict) or name not in parsed
-        ]
-        add("required_fields", not missing, f"missing: {', '.join(missing)}" if missing else "all")
-    if "regex" in checks:
-        try:
-            found = linear_regex.search(f"(?m){checks['regex']}", material)
-        except linear_regex.UnsupportedPattern as error:
-            add("regex", False, f"the pattern is invalid: {error}")
-        else:
-            add("regex", found is not None, f"matched {found.group(0)!r}" if found else "no match")
+            # Why the data checks below fail; not a check of its own.
+            results.append(
+                {
+                    "check": "json",
+                    "passed": None,
+                    "evidence": f"not JSON: {error.msg} at line {error.lineno}",
+                }
+            )
+    results.extend(checks_run(checks=checks, text=material, data=data))
     word_count = len(words_of(material))
     if "min_words" in checks:
         add("min_words", word_count >= int(checks["min_words"]), f"{word_count} words")

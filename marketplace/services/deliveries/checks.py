@@ -1,4 +1,5 @@
-"""The machine checks of a task's acceptance criteria, run on a delivery in a worker."""
+"""The machine checks of a task's acceptance criteria, run on a delivery in a worker; the built-in
+verifier agent (``workers/runtimes/builtin.py``) runs the same ``checks_run`` on its material."""
 
 from __future__ import annotations
 
