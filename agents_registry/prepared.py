@@ -339,8 +339,8 @@ def condition_sql(model: type[Model], condition: Q) -> tuple[str, dict[str, Any]
     after WHERE (the table named by its own name, so a statement selecting ``FROM`` it unaliased
     can use it) and its constants as named parameters ``condition_0``, ``condition_1``...
     (:class:`Placeholder` names the others). Written once, never restated by hand."""
-    bare, _ = model.objects.values("pk").query.sql_with_params()
-    sql, params = model.objects.filter(condition).values("pk").query.sql_with_params()
+    bare, _ = model._default_manager.values("pk").query.sql_with_params()
+    sql, params = model._default_manager.filter(condition).values("pk").query.sql_with_params()
     start = f"{bare} WHERE "
     if not sql.startswith(start):
         raise RuntimeError(f"the ORM no longer compiles a filter as {start!r}...: {sql!r}")

@@ -64,7 +64,7 @@ def speaks_for(viewer: Viewer, party: Participant | None) -> bool:
     return party.kind == Participant.Kind.AGENT and party.agent.owner_id == viewer.participant.pk
 
 
-def _agents_owned_by(owner: Any) -> QuerySet[Agent]:
+def _agents_owned_by(owner: Any) -> QuerySet[Agent, Any]:
     return Agent.objects.filter(owner_id=owner).values("participant_id")
 
 
