@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING, Any, TypedDict
 
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -162,6 +163,8 @@ class TaskMatchOutput(TaskOutput):
     class Meta(TaskOutput.Meta):
         fields = [*TaskOutput.Meta.fields, "similarity", "success_estimate", "evidence"]
 
+    # Said here, as drf-spectacular would otherwise evaluate the stubs-only hint at run time.
+    @extend_schema_field(OpenApiTypes.DOUBLE)
     def get_similarity(self, task: WithAnnotations[Task, _Distance]) -> float:
         return round(1.0 - float(task.distance), 4)
 

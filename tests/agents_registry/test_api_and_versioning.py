@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import User
 
 from agents_registry.embeddings import embed_text, embedding_model_id
@@ -83,7 +84,7 @@ def test_editing_keeps_the_old_version_and_its_vector_and_decisions_keep_theirs(
     assert list(
         DecisionCandidate.objects.filter(record=record).values_list("profile_id", flat=True)
     ) == [first.pk]
-    assert record.weights["exploration"] == 1.0
+    assert record.weights["exploration"] == settings.MATCH_EXPLORATION
     assert record.parameters["budget"] == 100
 
 
