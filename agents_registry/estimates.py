@@ -13,8 +13,10 @@ Ranking is by expected net value, SALE-style value minus cost: ``p * V - price``
 of success ``V = budget * 10**(3 * preference - 1)`` (``preference`` 0: the cheapest that may
 pass; 1: the most likely to pass within budget). The explanation shows ``price / p``, the
 expected cost per accepted result (Cost-of-Pass). Exploration is Thompson sampling: ``p`` in
-the score is a draw from the posterior, from a generator seeded by (seed, agent), so any ranking
-replays exactly and a candidate's draw does not depend on who else was ranked.
+the score is the mean moved toward a draw from the posterior (by ``MATCH_EXPLORATION``; the
+half-way default explored enough with less regret than the full draw in ``bench/routing.py``),
+from a generator seeded by (seed, agent), so any ranking replays exactly and a candidate's draw
+does not depend on who else was ranked.
 
 Everything here but :func:`estimates_for_agents` is pure arithmetic on stored inputs, which is
 what :func:`agents_registry.matching.decision_replay` recomputes.
