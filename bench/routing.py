@@ -88,19 +88,25 @@ def expected_calibration_error(
     return float(error)
 
 
-def features(history_vectors: np.ndarray, vectors: np.ndarray, dimensions: int) -> np.ndarray:
-    """A bias column and the first ``dimensions`` principal components of the history (the
-    linear models' inputs: 384 raw dimensions over ~80 outcomes per agent would only overfit)."""
+def linear_features(history_vectors: np.ndarray, dimensions: int):
+    """A bias column and the first ``dimensions`` principal components of the history, scaled by
+    the history alone (the linear models' inputs: 384 raw dimensions over ~80 outcomes per agent
+    would only overfit)."""
     mean = history_vectors.mean(axis=0)
     _, _, components = np.linalg.svd(history_vectors - mean, full_matrices=False)
-    projected = (vectors - mean) @ components[:dimensions].T
-    return np.hstack([np.ones((len(vectors), 1)), projected / projected.std(axis=0).max()])
+    axes = components[:dimensions].T
+    scale = ((history_vectors - mean) @ axes).std(axis=0).max()
+
+    def of(vectors: np.ndarray) -> np.ndarray:
+        return np.hstack([np.ones((len(vectors), 1)), (vectors - mean) @ axes / scale])
+
+    return of
 
 
 def logistic_estimates(
     x: np.ndarray, agents: np.ndarray, outcomes: np.ndarray, queries: np.ndarray, penalty: float
 ) -> np.ndarray:
-    """Per-agent L2-penalised logistic regression over ``features`` (Newton steps), the
+    """Per-agent L2-penalised logistic regression over ``linear_features`` (Newton steps), the
     per-agent logistic model the issue names; the bias is not penalised."""
     estimates = np.zeros((len(queries), AGENTS))
     regulariser = penalty * np.eye(x.shape[1])
@@ -119,12 +125,21 @@ def logistic_estimates(
 
 class LinUCB:
     """Disjoint LinUCB (Li et al. 2010; the Symphony-Coord work's allocator): per agent a ridge
-    regression of acceptance on ``features``, its mean clipped to a probability, and an upper
+    regression of acceptance on ``linear_features``, its mean clipped to a probability, and an upper
     confidence bonus ``alpha * sqrt(x' A^-1 x)``."""
 
     def __init__(self, dimensions: int, ridge: float) -> None:
         self.inverse = np.stack([np.eye(dimensions) / ridge] * AGENTS)
         self.b = np.zeros((AGENTS, dimensions))
+
+    @classmethod
+    def fitted(
+        cls, x: np.ndarray, agents: np.ndarray, outcomes: np.ndarray, ridge: float
+    ) -> LinUCB:
+        model = cls(x.shape[1], ridge)
+        for row, agent, accepted in zip(x, agents, outcomes, strict=True):
+            model.update(int(agent), row, float(accepted))
+        return model
 
     def update(self, agent: int, x: np.ndarray, reward: float) -> None:
         inverse = self.inverse[agent]
@@ -394,8 +409,8 @@ def main() -> None:
     linear_settings = [(dimensions, ridge) for dimensions in (8, 16, 32) for ridge in (1.0, 4.0)]
     logistic, linucb_offline = [], []
     for dimensions, ridge in linear_settings:
-        x_history = features(history_vectors, history_vectors, dimensions)
-        x_test = features(history_vectors, vectors[test], dimensions)
+        of = linear_features(history_vectors, dimensions)
+        x_history, x_test = of(history_vectors), of(vectors[test])
         setting = {"dimensions": dimensions, "penalty": ridge}
         logistic.append(
             (
@@ -403,12 +418,8 @@ def main() -> None:
                 logistic_estimates(x_history, history_agents, history_outcomes, x_test, ridge),
             )
         )
-        model_state = LinUCB(x_history.shape[1], ridge)
-        for x, agent_index, accepted in zip(
-            x_history, history_agents, history_outcomes, strict=True
-        ):
-            model_state.update(int(agent_index), x, float(accepted))
-        linucb_offline.append((setting, model_state.mean_and_width(x_test)[0]))
+        fitted = LinUCB.fitted(x_history, history_agents, history_outcomes, ridge)
+        linucb_offline.append((setting, fitted.mean_and_width(x_test)[0]))
     estimator_comparison = {
         "market_knn_beta": summary(predicted, {"global_weight": settings.MATCH_GLOBAL_WEIGHT}),
         "knn_router_rates": summary(rates, {"neighbours": neighbours}),
@@ -444,16 +455,14 @@ def main() -> None:
     online_seconds = time.perf_counter() - started
     regret_windows = per_quarter(regrets)
 
-    dimensions, ridge = estimator_comparison["linucb_ridge_mean"]["setting"].values()
-    x_history = features(history_vectors, history_vectors, dimensions)
-    x_online = features(history_vectors, vectors[online], dimensions)
+    best_linear = estimator_comparison["linucb_ridge_mean"]["setting"]
+    of = linear_features(history_vectors, best_linear["dimensions"])
+    x_history, x_online = of(history_vectors), of(vectors[online])
     linucb_online = {}
     for alpha in (0.25, 1.0):
-        model_state = LinUCB(x_history.shape[1], ridge)
-        for x, agent_index, accepted in zip(
-            x_history, history_agents, history_outcomes, strict=True
-        ):
-            model_state.update(int(agent_index), x, float(accepted))
+        model_state = LinUCB.fitted(
+            x_history, history_agents, history_outcomes, best_linear["penalty"]
+        )
         linucb_regrets, linucb_hits = [], []
         for step in range(len(online)):
             mean, width = model_state.mean_and_width(x_online[step : step + 1])
