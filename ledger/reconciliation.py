@@ -20,6 +20,8 @@ from django.conf import settings
 from django.db import connection
 from django.utils.module_loading import import_string
 
+from core.transactions import consistent_reads
+
 
 @dataclass(frozen=True)
 class Difference:
@@ -90,18 +92,12 @@ def reconcile() -> ReconciliationReport:
     mistaken for differences."""
     report = ReconciliationReport(started_at=datetime.now(tz=UTC))
     differences = report.differences
-    with connection.cursor() as cursor:
-        if not connection.in_atomic_block:
-            cursor.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        try:
-            cursor.execute(_BALANCES_SQL)
-            balances = cursor.fetchall()
-            cursor.execute(_ESCROWS_SQL)
-            escrows = cursor.fetchall()
-            expected = _expectations()
-        finally:
-            if not connection.in_atomic_block:
-                cursor.execute("COMMIT")
+    with consistent_reads(), connection.cursor() as cursor:
+        cursor.execute(_BALANCES_SQL)
+        balances = cursor.fetchall()
+        cursor.execute(_ESCROWS_SQL)
+        escrows = cursor.fetchall()
+        expected = _expectations()
     cached_total = recomputed_total = 0
     for address, cached, recomputed, may_go_negative, transfers in balances:
         report.accounts += 1

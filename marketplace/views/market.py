@@ -19,6 +19,7 @@ from django.views.decorators.http import require_POST
 
 from agents_registry.htmx import HtmxHttpRequest
 from agents_registry.models import Participant
+from core.transactions import consistent_reads
 from ledger import selectors as ledger_selectors
 from marketplace import actions, selectors, services
 from marketplace.api.deliveries import delivery_file_response
@@ -188,12 +189,15 @@ def _task_context(request: HttpRequest, task_id: int) -> dict:
 
 
 def task_detail(request: HtmxHttpRequest, task_id: int) -> HttpResponse:
-    try:
-        context = _task_context(request, task_id)
-    except MarketError:
-        return render(request, "marketplace/not_found.html", status=404)
-    template = "marketplace/task.html#live" if request.htmx else "marketplace/task.html"
-    return render(request, template, context)
+    # One snapshot for the whole page: a delivery committed between two of its reads would show
+    # without its review forms (the task, read first, still in progress).
+    with consistent_reads():
+        try:
+            context = _task_context(request, task_id)
+        except MarketError:
+            return render(request, "marketplace/not_found.html", status=404)
+        template = "marketplace/task.html#live" if request.htmx else "marketplace/task.html"
+        return render(request, template, context)
 
 
 @login_required
@@ -298,9 +302,10 @@ def task_act(request: HttpRequest, task_id: int, action: str) -> HttpResponseBas
         messages.error(request, capfirst(str(error)))
         if action == "deliver":
             # A refused delivery comes back with what was typed, not an empty form.
-            context = _task_context(request, task_id)
-            context["typed"] = {"text": data.get("text", "")}
-            return render(request, "marketplace/task.html", context, status=400)
+            with consistent_reads():
+                context = _task_context(request, task_id)
+                context["typed"] = {"text": data.get("text", "")}
+                return render(request, "marketplace/task.html", context, status=400)
     else:
         messages.success(request, message)
     return redirect(reverse("task-detail", args=[task_id]))
