@@ -18,7 +18,7 @@ from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
 from agents_registry.models import Agent, ApiKey, Participant
-from agents_registry.prepared import Joined, fetch_joined
+from core.prepared import Joined, fetch_joined
 
 
 class AgentUser:

@@ -11,7 +11,7 @@ test client in this process, and reports this process's CPU time and the SQL sta
 request beside the minimal view's (what the server itself spends, free of the machine's noise).
 
 ``--redis-path`` measures, the same way, what issue 15's change to the Redis path costs: each
-endpoint in alternating rounds with redis-py's client and pool (``agents_registry.redis_calls``,
+endpoint in alternating rounds with redis-py's client and pool (``core.redis_calls``,
 what the market runs) and with the hand-made path it replaced (one raw connection per thread, no
 pool, no retry: copied into this script only to measure against), as the median CPU ms per request
 of each and their ratio in the same run.
@@ -212,7 +212,7 @@ class HandMadeRedisPath:
         self.local = threading.local()
 
     def command(self, *args):
-        from agents_registry.redis_calls import redis_client
+        from core.redis_calls import redis_client
 
         connection = getattr(self.local, "connection", None)
         if connection is None:
@@ -234,7 +234,7 @@ class HandMadeRedisPath:
 
     @contextlib.contextmanager
     def installed(self):
-        from agents_registry import redis_calls
+        from core import redis_calls
         from marketplace import read_cache
 
         saved = (read_cache.redis_command, redis_calls.RedisScript.__call__)

@@ -31,8 +31,8 @@ def main() -> None:
 
     from agents_registry.authentication import ApiKeyAuthentication, api_key_with_holder
     from agents_registry.models import Participant
-    from agents_registry.prepared import fetch_row
     from agents_registry.services import agent_register, api_key_issue
+    from core.prepared import fetch_row
     from tests.conftest import make_human
 
     owner = Participant.objects.get(user=make_human("bench-owner"))

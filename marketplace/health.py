@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 
-from agents_registry.redis_calls import redis_client
+from core.redis_calls import redis_client
 
 
 def healthz(request: HttpRequest) -> JsonResponse:

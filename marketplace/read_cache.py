@@ -17,17 +17,21 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import uuid
 from collections.abc import Callable
 
 import redis
 from django.conf import settings
 from django.db import connection
 
-from agents_registry.prepared import derived_from_models, fetch_row
-from agents_registry.redis_calls import TTL, RedisScript, redis_command, replace_versions
+from core.prepared import derived_from_models, fetch_row
+from core.redis_calls import RedisScript, redis_command
 from marketplace.models import ReadVersion
 
 logger = logging.getLogger(__name__)
+
+TTL = 60  # seconds what is kept under a version lives even if the version never changes
+_VERSION_LIFETIME = 86_400  # seconds; far beyond TTL, so an expired version is never mistaken
 
 
 @derived_from_models
@@ -53,6 +57,26 @@ return {version, redis.call('GET', ARGV[1] .. version) or ''}
 
 
 _read = RedisScript(_READ)
+
+_REPLACE = RedisScript(
+    "for _, key in ipairs(KEYS) do redis.call('SET', key, ARGV[1], 'EX', ARGV[2]) end"
+)
+
+
+def replace_versions(keys: list[str]) -> None:
+    """New values for these version keys, in one round trip: what was kept under the old ones
+    is out of reach. A Redis that does not take them is logged, not raised: the change has been
+    made."""
+    try:
+        _REPLACE(keys, [uuid.uuid4().hex, _VERSION_LIFETIME])
+    except redis.RedisError:
+        logger.warning(
+            "What other processes keep under %s may stay for up to %d s: Redis did not take the"
+            " new versions",
+            keys,
+            TTL,
+            exc_info=True,
+        )
 
 
 def new_version() -> None:

@@ -17,7 +17,7 @@ from pgvector.django import CosineDistance
 
 from agents_registry import selectors as registry_selectors
 from agents_registry.models import Agent, Participant
-from agents_registry.prepared import (
+from core.prepared import (
     Joined,
     derived_from_models,
     fetch_joined,

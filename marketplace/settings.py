@@ -264,7 +264,7 @@ else:
     # Django turns psycopg's automatic prepared statements off (for transaction-pooling proxies,
     # DATABASE_POOLER above). The ORM's cursors bind parameters on the client and are never
     # prepared; the few fixed hot statements that bind on the server are
-    # prepared after their first uses on each connection (agents_registry/prepared.py).
+    # prepared after their first uses on each connection (core/prepared.py).
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault("prepare_threshold", 2)
     # Those statements keep one generic plan. Left to choose, PostgreSQL plans the API's task page
     # anew on every call (its custom plan looks cheaper than the generic one, which is as fast),

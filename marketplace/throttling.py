@@ -25,7 +25,7 @@ import redis
 from django.conf import settings
 from rest_framework import throttling
 
-from agents_registry.redis_calls import RedisScript, redis_client
+from core.redis_calls import RedisScript, redis_client
 
 if TYPE_CHECKING:  # rest_framework.views imports this module through its settings
     from rest_framework.request import Request

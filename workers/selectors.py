@@ -11,7 +11,7 @@ from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from agents_registry.models import Agent, Participant
-from agents_registry.prepared import Joined, derived_from_models, fetch_joined
+from core.prepared import Joined, derived_from_models, fetch_joined
 from marketplace import selectors as market_selectors
 from marketplace.models import Task
 from workers.exceptions import ExecutionNotFound, SubscriptionNotFound

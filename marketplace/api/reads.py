@@ -16,7 +16,7 @@ from typing import Any
 
 from agents_registry.api_fields import ParticipantOutput
 from agents_registry.models import Participant
-from agents_registry.prepared import (
+from core.prepared import (
     Placeholder,
     condition_sql,
     derived_from_models,

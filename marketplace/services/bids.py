@@ -20,8 +20,8 @@ from agents_registry import embeddings, estimates
 from agents_registry import selectors as registry_selectors
 from agents_registry import services as registry_services
 from agents_registry.models import Participant
-from agents_registry.prepared import insert_rows, violated_constraint
 from agents_registry.sweeps import sweep
+from core.prepared import insert_rows, violated_constraint
 from marketplace.actions import states_of
 from marketplace.exceptions import (
     DependenciesPending,

@@ -13,7 +13,7 @@ from django.utils.module_loading import import_string
 
 from agents_registry import services as registry_services
 from agents_registry.models import Participant
-from agents_registry.prepared import (
+from core.prepared import (
     database,
     insert_statement,
     prepared_cursor,

@@ -10,8 +10,8 @@ from django.utils import timezone
 
 from agents_registry import embeddings
 from agents_registry.models import Participant
-from agents_registry.prepared import violated_constraint
 from agents_registry.sweeps import sweep
+from core.prepared import violated_constraint
 from ledger import services as ledger_services
 from ledger.exceptions import DebtOutstanding, InsufficientCredits
 from marketplace import selectors

@@ -14,8 +14,9 @@ from django.db import OperationalError, connection
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from agents_registry import redis_calls, services
+from agents_registry import services
 from agents_registry.models import ApiKey
+from core import redis_calls
 from marketplace import throttling
 from tests.conftest import make_human, participant_of
 from tests.marketplace.conftest import AgentCaller, fund, make_agent, post

@@ -17,8 +17,8 @@ from django.apps import apps
 from django.contrib.auth.models import User
 from django.db import connection, models
 
-from agents_registry import prepared
 from agents_registry.models import Participant
+from core import prepared
 from marketplace import services
 from marketplace.exceptions import InvalidInput
 from marketplace.models import Bid, Delivery, Notification, Task, TaskEvent

@@ -14,7 +14,7 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
-from agents_registry.prepared import insert_rows, update_row
+from core.prepared import insert_rows, update_row
 from marketplace import read_cache
 from marketplace.models import Task
 from tests.conftest import participant_of

@@ -223,7 +223,7 @@ def test_prepared_writes_write_what_the_orm_writes(market: dict) -> None:
     (JSON, NULLs, ``auto_now_add``); an insert ``unless`` a row exists, and an update that writes
     rows of another table too, do so in one statement; a row that no longer matches ``where`` is
     left alone; the delivery lookup by idempotency key loads what the ORM loads."""
-    from agents_registry.prepared import insert_rows, update_row
+    from core.prepared import insert_rows, update_row
     from marketplace.models import TaskEvent
 
     task = Task.objects.get(title="A parent")
@@ -299,7 +299,7 @@ def test_prepared_statements_are_logged_as_written(db: None) -> None:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from agents_registry.prepared import prepared_cursor
+    from core.prepared import prepared_cursor
 
     with CaptureQueriesContext(connection) as queries:
         for _ in range(4):  # prepared from the third use (prepare_threshold)

@@ -29,8 +29,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from agents_registry.models import Agent, Participant, SkillVersion
-from agents_registry.prepared import fetch_row, update_row
 from agents_registry.sweeps import sweep
+from core.prepared import fetch_row, update_row
 from marketplace import selectors as market_selectors
 from marketplace import services as market_services
 from marketplace.exceptions import MarketError, NotFound

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from agents_registry import selectors as registry_selectors
 from agents_registry.models import Participant
-from agents_registry.prepared import insert_rows
+from core.prepared import insert_rows
 from marketplace import selectors
 from marketplace.actions import states_of
 from marketplace.exceptions import (

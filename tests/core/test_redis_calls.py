@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import redis
 
-from agents_registry import redis_calls
+from core import redis_calls
 from tests.own_redis import OwnRedis
 
 

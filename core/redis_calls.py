@@ -1,19 +1,22 @@
-"""Redis for the request path: the calls every API request makes (rate limits, kept answers)
-through one client per process and its connection pool, Lua scripts through it, and the versions
-that ``marketplace.read_cache`` keeps answers under.
+"""Redis for the request path: the calls every request may make (rate limits, kept answers)
+through one client per process and its connection pool, and Lua scripts through it.
 
 The client is redis-py's own: its pool hands each command a connection and takes it back whatever
 happens, its retry replaces a broken connection (a Redis restart, a killed connection), and the
 timeouts keep a Redis that does not answer from holding a request for long. A Redis that is down
 makes these calls raise ``redis.RedisError`` quickly; their callers decide what a request does then
 (README, "When Redis is down").
+
+redis-py internals relied on: none, only its public client API (``Redis.from_url`` with
+``Retry``, ``retry_on_error`` and ``health_check_interval``, ``execute_command``,
+``register_script``). The behaviours it leans on fail by name on an upgrade that changes one: a
+forked child gets connections of its own (``tests/core/test_internals.py``), a connection broken or
+killed is replaced and a script Redis lost is loaded again (``tests/core/test_redis_calls.py``).
 """
 
 from __future__ import annotations
 
 import functools
-import logging
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,11 +24,6 @@ import redis
 from django.conf import settings
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
-
-logger = logging.getLogger(__name__)
-
-TTL = 60  # seconds what is kept under a version lives even if the version never changes
-_VERSION_LIFETIME = 86_400  # seconds; far beyond TTL, so an expired version is never mistaken
 
 # A request waits at most about this long for a Redis that is not answering, per command.
 SOCKET_TIMEOUT = 1.0
@@ -69,24 +67,3 @@ class RedisScript:
 
     def __call__(self, keys: Sequence[str], args: Sequence[Any] = ()) -> Any:
         return self._script(keys=list(keys), args=list(args), client=redis_client())
-
-
-_REPLACE = RedisScript(
-    "for _, key in ipairs(KEYS) do redis.call('SET', key, ARGV[1], 'EX', ARGV[2]) end"
-)
-
-
-def replace_versions(keys: list[str]) -> None:
-    """New values for these version keys, in one round trip: what was kept under the old ones
-    (in ``marketplace.read_cache``) is out of reach. A Redis that does not take them is logged,
-    not raised: the change has been made."""
-    try:
-        _REPLACE(keys, [uuid.uuid4().hex, _VERSION_LIFETIME])
-    except redis.RedisError:
-        logger.warning(
-            "What other processes keep under %s may stay for up to %d s: Redis did not take the"
-            " new versions",
-            keys,
-            TTL,
-            exc_info=True,
-        )

@@ -1,16 +1,18 @@
 """Cursors whose statements PostgreSQL prepares once per connection.
 
 Django binds parameters on the client, so nothing it sends can be prepared, and planning a short
-query can cost more than running it (BENCHMARKS.md, issue 5). The few fixed statements every request
-runs (the API-key lookup, the API's task reads) go through this cursor instead: it binds on the
-server, and psycopg prepares a statement after its first uses on a connection (``prepare_threshold``
-in settings). It is still Django's cursor wrapper: queries are logged and counted, errors
-translated.
+query can cost more than running it (BENCHMARKS.md, issue 5). The few fixed statements that hot
+paths run go through this cursor instead: it binds on the server, and psycopg prepares a
+statement after its first uses on a connection (``prepare_threshold`` in settings). It is still
+Django's cursor wrapper: queries are logged and counted, errors translated.
 
-Django internals relied on (``tests/marketplace/test_django_internals.py`` fails by name if
-an upgrade changes one): ``CursorDebugWrapper.debug_sql``, ``DatabaseWrapper.queries_logged`` and
-``make_cursor``; ``Model.from_db`` and ``Model._state`` (``adding``, ``db``);
-``Query.sql_with_params`` (:func:`condition_sql`).
+Django internals relied on (``tests/core/test_internals.py`` fails by name if an upgrade changes
+one): ``CursorDebugWrapper.debug_sql``, ``DatabaseWrapper.queries_logged`` and ``make_cursor``
+(:func:`prepared_cursor`); ``Field.get_db_converters``, ``DatabaseOperations.get_db_converters``
+and ``Field.get_col`` (:class:`Joined`); ``Model._state`` (``adding``, ``db``),
+``Field.has_db_default``, ``DatabaseDefault`` and ``Field.generated`` (:func:`insert_rows`);
+``Query.sql_with_params`` (:func:`condition_sql`); an ``IntegrityError`` whose ``__cause__`` is
+psycopg's error (:func:`violated_constraint`).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The few Django internals the fast paths lean on (``agents_registry/prepared.py``'s docstring
+"""The few Django internals the fast paths lean on (``core/prepared.py``'s docstring
 and the deliver path's prefetched files), each exercised for the behaviour relied on: a Django
 upgrade that changes one fails here, by name, rather than somewhere in a transition."""
 
@@ -11,7 +11,7 @@ from django.db.models import Q
 from django.test.utils import CaptureQueriesContext
 
 from agents_registry.models import Participant
-from agents_registry.prepared import Placeholder, condition_sql, fetch_row, insert_rows
+from core.prepared import Placeholder, condition_sql, fetch_row, insert_rows
 from marketplace import services
 from marketplace.models import Bid, Task
 from tests.marketplace.conftest import post
