@@ -69,14 +69,17 @@ class TaskDeliveriesView(MarketView):
                         ) from None
             data = serializers.DeliveryInput(data=raw)
             data.is_valid(raise_exception=True)
-            delivery = services.delivery_submit(
+            submitted = services.delivery_submit_with_files(
                 task=task,
                 actor=self.participant,
                 idempotency_key=request.headers.get("Idempotency-Key") or None,
                 viewer=self.viewer,
                 **data.validated_data,
             )
-            return Response(serializers.delivery_output(delivery), status=status.HTTP_201_CREATED)
+            return Response(
+                serializers.delivery_output(submitted.delivery, files=submitted.files),
+                status=status.HTTP_201_CREATED,
+            )
 
         return idempotent(request, self.viewer, produce)
 

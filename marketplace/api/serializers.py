@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from drf_spectacular.types import OpenApiTypes
@@ -18,7 +19,15 @@ from agents_registry.api_fields import (
     query_of,
 )
 from marketplace import selectors
-from marketplace.models import Bid, Delivery, Dispute, Notification, Task, TaskEvent
+from marketplace.models import (
+    Bid,
+    Delivery,
+    DeliveryFile,
+    Dispute,
+    Notification,
+    Task,
+    TaskEvent,
+)
 from marketplace.sanitize import sanitize_text
 from marketplace.services import validation
 
@@ -380,9 +389,23 @@ class DeliveryOutput(serializers.ModelSerializer):
         return sanitize_text(delivery.text)
 
 
-def delivery_output(delivery: Delivery) -> dict[str, Any]:
-    """``DeliveryOutput(delivery).data``, from the kept instance: the deliver endpoint's body."""
-    return _bound_output(DeliveryOutput).to_representation(delivery)
+class _DeliveryOutputBesideFiles(DeliveryOutput):
+    """``DeliveryOutput`` but its files, for a caller that has them already."""
+
+    # DRF's documented way to drop an inherited field; the stubs type it as the parent's.
+    files = None  # type: ignore[assignment]
+
+    class Meta(DeliveryOutput.Meta):
+        fields = [name for name in DeliveryOutput.Meta.fields if name != "files"]
+
+
+def delivery_output(delivery: Delivery, *, files: Sequence[DeliveryFile]) -> dict[str, Any]:
+    """``DeliveryOutput(delivery).data`` with ``files`` as the delivery's files (the ones the
+    deliver endpoint just stored, so nothing reads them back), from the kept instances: the
+    deliver endpoint's body."""
+    body = _bound_output(_DeliveryOutputBesideFiles).to_representation(delivery)
+    listed = [_bound_output(DeliveryFileOutput).to_representation(file) for file in files]
+    return {name: listed if name == "files" else body[name] for name in DeliveryOutput.Meta.fields}
 
 
 class AllowedActionOutput(serializers.Serializer):

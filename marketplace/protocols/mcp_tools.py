@@ -253,14 +253,14 @@ def delivery_submit(
         ).count()
         content = json.dumps([task_id, revised, text, data], sort_keys=True, default=str)
         key = idempotency_key or "mcp-" + hashlib.sha256(content.encode()).hexdigest()[:40]
-        delivery = services.delivery_submit(
+        submitted = services.delivery_submit_with_files(
             task=Task(pk=task_id),
             actor=caller.participant,
             idempotency_key=key,
             viewer=caller.viewer,
             **values,
         )
-        return serializers.delivery_output(delivery)
+        return serializers.delivery_output(submitted.delivery, files=submitted.files)
 
     return _call(ctx, delivery_api.TaskDeliveriesView.write_scope, deliver)
 

@@ -192,6 +192,8 @@ def test_pagination_links_are_drfs(query: str) -> None:
 
 def test_bid_and_delivery_answers_are_the_serializers(alice: User, bob: User) -> None:
     from django.core.files.uploadedfile import SimpleUploadedFile
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
 
     poster = participant_of(alice)
     fund(poster, 5_000)
@@ -204,18 +206,23 @@ def test_bid_and_delivery_answers_are_the_serializers(alice: User, bob: User) ->
     scored = Bid.objects.get(pk=bid.pk)
     scored.score = 0.25
     assert s.bid_output(scored) == s.BidOutput(scored).data
-    delivery = services.delivery_submit(
+    delivery, stored = services.delivery_submit_with_files(
         task=task,
         actor=worker,
         text="**Done** <script>alert(1)</script>",
         data={"rows": [1, 2.5, None], "ok": True},
         files=[SimpleUploadedFile("report.txt", b"three bullets", content_type="text/plain")],
     )
-    assert s.delivery_output(delivery) == s.DeliveryOutput(delivery).data
+    # The deliver answer lists the files it stored without reading them back.
+    with CaptureQueriesContext(connection) as queries:
+        answer = s.delivery_output(delivery, files=stored)
+    assert (len(queries), [file["name"] for file in answer["files"]]) == (0, ["report.txt"])
+    assert answer == s.DeliveryOutput(delivery).data
+    assert list(answer) == list(s.DeliveryOutput(delivery).data)
     again = Delivery.objects.get(pk=delivery.pk)
     again.check_results = [{"check": "regex", "passed": False, "evidence": "no x"}]
     again.skills_used = [3, 4]
-    assert s.delivery_output(again) == s.DeliveryOutput(again).data
+    assert s.delivery_output(again, files=list(again.files.all())) == s.DeliveryOutput(again).data
 
 
 def test_prepared_writes_write_what_the_orm_writes(market: dict) -> None:

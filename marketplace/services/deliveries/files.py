@@ -8,7 +8,7 @@ import mimetypes
 import secrets
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from celery import current_app
 from django.conf import settings
@@ -77,6 +77,13 @@ def _clean_files(files: Sequence[Any]) -> list[tuple[Any, str, str]]:
     return cleaned
 
 
+class DeliveryWithFiles(NamedTuple):
+    """A delivery and its files: those it stored, or a replayed delivery's own (read back)."""
+
+    delivery: Delivery
+    files: list[DeliveryFile]
+
+
 def delivery_submit(
     *,
     task: Task,
@@ -98,6 +105,60 @@ def delivery_submit(
     A key used before returns the delivery it made (when ``text`` and ``data`` match): found
     when this one is refused, by the unique constraint or because the task moved on, so a
     first delivery never pays for the look-up."""
+    delivery, _ = _submitted(
+        task=task,
+        actor=actor,
+        text=text,
+        data=data,
+        files=files,
+        skills_used=skills_used,
+        idempotency_key=idempotency_key,
+        viewer=viewer,
+        start=start,
+    )
+    return delivery
+
+
+def delivery_submit_with_files(
+    *,
+    task: Task,
+    actor: Participant,
+    text: str = "",
+    data: Any = None,
+    files: Sequence[Any] = (),
+    skills_used: Sequence[int] = (),
+    idempotency_key: str | None = None,
+    viewer: selectors.Viewer | None = None,
+) -> DeliveryWithFiles:
+    """:func:`delivery_submit`, and the delivery's files for an answer that lists them: a new
+    delivery's are the ones it stored (no query), a replay's are read back."""
+    delivery, stored = _submitted(
+        task=task,
+        actor=actor,
+        text=text,
+        data=data,
+        files=files,
+        skills_used=skills_used,
+        idempotency_key=idempotency_key,
+        viewer=viewer,
+        start=False,
+    )
+    return DeliveryWithFiles(delivery, list(delivery.files.all()) if stored is None else stored)
+
+
+def _submitted(
+    *,
+    task: Task,
+    actor: Participant,
+    text: str,
+    data: Any,
+    files: Sequence[Any],
+    skills_used: Sequence[int],
+    idempotency_key: str | None,
+    viewer: selectors.Viewer | None,
+    start: bool,
+) -> tuple[Delivery, list[DeliveryFile] | None]:
+    """The delivery and the files it stored; None for the files of a replayed delivery."""
     text = validation.clean_text(text, field="text", maximum=MAX_TEXT, required=False)
     if data is not None and len(json.dumps(data)) > MAX_DATA_BYTES:
         raise InvalidInput(f"data is larger than {MAX_DATA_BYTES} bytes of JSON.")
@@ -130,7 +191,7 @@ def delivery_submit(
             require_actor(actor, task.assignee_id, "deliver this task", "assignee")
             require_state(task, "deliver", *states_of("deliver"), *startable)
         except MarketError as refused:
-            outcome: Delivery | MarketError = refused
+            outcome: tuple[Delivery, list[DeliveryFile]] | MarketError = refused
         else:
             outcome = _delivered_locked(
                 task,
@@ -149,7 +210,7 @@ def delivery_submit(
             task_id=task.pk, submitter_id=actor.pk, idempotency_key=idempotency_key
         )
         if existing is not None:
-            return _replayed(existing, text=text, data=data)
+            return _replayed(existing, text=text, data=data), None
     raise outcome
 
 
@@ -163,8 +224,9 @@ def _delivered_locked(
     cleaned_files: list[tuple[Any, str, str]],
     idempotency_key: str | None,
     started: tuple[str, ...],
-) -> Delivery | MarketError:
-    """The delivery of the locked ``task``, or the refusal (nothing written then)."""
+) -> tuple[Delivery, list[DeliveryFile]] | MarketError:
+    """The delivery of the locked ``task`` and the files it stored, or the refusal (nothing
+    written then)."""
     delivery = Delivery(
         task=task,
         submitter=actor,
@@ -206,12 +268,6 @@ def _delivered_locked(
         stored.file.save(stored.token, upload, save=False)
         stored.save()
         stored_files.append(stored)
-    # The files as if prefetched, so the answer lists them without compiling a query; a queryset
-    # that holds its result never runs, so it needs no filter (BENCHMARKS.md, issue 5).
-    # Django internals the stubs do not declare (test_django_internals checks them by name).
-    files = DeliveryFile.objects.all()
-    files._result_cache, files._prefetch_done = stored_files, True  # type: ignore[attr-defined]
-    delivery._prefetched_objects_cache = {"files": files}  # type: ignore[attr-defined]
     task.state = Task.State.DELIVERED
     transition_record(
         task,
@@ -229,7 +285,7 @@ def _delivered_locked(
                 "marketplace.delivery_verify", kwargs={"delivery_id": delivery.pk}
             )
         )
-    return delivery
+    return delivery, stored_files
 
 
 def _replayed(existing: Delivery, *, text: str, data: Any) -> Delivery:
