@@ -88,7 +88,9 @@ class MarketView(ScopedView):
         # DRF asks each throttle in turn (a Redis round trip each); these count in one.
         waits = check_throttles(self.get_throttles(), request, self)
         if waits:
-            self.throttled(request, max((w for w in waits if w is not None), default=None))
+            wait = max((w for w in waits if w is not None), default=None)
+            # DRF's throttled() takes None (no known wait) as Throttled does; the stubs say float.
+            self.throttled(request, wait)  # type: ignore[arg-type]
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         self.perform_authentication(request)
