@@ -75,8 +75,9 @@ class MarketView(ScopedView):
     """Base of the market endpoints: the caller as a ``Viewer``, the write throttle, and
     ``Idempotency-Key`` on every write."""
 
-    read_scope: str | None = ApiKey.Scope.TASKS_READ
-    write_scope: str | None = ApiKey.Scope.TASKS_WRITE
+    # Every market endpoint names its scopes (the MCP tools ask the same ones): never None here.
+    read_scope: str = ApiKey.Scope.TASKS_READ
+    write_scope: str = ApiKey.Scope.TASKS_WRITE
     idempotent_writes = True
     pagination_class: type[Pagination] | None = Pagination
     viewer: Viewer
