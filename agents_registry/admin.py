@@ -8,6 +8,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from agents_registry import services
+from agents_registry.http import AuthenticatedHttpRequest
 from agents_registry.models import (
     Agent,
     ApiKey,
@@ -64,18 +65,20 @@ class AgentAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # agents are registered by their owners
 
-    def _set_status(self, request: HttpRequest, queryset: QuerySet[Agent], status: str) -> None:
+    def _set_status(
+        self, request: AuthenticatedHttpRequest, queryset: QuerySet[Agent], status: str
+    ) -> None:
         actor = participant_for_user(user=request.user)
         for agent in queryset:
             services.agent_set_status(agent=agent, actor=actor, status=status, is_staff=True)
         self.message_user(request, f"{queryset.count()} agent(s) now {status}.", messages.SUCCESS)
 
     @admin.action(description="Suspend (never matched, keys refused)")
-    def suspend(self, request: HttpRequest, queryset: QuerySet[Agent]) -> None:
+    def suspend(self, request: AuthenticatedHttpRequest, queryset: QuerySet[Agent]) -> None:
         self._set_status(request, queryset, Agent.Status.SUSPENDED)
 
     @admin.action(description="Lift suspension")
-    def lift_suspension(self, request: HttpRequest, queryset: QuerySet[Agent]) -> None:
+    def lift_suspension(self, request: AuthenticatedHttpRequest, queryset: QuerySet[Agent]) -> None:
         self._set_status(request, queryset, Agent.Status.ACTIVE)
 
     @admin.action(description="Revoke all API keys")

@@ -46,7 +46,12 @@ class MissingScope(exceptions.PermissionDenied):
 
 def require_scope(request: Request, scope: str) -> None:
     """An API key must carry ``scope``; a browser session has every scope of its user."""
-    api_key = request.auth
+    api_key_require_scope(request.auth, scope)
+
+
+def api_key_require_scope(api_key: object, scope: str) -> None:
+    """``require_scope`` on a request's ``auth``: an API key must carry ``scope``; anything else
+    (a browser session) has every scope of its user."""
     if isinstance(api_key, ApiKey) and not api_key.has_scope(scope):
         raise MissingScope(f"This API key lacks the scope {str(scope)!r} needed here.")
 
@@ -99,6 +104,11 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         header = authentication.get_authorization_header(request).decode("latin-1")
         if not header:
             return None
+        return self.authenticate_header_value(header)
+
+    def authenticate_header_value(self, header: str) -> tuple[Any, ApiKey] | None:
+        """``authenticate`` on the value of an Authorization header (the protocol endpoints have
+        no DRF request): None for another scheme, the same refusals."""
         keyword, _, key = header.partition(" ")
         if keyword != self.keyword:
             return None

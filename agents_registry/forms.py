@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 
 from agents_registry.models import POLICY_FLAGS, Agent, ApiKey
@@ -93,7 +95,7 @@ class SkillPublishForm(forms.Form):
     provenance_task_ref = forms.CharField(required=False, max_length=80, label="From task")
     provenance_trace_ref = forms.CharField(required=False, max_length=80, label="From trace")
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         from agents_registry.models import Skill
 
         super().__init__(*args, **kwargs)

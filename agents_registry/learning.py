@@ -7,6 +7,7 @@ both from the record's inputs at the time). Series are drawn as server-rendered 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +22,7 @@ PAD = 28
 @dataclass
 class Chart:
     title: str
-    points: list[tuple[float, float]]  # data coordinates
+    points: Sequence[tuple[float, float]]  # data coordinates
     x_label: str
     y_label: str
     diagonal: bool = False
@@ -76,6 +77,7 @@ def learning_report(*, agent_id: int | None = None, limit: int = 2000) -> dict[s
     by_day: dict[str, dict[str, float]] = defaultdict(lambda: {"cost": 0, "accepted": 0, "n": 0})
     regret_by_day: dict[str, list[float]] = defaultdict(list)
     for outcome in rows:
+        assert outcome.decision is not None  # the query keeps decided outcomes only
         inputs, (chosen, ranking) = _chosen_inputs(outcome.decision, outcome.agent_id)
         day = outcome.created_at.date().isoformat()
         accepted = int(outcome.outcome == Outcome.Kind.ACCEPTED)

@@ -223,11 +223,12 @@ def match_agents(
         preference = settings.MATCH_PREFERENCE
     now = timezone.now()
     seconds_left = (deadline - now).total_seconds() if deadline is not None else None
+    model = embeddings.embedding_model_id()
     parameters = {
         "budget": int(budget),
         "deadline": deadline.isoformat() if deadline else None,
         "seed": seed,
-        "model": embeddings.embedding_model_id(),
+        "model": model,
         "policy_requirements": sorted(policy_requirements),
         "units": units,
         "limit": limit,
@@ -240,7 +241,7 @@ def match_agents(
         return MatchResult(candidates=[], weights=chosen_weights, parameters=parameters)
     vector_literal = _vector_literal(vector)
     sql_parameters = {
-        **estimates.evidence_parameters(vector_literal=vector_literal, model=parameters["model"]),
+        **estimates.evidence_parameters(vector_literal=vector_literal, model=model),
         "budget": int(budget),
         "max_latency": int(seconds_left) if seconds_left is not None else 2**31 - 1,
         "refusing_flags": refusing_flags_for(policy_requirements),

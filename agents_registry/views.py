@@ -23,6 +23,7 @@ from agents_registry import embeddings, services
 from agents_registry.exceptions import InvalidInput, RegistryError
 from agents_registry.forms import AgentRegisterForm, ApiKeyForm, PersonalTokenForm, ProfileForm
 from agents_registry.htmx import HtmxHttpRequest
+from agents_registry.http import AuthenticatedHttpRequest
 from agents_registry.learning import learning_report
 from agents_registry.models import Agent, ApiKey, CapabilityProfile
 from agents_registry.services import participant_for_user
@@ -160,7 +161,7 @@ def agent_detail(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 @login_required
-def matching_learning(request: HttpRequest, slug: str | None = None) -> HttpResponse:
+def matching_learning(request: AuthenticatedHttpRequest, slug: str | None = None) -> HttpResponse:
     """How the market's choices learn (staff: the whole market), or how one agent's estimates
     fare (its owner or staff): calibration, cost per accepted result and regret over time."""
     agent = None
@@ -189,7 +190,7 @@ def profile_status(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 @login_required
-def agent_register_page(request: HttpRequest) -> HttpResponse:
+def agent_register_page(request: AuthenticatedHttpRequest) -> HttpResponse:
     owner = participant_for_user(user=request.user)
     form = AgentRegisterForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
@@ -210,7 +211,7 @@ def agent_register_page(request: HttpRequest) -> HttpResponse:
     return render(request, "agents_registry/agent_form.html", {"form": form, "agent": None})
 
 
-def _editable(request: HttpRequest, slug: str) -> Agent:
+def _editable(request: AuthenticatedHttpRequest, slug: str) -> Agent:
     agent = get_object_or_404(Agent, slug=slug)
     if not services.agent_can_edit(agent=agent, actor=participant_for_user(user=request.user)):
         raise PermissionDenied("Only the agent's owner may do this.")
@@ -218,7 +219,7 @@ def _editable(request: HttpRequest, slug: str) -> Agent:
 
 
 @login_required
-def agent_edit(request: HttpRequest, slug: str) -> HttpResponse:
+def agent_edit(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
     agent = _editable(request, slug)
     current = agent.profiles.filter(is_current=True).first()
     initial = {}
@@ -264,7 +265,7 @@ def agent_edit(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 @login_required
-def agent_keys(request: HttpRequest, slug: str) -> HttpResponse:
+def agent_keys(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
     agent = _editable(request, slug)
     form = ApiKeyForm(request.POST or None, initial={"scopes": services.DEFAULT_AGENT_SCOPES})
     issued_secret = None
@@ -329,7 +330,7 @@ def match_preview(request: HtmxHttpRequest) -> HttpResponse:
 
 
 @login_required
-def personal_tokens(request: HttpRequest) -> HttpResponse:
+def personal_tokens(request: AuthenticatedHttpRequest) -> HttpResponse:
     """A person's API tokens: issue one (its secret shown once) or revoke one."""
     participant = participant_for_user(user=request.user)
     form = PersonalTokenForm(

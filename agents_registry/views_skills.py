@@ -11,6 +11,7 @@ from agents_registry import services
 from agents_registry.exceptions import RegistryError
 from agents_registry.forms import SkillPublishForm
 from agents_registry.htmx import HtmxHttpRequest
+from agents_registry.http import AuthenticatedHttpRequest
 from agents_registry.models import Skill
 from agents_registry.selectors import skill_dependency_graph, skill_dependents, skill_search
 
@@ -48,7 +49,7 @@ def skill_detail(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 @login_required
-def skill_publish_page(request: HttpRequest) -> HttpResponse:
+def skill_publish_page(request: AuthenticatedHttpRequest) -> HttpResponse:
     """Publish a skill (e.g. from an accepted delivery: ``?task=task:42&trace=trace:7``), or with
     ``?skill=<slug>`` a new version of one's own skill."""
     existing = None

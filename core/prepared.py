@@ -27,6 +27,7 @@ from functools import cached_property
 from typing import Any, Generic, TypeVar
 
 import psycopg
+from django.core.exceptions import FieldDoesNotExist
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 from django.db.models import BigIntegerField, Field, Model, Q
@@ -159,6 +160,15 @@ def build_joined(row: Sequence[Any], parts: Sequence[Joined[Any]]) -> list[Model
     return instances
 
 
+def model_field(model: type[Model], name: str) -> Field:
+    """``model``'s field ``name`` that has a column: ``get_field`` also finds reverse relations
+    and generic keys, which have none and which no statement here may name."""
+    field = model._meta.get_field(name)
+    if not isinstance(field, Field):
+        raise FieldDoesNotExist(f"{model.__name__}.{name} is not a field with a column.")
+    return field
+
+
 def update_row(
     model: type[Model],
     pk: Any,
@@ -183,8 +193,7 @@ def update_row(
 
     def prepared(values: dict[str, Any]) -> list[Any]:
         return [
-            model._meta.get_field(name).get_db_prep_save(value, db)
-            for name, value in values.items()
+            model_field(model, name).get_db_prep_save(value, db) for name, value in values.items()
         ]
 
     params = [*prepared(changes), model._meta.pk.get_db_prep_save(pk, db), *prepared(where)]
@@ -208,7 +217,7 @@ def update_statement(
 
     # Names come from the model, never from input; every value is a bound parameter.
     def column(name: str) -> str:
-        return connection.ops.quote_name(model._meta.get_field(name).column)
+        return connection.ops.quote_name(model_field(model, name).column)
 
     assignments = ", ".join(f"{column(name)} = %s" for name in changes)
     conditions = "".join(f" AND {column(name)} = %s" for name in where)

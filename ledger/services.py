@@ -192,7 +192,7 @@ def _escrow_open(*, task_ref: str, funder_ref: str, parent: Escrow | None) -> Es
     if escrow.funder_ref != funder_ref or escrow.parent_id != (parent.pk if parent else None):
         raise LedgerError(
             f"The escrow of {task_ref} is funded by {escrow.funder_ref}"
-            + (f" under {escrow.parent.task_ref}" if escrow.parent_id else "")
+            + (f" under {escrow.parent.task_ref}" if escrow.parent else "")
             + "; it cannot be funded from elsewhere."
         )
     return escrow

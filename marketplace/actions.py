@@ -414,6 +414,7 @@ def task_actions(
         if rule.target == "bid":
             target_ids = [bid.pk for bid in rule.bids(situation)] if rule.bids else []
         elif rule.target == "delivery":
+            assert situation.in_review is not None  # a delivery rule's condition asks for one
             target_ids = [situation.in_review.pk]
         else:
             target_ids = [task.pk]

@@ -15,6 +15,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from agents_registry.http import AuthenticatedHttpRequest
 from marketplace import selectors, services
 from marketplace.exceptions import MarketError
 from marketplace.models import Bid, Delivery, Dispute, StaffAction, Task, TaskEvent
@@ -140,7 +141,7 @@ class DisputeAdmin(admin.ModelAdmin):
         ]
         return custom + super().get_urls()
 
-    def resolve_view(self, request: HttpRequest, dispute_id: int) -> HttpResponse:
+    def resolve_view(self, request: AuthenticatedHttpRequest, dispute_id: int) -> HttpResponse:
         dispute = get_object_or_404(
             Dispute.objects.select_related("task__poster", "task__assignee", "opened_by"),
             pk=dispute_id,

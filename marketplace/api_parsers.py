@@ -52,5 +52,6 @@ class MultiPartParser(parsers.MultiPartParser):
     def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
         parsed = super().parse(stream, media_type, parser_context)
         refuse_nul(parsed.data)
-        refuse_nul([upload.name or "" for upload in parsed.files.values()])
+        # Every file of every field (values() gives only the last one of each).
+        refuse_nul([upload.name or "" for _, uploads in parsed.files.lists() for upload in uploads])
         return parsed

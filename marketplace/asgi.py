@@ -28,14 +28,17 @@ from marketplace.protocols.asgi import PROTECTED as PROTOCOL_PATHS  # noqa: E402
 from marketplace.protocols.asgi import application as protocols_application  # noqa: E402
 from marketplace.routing import websocket_urlpatterns  # noqa: E402
 
-django_http = WSGIMiddleware(wsgi_application, workers=settings.WEB_THREADS)
+# django-stubs types the handler's answer as HttpResponseBase, which is the Iterable[bytes] of
+# a WSGI application at run time.
+django_http = WSGIMiddleware(wsgi_application, workers=settings.WEB_THREADS)  # type: ignore[arg-type]
 
 
 async def http_application(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["path"].rstrip("/") in PROTOCOL_PATHS:
         await protocols_application(scope, receive, send)
     else:
-        await django_http(scope, receive, send)
+        # a2wsgi types the ASGI messages as TypedDicts, starlette as mappings: the same messages.
+        await django_http(scope, receive, send)  # type: ignore[arg-type]
 
 
 application = ProtocolTypeRouter(

@@ -258,6 +258,13 @@ def viewer_for_request(request: object) -> Viewer:
     return Viewer(participant=participant, is_staff=bool(getattr(user, "is_staff", False)))
 
 
+def viewer_signed_in(request: object) -> tuple[Viewer, Participant]:
+    """The viewer of a ``login_required`` page and its participant."""
+    viewer = viewer_for_request(request)
+    assert viewer.participant is not None  # login_required lets only a signed-in user through
+    return viewer, viewer.participant
+
+
 # --- lists --------------------------------------------------------------------------------------
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import redis
@@ -65,7 +66,7 @@ class ProcessWindows:
         count, expires = self._counts.get(key, (0, now))
         return count if expires > now else 0
 
-    def count(self, keys: list[str], lifetimes: list[float]) -> list[int]:
+    def count(self, keys: list[str], lifetimes: Sequence[float]) -> list[int]:
         now = time.monotonic()
         counts: list[int] = []
         with self._lock:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from types import SimpleNamespace
 from typing import Any
 
 import anyio.to_thread
@@ -52,7 +51,7 @@ from a2a.utils.errors import (
 from django.db import close_old_connections
 from google.protobuf import json_format, struct_pb2
 
-from agents_registry.authentication import require_scope
+from agents_registry.authentication import api_key_require_scope
 from agents_registry.models import Agent, ApiKey, CapabilityProfile
 from marketplace import selectors, services
 from marketplace.api import serializers
@@ -249,7 +248,7 @@ def _as_caller(authorization: str, action: Callable[[Caller], Any]) -> Any:
     close_old_connections()
     try:
         caller = caller_authenticate(authorization)
-        require_scope(SimpleNamespace(auth=caller.api_key), SCOPE)
+        api_key_require_scope(caller.api_key, SCOPE)
         caller_throttle(caller, write=True)
         return action(caller)
     except NotFound as missing:

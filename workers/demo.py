@@ -8,6 +8,7 @@ with capability profiles (registry), the built-in agents (workers) and open task
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NotRequired, TypedDict
 
 from django.contrib.auth.models import User
 from django.db import transaction
@@ -26,7 +27,19 @@ DEMO_USERS = [
     ("admin", "admin@example.com", "staff: admin console", True),
 ]
 RESEARCH_AGENT_SLUG = "bobs-research-desk"
-DEMO_TASKS = [
+
+
+class DemoTask(TypedDict):
+    """What ``task_post`` is given of a demo task besides its poster and idempotency key."""
+
+    title: str
+    description: str
+    acceptance_criteria: str
+    bounty: int
+    checks: NotRequired[dict]
+
+
+DEMO_TASKS: list[DemoTask] = [
     {
         "title": "Summarise our quarterly customer-support report",
         "description": (

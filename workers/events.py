@@ -104,7 +104,7 @@ def event_notices(*, task_event: TaskEvent, task: Task) -> list[Notice]:
         add("dispute.resolved", poster, **details)
         for party, why in ((task.assignee, "dispute_resolution"), (task.poster, "dispute_refund")):
             paid = _credited(party, task, JournalEntry.Reason.ESCROW_SPLIT)
-            if paid:
+            if paid and party is not None:  # nothing is credited to no one
                 add("payment.received", party.pk, amount=paid, reason=why)
     return notices
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 
 from agents_registry.exceptions import RegistryError
+from agents_registry.http import AuthenticatedHttpRequest
 from agents_registry.services import participant_for_user
 from workers.exceptions import InvalidInput
 from workers.services.a2a import a2a_agent_register
@@ -43,7 +44,7 @@ def form_errors_from(form: forms.Form, error: InvalidInput | RegistryError) -> N
 
 
 @login_required
-def a2a_register_page(request: HttpRequest) -> HttpResponse:
+def a2a_register_page(request: AuthenticatedHttpRequest) -> HttpResponse:
     form = A2AAgentForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:

@@ -3,6 +3,8 @@ agents), and one subscription's page with its actions and delivery log."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -32,7 +34,7 @@ class SubscriptionForm(forms.Form):
     )
     description = forms.CharField(max_length=200, required=False)
 
-    def __init__(self, *args: object, participant: Participant, **kwargs: object) -> None:
+    def __init__(self, *args: Any, participant: Participant, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         agents = participant.owned_agents.order_by("name")
         subscriber = self.fields["subscriber"]
@@ -56,8 +58,8 @@ def _no_store(response: HttpResponse) -> HttpResponse:
 
 @login_required
 def subscriptions_page(request: HttpRequest) -> HttpResponse:
-    viewer = market_selectors.viewer_for_request(request)
-    form = SubscriptionForm(request.POST or None, participant=viewer.participant)
+    viewer, participant = market_selectors.viewer_signed_in(request)
+    form = SubscriptionForm(request.POST or None, participant=participant)
     secret, created = None, None
     if request.method == "POST" and form.is_valid():
         try:
@@ -74,7 +76,7 @@ def subscriptions_page(request: HttpRequest) -> HttpResponse:
             if not refused.fields:
                 form.add_error(None, str(refused))
         else:
-            form = SubscriptionForm(participant=viewer.participant)
+            form = SubscriptionForm(participant=participant)
     context = {
         "form": form,
         "subscriptions": list(selectors.subscriptions_of(viewer=viewer)),

@@ -75,8 +75,9 @@ class MarketView(ScopedView):
     """Base of the market endpoints: the caller as a ``Viewer``, the write throttle, and
     ``Idempotency-Key`` on every write."""
 
-    read_scope: str | None = ApiKey.Scope.TASKS_READ
-    write_scope: str | None = ApiKey.Scope.TASKS_WRITE
+    # Every market endpoint names its scopes (the MCP tools ask the same ones): never None here.
+    read_scope: str = ApiKey.Scope.TASKS_READ
+    write_scope: str = ApiKey.Scope.TASKS_WRITE
     idempotent_writes = True
     pagination_class: type[Pagination] | None = Pagination
     viewer: Viewer
@@ -88,7 +89,9 @@ class MarketView(ScopedView):
         # DRF asks each throttle in turn (a Redis round trip each); these count in one.
         waits = check_throttles(self.get_throttles(), request, self)
         if waits:
-            self.throttled(request, max((w for w in waits if w is not None), default=None))
+            wait = max((w for w in waits if w is not None), default=None)
+            # DRF's throttled() takes None (no known wait) as Throttled does; the stubs say float.
+            self.throttled(request, wait)  # type: ignore[arg-type]
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         self.perform_authentication(request)

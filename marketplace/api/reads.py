@@ -214,7 +214,9 @@ def task_page(
         return f"{total} {page}"
 
     key = f"list {_viewer_key(viewer)} {condition} {sorted(params.items())!r}"
-    total, page = answer_kept_or_computed(key, compute).split(" ", 1)
+    answer = answer_kept_or_computed(key, compute)
+    assert answer is not None  # compute always answers a page
+    total, page = answer.split(" ", 1)
     return int(total), page
 
 

@@ -4,6 +4,7 @@ task-level transitions (claim, start, abandon, cancel)."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from django.http import HttpResponse
 from drf_spectacular.utils import extend_schema
@@ -38,6 +39,7 @@ class TaskListView(MarketView):
         parameters=[serializers.TaskQuery],
     )
     def get(self, request: Request) -> HttpResponse:
+        query: dict[str, Any]
         if set(request.query_params) <= {"limit", "offset"}:
             # The poll of the open tasks, the common call: no filter to validate (building
             # the serializer's fields costs more than the page's query).
@@ -202,6 +204,7 @@ class TaskDependenciesView(MarketView):
         def produce() -> Response:
             services.task_dependency_add(task=task, depends_on=depends_on, actor=self.participant)
             detail = reads.task_detail(viewer=self.viewer, task_id=task_id)
+            assert detail is not None  # access_task found it for this viewer above
             return Response(json.loads(detail), status=status.HTTP_201_CREATED)
 
         return idempotent(request, self.viewer, produce)

@@ -7,7 +7,10 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
+from django.http import HttpRequest
 from rest_framework import exceptions
+from rest_framework.request import Request
+from rest_framework.views import APIView
 
 from agents_registry.authentication import ApiKeyAuthentication
 from agents_registry.models import ApiKey, Participant
@@ -30,13 +33,6 @@ class Caller:
         return self.viewer.participant
 
 
-class _HeaderOnly:
-    """What ``ApiKeyAuthentication`` reads of a request: its Authorization header."""
-
-    def __init__(self, authorization: str) -> None:
-        self.headers = {"authorization": authorization}
-
-
 def authorization_normalized(header: str) -> str:
     """``Bearer <key>`` (what most MCP hosts can send) read as ``Api-Key <key>``."""
     keyword, _, credentials = header.strip().partition(" ")
@@ -52,8 +48,8 @@ def caller_authenticate(authorization: str) -> Caller:
         raise exceptions.NotAuthenticated(
             "Send your API key: the header Authorization: Api-Key <prefix>.<secret>."
         )
-    found = ApiKeyAuthentication().authenticate(
-        _HeaderOnly(authorization_normalized(authorization))
+    found = ApiKeyAuthentication().authenticate_header_value(
+        authorization_normalized(authorization)
     )
     if found is None:
         raise exceptions.NotAuthenticated(
@@ -66,9 +62,12 @@ def caller_authenticate(authorization: str) -> Caller:
 def caller_throttle(caller: Caller, *, write: bool) -> None:
     """The API's rate limits for this call (per user, and per participant for writes): one
     Redis round trip; raises ``Throttled`` with the wait, as the API answers 429."""
-    request = SimpleNamespace(method="POST" if write else "GET", user=caller.user)
+    http_request = HttpRequest()
+    http_request.method = "POST" if write else "GET"
+    request = Request(http_request)
+    request.user = caller.user
     throttles = [UserRateThrottle(), ParticipantWriteThrottle()]
-    waits = check_throttles(throttles, request, SimpleNamespace(viewer=caller.viewer))
+    waits = check_throttles(throttles, request, APIView(viewer=caller.viewer))
     if waits:
         raise exceptions.Throttled(max((wait for wait in waits if wait is not None), default=None))
 

@@ -18,14 +18,13 @@ import hashlib
 import json
 from collections.abc import Callable
 from datetime import datetime
-from types import SimpleNamespace
 from typing import Any
 
 from django.db import close_old_connections
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 
-from agents_registry.authentication import require_scope
+from agents_registry.authentication import api_key_require_scope
 from agents_registry.models import Participant
 from marketplace import selectors, services
 from marketplace.api import bids as bid_api
@@ -58,7 +57,7 @@ def _call(ctx: Context, scope: str, action: Callable[[Caller], Any]) -> Any:
     close_old_connections()
     try:
         caller = caller_authenticate((ctx.headers or {}).get("authorization", ""))
-        require_scope(SimpleNamespace(auth=caller.api_key), scope)
+        api_key_require_scope(caller.api_key, scope)
         caller_throttle(caller, write=scope.endswith(":write"))
         return action(caller)
     except Exception as error:

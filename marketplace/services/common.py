@@ -16,6 +16,7 @@ from agents_registry.models import Participant
 from core.prepared import (
     database,
     insert_statement,
+    model_field,
     prepared_cursor,
     update_statement,
 )
@@ -129,7 +130,7 @@ def transition_record(
         parts.append(f"moved AS ({update_statement(Task, columns)})")
         params += [
             field.get_db_prep_save(getattr(task, field.attname), db)
-            for field in map(Task._meta.get_field, columns)
+            for field in (model_field(Task, name) for name in columns)
         ]
         params.append(task.pk)
     if recipient is not None:

@@ -18,6 +18,8 @@ def outcome_record_for(*, task: Task, outcome: str, cost: int | None = None) -> 
     assignee = task.assignee
     if assignee is None or assignee.kind != Participant.Kind.AGENT or task.internal:
         return
+    cost = task.price if cost is None else cost
+    assert cost is not None  # an assigned task has its price: task_assigned_when_past_open
     agent = assignee.agent
     profile = registry_selectors.agent_current_profile(agent=agent)
     registry_services.outcome_record(
@@ -25,7 +27,7 @@ def outcome_record_for(*, task: Task, outcome: str, cost: int | None = None) -> 
         profile_id=profile.pk if profile is not None else None,
         task_ref=task.ledger_ref,
         outcome=outcome,
-        cost=task.price if cost is None else cost,
+        cost=cost,
         latency_seconds=_delivery_latency_seconds(task),
         embedding=task.embedding if task.embedding is not None else None,
         embedding_model=task.embedding_model,

@@ -304,6 +304,7 @@ def task_abandon(*, task: Task, actor: Participant, reason: str, by_platform: bo
                 "Subtasks of this task were paid from its escrow: deliver the work instead."
             )
         assignee = task.assignee
+        assert assignee is not None  # past open: constraint task_assigned_when_past_open
         if not by_platform:
             outcome_record_for(task=task, outcome="abandoned")
         agent_load_change(participant=assignee, delta=-1)

@@ -24,7 +24,7 @@ from ledger import selectors as ledger_selectors
 from marketplace import actions, selectors, services
 from marketplace.api.deliveries import delivery_file_response
 from marketplace.exceptions import MarketError, NotFound
-from marketplace.models import Bid, Task
+from marketplace.models import Bid, Delivery, Task
 from marketplace.sanitize import sanitize_text
 from marketplace.services.tasks import task_embedding_text
 from workers.services import hosted_bids
@@ -32,7 +32,7 @@ from workers.services import hosted_bids
 
 def _int(value: str | None) -> int | None:
     try:
-        return int(value) if value not in (None, "") else None
+        return int(value) if value else None
     except ValueError:
         return None
 
@@ -56,7 +56,7 @@ def _available(participant: Participant) -> int:
 
 @login_required
 def task_new(request: HttpRequest) -> HttpResponse:
-    viewer = selectors.viewer_for_request(request)
+    _, participant = selectors.viewer_signed_in(request)
     values = request.POST if request.method == "POST" else {}
     errors = ""
     if request.method == "POST":
@@ -69,7 +69,7 @@ def task_new(request: HttpRequest) -> HttpResponse:
         if not errors:
             try:
                 task = services.task_post(
-                    poster=viewer.participant,
+                    poster=participant,
                     title=values.get("title", ""),
                     description=values.get("description", ""),
                     acceptance_criteria=values.get("acceptance_criteria", ""),
@@ -93,7 +93,7 @@ def task_new(request: HttpRequest) -> HttpResponse:
     context = {
         "values": values,
         "errors": errors,
-        "available": _available(viewer.participant),
+        "available": _available(participant),
         "form_key": timezone.now().strftime("%s%f"),
     }
     return render(request, "marketplace/task_new.html", context, status=400 if errors else 200)
@@ -121,7 +121,7 @@ def task_preview(request: HttpRequest) -> HttpResponse:
     """The live match preview as the poster types: matched agents, their prices and factors,
     which hosted agents will bid on posting (the rule and the ranking the bidding uses, with the
     exploration draw seeded by the draft's form key), and whether the wallet covers the bounty."""
-    viewer = selectors.viewer_for_request(request)
+    _, participant = selectors.viewer_signed_in(request)
     values = request.GET
     text = task_embedding_text(
         title=values.get("title", ""),
@@ -134,13 +134,11 @@ def task_preview(request: HttpRequest) -> HttpResponse:
     result = None
     if len(text) >= 8 and bounty > 0:
         result = hosted_bids.hosted_match(
-            poster=viewer.participant,
+            poster=participant,
             text=text,
             budget=bounty,
             deadline=_deadline(values.get("deadline")),
-            seed=hosted_bids.auto_bid_seed(
-                poster_id=viewer.participant.pk, key=values.get("form_key")
-            ),
+            seed=hosted_bids.auto_bid_seed(poster_id=participant.pk, key=values.get("form_key")),
         )
         verdicts = hosted_bids.auto_bid_verdicts(result.candidates)
         if private:  # hosted agents bid only on public tasks
@@ -152,7 +150,7 @@ def task_preview(request: HttpRequest) -> HttpResponse:
         "rows": rows,
         "result": result,
         "bounty": bounty,
-        "available": _available(viewer.participant),
+        "available": _available(participant),
         "text": text,
         "private": private,
         "lowest_price": min((candidate.price for candidate, _ in rows), default=None),
@@ -204,16 +202,14 @@ def task_detail(request: HtmxHttpRequest, task_id: int) -> HttpResponse:
 @require_POST
 def task_act(request: HttpRequest, task_id: int, action: str) -> HttpResponseBase:
     """Every button of the task page posts here; the service decides whether it is allowed."""
-    viewer = selectors.viewer_for_request(request)
-    actor = viewer.participant
+    viewer, actor = selectors.viewer_signed_in(request)
     data = request.POST
+
+    def delivery() -> Delivery:
+        return selectors.access_delivery(viewer=viewer, delivery_id=_int(data.get("delivery")) or 0)
+
     try:
         task = selectors.access_task(viewer=viewer, task_id=task_id)
-        delivery = (
-            selectors.access_delivery(viewer=viewer, delivery_id=_int(data.get("delivery")) or 0)
-            if action in ("accept", "revise", "reject")
-            else None
-        )
         if action == "bid":
             services.bid_place(
                 task=task,
@@ -257,15 +253,17 @@ def task_act(request: HttpRequest, task_id: int, action: str) -> HttpResponseBas
             )
             message = f"Subtask #{child.pk} posted; {child.bounty} credits moved from the escrow."
         elif action == "accept":
-            services.delivery_accept(delivery=delivery, actor=actor)
+            services.delivery_accept(delivery=delivery(), actor=actor)
             message = "Accepted and settled."
         elif action == "revise":
             services.revision_request(
-                delivery=delivery, actor=actor, message=data.get("message", "")
+                delivery=delivery(), actor=actor, message=data.get("message", "")
             )
             message = "Revision requested."
         elif action == "reject":
-            services.delivery_reject(delivery=delivery, actor=actor, reason=data.get("reason", ""))
+            services.delivery_reject(
+                delivery=delivery(), actor=actor, reason=data.get("reason", "")
+            )
             message = "Rejected; a dispute is open for staff to resolve."
         elif action == "publish":
             services.task_publish(task=task, actor=actor)
@@ -325,8 +323,7 @@ def delivery_file(request: HttpRequest, file_id: int) -> HttpResponseBase:
 def dashboard(request: HtmxHttpRequest) -> HttpResponse:
     """The user's tasks, bids and notifications; refetched (htmx) whenever a notice reaches them.
     Showing the notifications marks them read."""
-    viewer = selectors.viewer_for_request(request)
-    participant = viewer.participant
+    _, participant = selectors.viewer_signed_in(request)
     context = {
         "posted": selectors.tasks_posted_by(participant=participant)[:50],
         "assigned": selectors.tasks_assigned_to(participant=participant)[:50],

@@ -94,7 +94,9 @@ def run(context: RunContext) -> RunResult:
         raise RuntimeFailure("The agent's answer is not JSON.") from error
     if not isinstance(answer, dict) or not (answer.get("text") or answer.get("data") is not None):
         raise RuntimeFailure('The agent\'s answer needs "text" or "data".')
-    usage = answer.get("usage") if isinstance(answer.get("usage"), dict) else {}
+    usage = answer.get("usage")
+    if not isinstance(usage, dict):
+        usage = {}
     input_tokens = max(0, int(usage.get("input_tokens", 0) or 0))
     output_tokens = max(0, int(usage.get("output_tokens", 0) or 0))
     cost = int(config.get("price_per_run", 0)) + price_for_tokens(

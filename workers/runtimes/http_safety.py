@@ -187,7 +187,10 @@ def resolve_target(url: str) -> Target:
             raise HostUnresolvable(f"The host {host!r} could not be resolved: {error}.") from error
         addresses = []
         for info in infos:
-            address = ipaddress.ip_address(info[4][0].split("%", 1)[0])
+            text = info[4][0]
+            if not isinstance(text, str):  # an IPv4 or IPv6 record's address is text
+                continue
+            address = ipaddress.ip_address(text.split("%", 1)[0])
             if address not in addresses:
                 addresses.append(address)
         if not addresses:

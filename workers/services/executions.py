@@ -447,6 +447,7 @@ def _attempt_run_to_outcome(
             claimed=execution,
             at_once=at_once,
         )
+    assert context is not None  # a result comes from a run, which had its context
     return execution_complete(
         execution_id=execution.pk,
         token=execution.claim_token,

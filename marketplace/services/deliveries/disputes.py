@@ -167,6 +167,7 @@ def dispute_resolve(
                 f"assignee_share must be at most {most} (the price less what subtasks spent)."
             )
         refund = escrow - assignee_share
+        assert task.assignee is not None  # past open: constraint task_assigned_when_past_open
         parts = {task.assignee.ledger_ref: assignee_share, task.refund_ref: refund}
         ledger_services.escrow_split(
             task_ref=task.ledger_ref,

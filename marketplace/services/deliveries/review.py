@@ -4,6 +4,7 @@ checks go back for a revision)."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -126,7 +127,7 @@ def _revision_locked(
     )
     outcome_record_for(task=task, outcome="revised")
     task.state = Task.State.REVISION_REQUESTED
-    automatic = {"automatic": True} if actor is None else {}
+    automatic: dict[str, Any] = {"automatic": True} if actor is None else {}
     transition_record(
         task,
         kind="revision_requested",

@@ -53,6 +53,7 @@ def delivery_accept(*, delivery: Delivery, actor: Participant | None) -> Task:
 def _settle(*, task: Task, delivery: Delivery, actor: Participant | None) -> None:
     escrow = ledger_selectors.escrow_balance(task_ref=task.ledger_ref)
     assert task.price is not None  # the award set it
+    assert task.assignee is not None  # past open: constraint task_assigned_when_past_open
     margin = task.bounty - task.price
     payout = escrow - margin
     skills = list(delivery.skills_used)
