@@ -100,9 +100,8 @@ def _layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float)
 
 def _single_threaded_blas() -> None:
     """One BLAS thread per process. The matrices of one short text are small, and on a shared
-    2-core machine OpenBLAS's second thread spin-waits for a busy core: measured p50 36 ms and p95
-    560 ms with two threads against 12 ms and 22 ms with one, and batched throughput 36 against
-    86 texts/s. Parallelism comes from processes (web and Celery workers) instead."""
+    2-core machine OpenBLAS's second thread spin-waits for a busy core and makes every text
+    slower (BENCHMARKS.md). Parallelism comes from processes (web and Celery workers) instead."""
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=1, user_api="blas")

@@ -3,15 +3,13 @@
 A hint is never the truth (the database is); a page that misses one refetches on its next event or
 reload. So publishing must never slow down or fail the write that caused it. Sending through
 ``async_to_sync(layer.group_send)`` from sync code costs a new event loop, a thread and a Redis
-connection each time (about 7 ms; six hints made a hosted execution 40 ms slower). Instead the
-caller puts the hint on an in-process queue (microseconds) and one daemon thread, which keeps its
+connection each time. Instead the caller puts the hint on an in-process queue and one daemon
+thread, which keeps its
 own event loop and so its channel layer's connection pool, sends whatever is queued in batches,
 one hint per group and type of each batch (see :func:`coalesced`). A batch gathers for
 ``GATHER_SECONDS`` after its first hint: a page hears of a change that much later, imperceptibly,
-and a busy process sends far fewer (hints sent as they came cost a hosted execution about a
-quarter of its CPU: each ``group_send`` is two Redis round trips and the work of
-``channels_redis``; a worker's hints for its executions, their tasks, the feed and the posters
-now share batches).
+and a busy process sends far fewer (each ``group_send`` is two Redis round trips and the work of
+``channels_redis``; BENCHMARKS.md has the cost).
 
 The thread is started lazily, and again after a fork (Celery's prefork pool, gunicorn workers).
 """
@@ -146,8 +144,8 @@ async def _send_all(layer: Any, batch: list[tuple[str, dict[str, Any]]]) -> None
 async def _listened(layer: Any, groups: set[str]) -> set[str]:
     """The groups that have members, asked of Redis in one round trip per server: most hints
     go to groups nobody listens to (a task's or an execution's page that nobody has open), and
-    ``group_send`` spends two round trips finding that out (in process, a hosted execution's CPU
-    went from 3.4 to 3.0 ms without them). A group whose only members have expired still gets
+    ``group_send`` spends two round trips finding that out. A group whose only members have
+    expired still gets
     its ``group_send``, which clears them. Layers other than Redis's are sent everything."""
     group_key = getattr(layer, "_group_key", None)  # channels_redis: where a group's members are
     if group_key is None:

@@ -266,9 +266,8 @@ else:
     # prepared; the few fixed hot statements that bind on the server are
     # prepared after their first uses on each connection (core/prepared.py).
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault("prepare_threshold", 2)
-    # Those statements keep one generic plan. Left to choose, PostgreSQL plans the API's task page
-    # anew on every call (its custom plan looks cheaper than the generic one, which is as fast),
-    # and planning cost as much as running it: 0.45 ms of 1 ms at 100,000 tasks (bench/api.py).
+    # Those statements keep one generic plan: left to choose, PostgreSQL plans the API's task page
+    # anew on every call, and planning costs about as much as running it (BENCHMARKS.md).
     # The ORM's statements are not prepared, so this setting does not touch them.
     DATABASES["default"]["OPTIONS"]["options"] = " ".join(
         filter(

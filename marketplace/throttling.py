@@ -1,12 +1,12 @@
 """API rate limits as sliding-window counters in Redis, one round trip per request.
 
 DRF's own throttles keep every request's timestamp in a list stored in the cache: a read and a write
-of the whole pickled list per request (1.8 ms of the 2-core bench machine's CPU per API call, more
-than the task detail query). Here each window is one integer: the request increments the current
-window's counter and reads the previous one in one transaction, and the estimate weights the
-previous window by how much of it still overlaps the sliding window (the approximation Cloudflare
-and others use; exact for steady traffic, never more than the limit for bursts). A refused request
-is not counted, so a client that waits as told gets through.
+of the whole pickled list per request, which cost more than the task detail query. Here each window
+is one integer: the request increments the current window's counter and reads the previous one in
+one transaction, and the estimate weights the previous window by how much of it still overlaps the
+sliding window (the approximation Cloudflare and others use; exact for steady traffic, never more
+than the limit for bursts). A refused request is not counted, so a client that waits as told gets
+through.
 
 While Redis is out of reach the same windows are counted in this process's memory instead
 (:class:`ProcessWindows`): each web process then enforces the limit on its own, so a client may

@@ -3,12 +3,12 @@
 Database connections in a worker live as in Django's request cycle. Celery's Django fix-up closes
 every connection before and after each task unless ``CELERY_DB_REUSE_MAX`` is set: a hosted
 execution then paid for a new PostgreSQL connection (a forked backend whose catalogue caches start
-cold, the authentication, Django's set-up: about 10 ms of the worker's CPU, more on the server's,
-and twice the wall time of the execution itself). With reuse on, the fix-up leaves them open and
-:func:`database_connections_renewed` applies Django's own rules around each task instead:
-``CONN_MAX_AGE`` ends old connections, one that failed is dropped, and with ``CONN_HEALTH_CHECKS``
-Django checks a reused connection (``SELECT 1``) before the task's first query or transaction, so
-a restarted PostgreSQL costs one reconnection, not a failed task (invariant 7).
+cold, the authentication, Django's set-up), more than the execution itself. With reuse on, the
+fix-up leaves them open and :func:`database_connections_renewed` applies Django's own rules around
+each task instead: ``CONN_MAX_AGE`` ends old connections, one that failed is dropped, and with
+``CONN_HEALTH_CHECKS`` Django checks a reused connection (``SELECT 1``) before the task's first
+query or transaction, so a restarted PostgreSQL costs one reconnection, not a failed task
+(invariant 7).
 """
 
 import os
