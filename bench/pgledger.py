@@ -250,6 +250,25 @@ def pgledger_check() -> dict[str, Any]:
     }
 
 
+def same_movements(theirs: dict[str, Any]) -> int:
+    """Accounts (posters, payees, creators, the fee total) whose balance differs between the two
+    ledgers: both sides drew the same accounts, so there must be none."""
+    from ledger import services
+    from ledger.models import Account
+
+    ours = dict(Account.objects.values_list("address", "balance"))
+    with pgledger_connect() as conn:
+        balances = dict(conn.execute("SELECT name, balance FROM pgledger_accounts").fetchall())
+    pairs = [
+        (services.wallet_address(f"participant:{prefix}-{number}"), f"{prefix}-{number}")
+        for prefix, count in (("poster", POSTERS), ("payee", PAYEES), ("creator", CREATORS))
+        for number in range(count)
+    ]
+    differing = sum(ours.get(address, 0) != balances[name] for address, name in pairs)
+    fees = sum(ours.get(address, 0) for address in services.fee_addresses())
+    return differing + (fees != balances["platform:fees"])
+
+
 def main() -> None:
     # Production settings (no query log kept per connection), as a deployment would run.
     os.environ.setdefault("DEBUG", "false")
@@ -328,7 +347,7 @@ def main() -> None:
         row: dict[str, Any] = {}
         for side in ("ours", "pgledger"):
             for metric in ("settlements_per_s", "p50_ms", "p95_ms"):
-                row[f"{side}_{metric}"] = median(m[metric] for m in measured[side])
+                row[f"{side}_{metric}"] = round(median(m[metric] for m in measured[side]), 3)
         row["ratio_throughput"] = ratio(
             row["ours_settlements_per_s"], row["pgledger_settlements_per_s"]
         )
@@ -342,10 +361,16 @@ def main() -> None:
         "differences": len(report.differences),
     }
     figures["pgledger_check"] = pgledger_check()
+    figures["accounts_moved_differently"] = same_movements(theirs)
     print("\n".join(report.lines()), flush=True)
     print(f"pgledger: {figures['pgledger_check']}", flush=True)
+    print(f"accounts moved differently: {figures['accounts_moved_differently']}", flush=True)
     emit("pgledger", figures, quick=quick)
-    if not report.is_clean or not figures["pgledger_check"]["balanced"]:
+    if (
+        not report.is_clean
+        or not figures["pgledger_check"]["balanced"]
+        or figures["accounts_moved_differently"]
+    ):
         sys.exit(1)
 
 
