@@ -26,13 +26,20 @@ from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError, OperationalError, connections, transaction
+from django.db import (
+    DatabaseError,
+    InterfaceError,
+    OperationalError,
+    connection,
+    connections,
+    transaction,
+)
 from django.db.models import Q
 from django.utils import timezone
 
 from agents_registry.models import Agent, Participant, SkillVersion
 from agents_registry.sweeps import sweep
-from core.prepared import fetch_row, update_row
+from core.prepared import derived_from_models, fetch_row, model_field, update_row
 from marketplace import selectors as market_selectors
 from marketplace import services as market_services
 from marketplace.exceptions import MarketError, NotFound
@@ -530,6 +537,21 @@ def _runtime_result_or_failure(
     return context, failure, int((time.monotonic() - started) * 1000)
 
 
+@derived_from_models
+def _claim_state_statement() -> str:
+    """The read of :func:`_execution_lock_if_claim_holds`: status, claim token and trace length,
+    in that order, of the execution whose key is the parameter, under FOR UPDATE."""
+    quote = connection.ops.quote_name
+    columns = ", ".join(
+        quote(model_field(Execution, name).column)
+        for name in ("status", "claim_token", "trace_length")
+    )
+    return (
+        f"SELECT {columns} FROM {quote(Execution._meta.db_table)}"  # noqa: S608
+        f" WHERE {quote(Execution._meta.pk.column)} = %s FOR UPDATE"
+    )
+
+
 def _execution_lock_if_claim_holds(
     execution_id: int, token: uuid.UUID | None, claimed: Execution | None = None
 ) -> Execution | None:
@@ -538,18 +560,15 @@ def _execution_lock_if_claim_holds(
 
     With ``claimed`` (the execution as this worker's claim returned it), only what can have
     changed since is read under the lock: the status, the claim and the trace's length (the agent
-    may have appended events through the API). While the claim holds, nothing else moves."""
+    may have appended events through the API). While the claim holds, nothing else moves but the
+    lease (the heartbeat's), which every end of an attempt sets."""
     if claimed is None:
         execution = execution_with_agent(execution_id, for_update=True)
         if execution is None:
             raise Execution.DoesNotExist(f"Execution {execution_id} does not exist.")
     else:
         execution = claimed
-        row = fetch_row(
-            f"SELECT status, claim_token, trace_length FROM {Execution._meta.db_table}"  # noqa: S608
-            " WHERE id = %s FOR UPDATE",
-            [execution_id],
-        )
+        row = fetch_row(_claim_state_statement(), [execution_id])
         if row is None:
             raise Execution.DoesNotExist(f"Execution {execution_id} does not exist.")
         execution.status, execution.claim_token, execution.trace_length = row
