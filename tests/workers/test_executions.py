@@ -220,6 +220,36 @@ def test_a_worker_dying_at_once_leaves_nothing_and_deaths_after_are_the_platform
     assert Delivery.objects.filter(task_id=task.pk).count() == 0
 
 
+def test_the_end_of_an_attempt_at_once_writes_its_claim(
+    poster: Participant, bob: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At once the claim writes nothing: the statement that ends the attempt writes what of the
+    claim lasts (the attempt's count, the worker, the times), leaves the token nobody saw
+    unwritten, and gives an attempt lost to the platform back over the claim's count."""
+    from django.db import OperationalError
+
+    agent = hosted_agent(bob, "Stats", builtin="text-stats")
+    execution = Execution.objects.get(task_ref=claimed_by(poster, agent).pk)
+    before = timezone.now()
+    assert services.execution_run(execution_id=execution.pk, worker="w1", at_once=True) == (
+        "succeeded"
+    )
+    execution.refresh_from_db()
+    assert (execution.attempts, execution.worker, execution.claim_token) == (1, "w1", None)
+    assert before <= execution.started_at == execution.last_attempt_at <= execution.finished_at
+
+    def database_gone(context: object) -> None:
+        raise OperationalError("the server closed the connection")
+
+    monkeypatch.setattr(builtin, "run", database_gone)
+    lost = Execution.objects.get(task_ref=claimed_by(poster, agent).pk)
+    assert services.execution_run(execution_id=lost.pk, worker="w2", at_once=True) == "retrying"
+    lost.refresh_from_db()
+    assert (lost.status, lost.attempts, lost.platform_failures) == ("queued", 0, 1)
+    assert (lost.worker, lost.claim_token, lost.error_code) == ("w2", None, "platform_failure")
+    assert before <= lost.started_at == lost.last_attempt_at
+
+
 @pytest.mark.parametrize(
     ("error", "outcome", "task_state"),
     [

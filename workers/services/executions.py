@@ -10,6 +10,7 @@ everywhere, so the worker and the reaper cannot deadlock.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import random
@@ -17,20 +18,28 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
-from datetime import timedelta
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError, OperationalError, connections, transaction
+from django.db import (
+    DatabaseError,
+    InterfaceError,
+    OperationalError,
+    connection,
+    connections,
+    transaction,
+)
 from django.db.models import Q
 from django.utils import timezone
 
 from agents_registry.models import Agent, Participant, SkillVersion
 from agents_registry.sweeps import sweep
-from core.prepared import fetch_row, update_row
+from core.prepared import derived_from_models, fetch_row, model_field, update_row
 from marketplace import selectors as market_selectors
 from marketplace import services as market_services
 from marketplace.exceptions import MarketError, NotFound
@@ -265,9 +274,23 @@ def execution_create_for_revision(*, task: Any, delivery_id: int, message: str) 
 # --- running -------------------------------------------------------------------------------------
 
 
-# What a claim writes that the end of the attempt keeps (it sets the status, the lease and the
-# token itself): written by the end's statement when the claim was not (``at_once``).
-_CLAIM_VALUES = ("attempts", "worker", "started_at", "last_attempt_at")
+@dataclass(frozen=True)
+class Claim:
+    """What taking an execution for one attempt writes to its row (the fields are the model's):
+    the conditional UPDATE's values; at once (see :func:`execution_claim`) nothing is written
+    then, and the statement that ends the attempt writes what of the claim lasts past it."""
+
+    status: str
+    attempts: int
+    claim_token: uuid.UUID
+    lease_expires_at: datetime
+    worker: str
+    started_at: datetime
+    last_attempt_at: datetime
+
+    def values(self) -> dict[str, Any]:
+        """The claim by field name: what its UPDATE sets, and what the claimed instance gets."""
+        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
 
 
 def execution_claim(*, execution_id: int, worker: str, at_once: bool = False) -> Execution | None:
@@ -282,6 +305,14 @@ def execution_claim(*, execution_id: int, worker: str, at_once: bool = False) ->
     second delivery waits, then finds the attempt over) and nothing is written now; the
     statement that ends the attempt, in the same transaction, writes the claim's values too.
     """
+    claimed = _execution_claim(execution_id=execution_id, worker=worker, at_once=at_once)
+    return None if claimed is None else claimed[0]
+
+
+def _execution_claim(
+    *, execution_id: int, worker: str, at_once: bool
+) -> tuple[Execution, Claim] | None:
+    """:func:`execution_claim`, with the claim itself: at once, the end of the attempt writes it."""
     execution = execution_with_agent(execution_id, for_update=at_once)
     if (
         execution is None
@@ -290,24 +321,25 @@ def execution_claim(*, execution_id: int, worker: str, at_once: bool = False) ->
     ):
         return None  # a duplicate message, or nothing left to do: no write at all
     now = timezone.now()
-    claim = {
-        "status": Execution.Status.RUNNING,
-        "attempts": execution.attempts + 1,
-        "claim_token": uuid.uuid4(),
-        "lease_expires_at": _running_lease(execution.agent, attempt_started=now, now=now),
-        "worker": worker[:200],
-        "started_at": execution.started_at or now,
-        "last_attempt_at": now,
-    }
+    claim = Claim(
+        status=Execution.Status.RUNNING,
+        attempts=execution.attempts + 1,
+        claim_token=uuid.uuid4(),
+        lease_expires_at=_running_lease(execution.agent, attempt_started=now, now=now),
+        worker=worker[:200],
+        started_at=execution.started_at or now,
+        last_attempt_at=now,
+    )
+    values = claim.values()
     if not at_once:
         where = {"status": Execution.Status.QUEUED, "attempts": execution.attempts}
-        if not update_row(Execution, execution_id, claim, where=where):
+        if not update_row(Execution, execution_id, values, where=where):
             return None
-    for name, value in claim.items():
+    for name, value in values.items():
         setattr(execution, name, value)
     if not at_once:  # at once, the attempt ends before anyone can see it running
         execution_changed_on_commit(execution_id=execution_id, kind="running")
-    return execution
+    return execution, claim
 
 
 def _task_reference(execution: Execution) -> Task:
@@ -417,23 +449,25 @@ def execution_run(*, execution_id: int, worker: str = "", at_once: bool = False)
     so that delivery runs as above, where the claim commits first and the attempt limit holds.
     """
     with transaction.atomic():
-        execution = execution_claim(
+        claimed = _execution_claim(
             execution_id=execution_id, worker=worker or worker_name(), at_once=at_once
         )
-        if execution is None:
+        if claimed is None:
             return "skipped"
+        execution, claim = claimed
         if at_once:
-            return _attempt_run_to_outcome(execution, task=None, at_once=True)
+            return _attempt_run_to_outcome(execution, task=None, claim_at_once=claim)
         task = _task_started(execution)
     return _attempt_run_to_outcome(execution, task=task)
 
 
 def _attempt_run_to_outcome(
-    execution: Execution, *, task: Task | None, at_once: bool = False
+    execution: Execution, *, task: Task | None, claim_at_once: Claim | None = None
 ) -> str:
     """Run the claimed attempt, then complete or fail it: in a transaction of its own, or at
-    once in the claim's (see :func:`execution_run`), where the claim needs no check."""
-    if at_once:  # milliseconds, and nothing committed yet: no lease to renew
+    once in the claim's (``claim_at_once``, not written yet: see :func:`execution_run`), where
+    the claim needs no check."""
+    if claim_at_once is not None:  # milliseconds, and nothing committed yet: no lease to renew
         context, outcome, elapsed_ms = _runtime_result_or_failure(execution, task)
     else:
         with _Heartbeat(execution):
@@ -445,7 +479,7 @@ def _attempt_run_to_outcome(
             error=outcome,
             context=context,
             claimed=execution,
-            at_once=at_once,
+            claim_at_once=claim_at_once,
         )
     assert context is not None  # a result comes from a run, which had its context
     return execution_complete(
@@ -456,7 +490,7 @@ def _attempt_run_to_outcome(
         elapsed_ms=elapsed_ms,
         task=task,
         claimed=execution,
-        at_once=at_once,
+        claim_at_once=claim_at_once,
     )
 
 
@@ -503,6 +537,21 @@ def _runtime_result_or_failure(
     return context, failure, int((time.monotonic() - started) * 1000)
 
 
+@derived_from_models
+def _claim_state_statement() -> str:
+    """The read of :func:`_execution_lock_if_claim_holds`: status, claim token and trace length,
+    in that order, of the execution whose key is the parameter, under FOR UPDATE."""
+    quote = connection.ops.quote_name
+    columns = ", ".join(
+        quote(model_field(Execution, name).column)
+        for name in ("status", "claim_token", "trace_length")
+    )
+    return (
+        f"SELECT {columns} FROM {quote(Execution._meta.db_table)}"  # noqa: S608
+        f" WHERE {quote(Execution._meta.pk.column)} = %s FOR UPDATE"
+    )
+
+
 def _execution_lock_if_claim_holds(
     execution_id: int, token: uuid.UUID | None, claimed: Execution | None = None
 ) -> Execution | None:
@@ -511,18 +560,15 @@ def _execution_lock_if_claim_holds(
 
     With ``claimed`` (the execution as this worker's claim returned it), only what can have
     changed since is read under the lock: the status, the claim and the trace's length (the agent
-    may have appended events through the API). While the claim holds, nothing else moves."""
+    may have appended events through the API). While the claim holds, nothing else moves but the
+    lease (the heartbeat's), which every end of an attempt sets."""
     if claimed is None:
         execution = execution_with_agent(execution_id, for_update=True)
         if execution is None:
             raise Execution.DoesNotExist(f"Execution {execution_id} does not exist.")
     else:
         execution = claimed
-        row = fetch_row(
-            f"SELECT status, claim_token, trace_length FROM {Execution._meta.db_table}"  # noqa: S608
-            " WHERE id = %s FOR UPDATE",
-            [execution_id],
-        )
+        row = fetch_row(_claim_state_statement(), [execution_id])
         if row is None:
             raise Execution.DoesNotExist(f"Execution {execution_id} does not exist.")
         execution.status, execution.claim_token, execution.trace_length = row
@@ -531,28 +577,78 @@ def _execution_lock_if_claim_holds(
     return execution
 
 
+@dataclass(frozen=True)
+class FinishedAttempt:
+    """What a worker's attempt adds to the statement that ends it: its usage (``context``), the
+    trace ``events`` it held (and those its outcome adds, until the statement runs), and at
+    once the claim that was not written (see :func:`execution_claim`). The reaper ends a dead
+    attempt without one."""
+
+    context: RunContext | None = None
+    events: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    claim_at_once: Claim | None = None
+
+
 def _attempt_end_write(
     execution: Execution,
-    changes: dict[str, Any],
     *,
-    context: RunContext | None = None,
-    events: Sequence[dict[str, Any]] = (),
-    at_once: bool = False,
+    status: str,
+    lease_expires_at: datetime | None,
+    finished_at: datetime | None = None,
+    delivery_ref: int | None = None,
+    error_code: str | None = None,
+    error_message: str | None = None,
+    claim_released: bool = False,
+    given_back_to_agent: bool = False,
+    cost: int | None = None,
+    attempt: FinishedAttempt | None = None,
 ) -> None:
-    """The statement that ends an attempt: ``changes`` to the execution's row, with what the
-    attempt adds to it (its usage, its trace ``events``, inserted by the same statement under
-    the caller's row lock) and, at once, the claim's own values (see :func:`execution_claim`)."""
-    rows = trace_event_rows(execution=execution, events=events)
-    added: dict[str, Any] = {"trace_length": execution.trace_length + len(rows)} if rows else {}
-    if context is not None:
-        added.update(
-            cost=context.spent,
-            input_tokens=context.input_tokens,
-            output_tokens=context.output_tokens,
+    """The one statement that ends an attempt, under the caller's lock of the execution's row:
+    its outcome, with what the worker's ``attempt`` adds (its trace events are inserted by the
+    same statement). A column whose argument is None is left as it is; ``claim_released``
+    clears the claim's token; ``given_back_to_agent``: the attempt was lost to the platform, so
+    it does not count (bounded by ``platform_failures``); ``cost``: what the run is charged
+    instead of what it spent."""
+    attempt = attempt or FinishedAttempt()
+    rows = trace_event_rows(execution=execution, events=attempt.events)
+    values: dict[str, Any] = {}
+    claim = attempt.claim_at_once
+    if claim is not None:
+        # The claim's own statement is this one. Its status and lease give way to the end's,
+        # and its token, which nobody saw, is left unwritten.
+        values.update(
+            attempts=claim.attempts,
+            worker=claim.worker,
+            started_at=claim.started_at,
+            last_attempt_at=claim.last_attempt_at,
         )
-    if at_once:
-        added.update({name: getattr(execution, name) for name in _CLAIM_VALUES})
-    update_row(Execution, execution.pk, {**added, **changes}, inserting=rows)
+    if rows:
+        values["trace_length"] = execution.trace_length + len(rows)
+    if attempt.context is not None:
+        values.update(
+            cost=attempt.context.spent,
+            input_tokens=attempt.context.input_tokens,
+            output_tokens=attempt.context.output_tokens,
+        )
+    values.update(status=status, lease_expires_at=lease_expires_at)
+    if finished_at is not None:
+        values["finished_at"] = finished_at
+    if delivery_ref is not None:
+        values["delivery_ref"] = delivery_ref
+    if error_code is not None:
+        values["error_code"] = error_code
+    if error_message is not None:
+        values["error_message"] = error_message
+    if claim_released:
+        values["claim_token"] = None
+    if given_back_to_agent:
+        values.update(
+            attempts=max(0, execution.attempts - 1),
+            platform_failures=execution.platform_failures + 1,
+        )
+    if cost is not None:
+        values["cost"] = cost
+    update_row(Execution, execution.pk, values, inserting=rows)
 
 
 def execution_complete(
@@ -564,24 +660,27 @@ def execution_complete(
     elapsed_ms: int = 0,
     task: Task | None = None,
     claimed: Execution | None = None,
-    at_once: bool = False,
+    claim_at_once: Claim | None = None,
 ) -> str:
     """Deliver the result and close the execution, all in one transaction. ``task`` is the
     market's task as read at the start of the attempt (the market re-locks it to deliver);
     ``claimed`` the execution as the claim returned it (see
-    :func:`_execution_lock_if_claim_holds`); ``at_once``: in the claim's own transaction (see
-    :func:`execution_run`), where the claim needs no check and the task may not have started
-    yet."""
+    :func:`_execution_lock_if_claim_holds`); ``claim_at_once``: the claim, not written yet, of
+    an attempt run in the claim's own transaction (see :func:`execution_run`), where the claim
+    needs no check and the task may not have started yet."""
+    at_once = claim_at_once is not None
     with transaction.atomic(savepoint=not at_once):
         execution = (
             claimed if at_once else _execution_lock_if_claim_holds(execution_id, token, claimed)
         )
         if execution is None:
             return "stale"
-        events = context.take_held_events()
+        attempt = FinishedAttempt(
+            context=context, events=context.take_held_events(), claim_at_once=claim_at_once
+        )
         now = timezone.now()
         if result.accepted_for_later_delivery:
-            events.append(
+            attempt.events.append(
                 {
                     "kind": TraceEvent.Kind.DECISION,
                     "name": "accepted; the agent will deliver through the API",
@@ -589,14 +688,9 @@ def execution_complete(
             )
             _attempt_end_write(
                 execution,
-                {
-                    "status": Execution.Status.WAITING,
-                    "lease_expires_at": now
-                    + timedelta(seconds=settings.WORKERS_WAITING_LEASE_SECONDS),
-                },
-                context=context,
-                events=events,
-                at_once=at_once,
+                status=Execution.Status.WAITING,
+                lease_expires_at=now + timedelta(seconds=settings.WORKERS_WAITING_LEASE_SECONDS),
+                attempt=attempt,
             )
             execution_changed_on_commit(execution_id=execution.pk, kind="waiting", urgent=True)
             return "waiting"
@@ -616,11 +710,9 @@ def execution_complete(
                 execution,
                 RuntimeFailure(f"The market refused the delivery: {error}"),
                 return_task=False,
-                context=context,
-                events=events,
-                at_once=at_once,
+                attempt=attempt,
             )
-        events.append(
+        attempt.events.append(
             {
                 "kind": TraceEvent.Kind.MESSAGE,
                 "name": "delivered",
@@ -631,17 +723,13 @@ def execution_complete(
         )
         _attempt_end_write(
             execution,
-            {
-                "status": Execution.Status.SUCCEEDED,
-                "delivery_ref": delivery.pk,
-                "finished_at": now,
-                "lease_expires_at": None,
-                "error_code": "",
-                "error_message": "",
-            },
-            context=context,
-            events=events,
-            at_once=at_once,
+            status=Execution.Status.SUCCEEDED,
+            delivery_ref=delivery.pk,
+            finished_at=now,
+            lease_expires_at=None,
+            error_code="",
+            error_message="",
+            attempt=attempt,
         )
         execution_changed_on_commit(execution_id=execution.pk, kind="succeeded", urgent=True)
         return "succeeded"
@@ -654,10 +742,12 @@ def execution_attempt_failed(
     error: RuntimeFailure,
     context: RunContext | None = None,
     claimed: Execution | None = None,
-    at_once: bool = False,
+    claim_at_once: Claim | None = None,
 ) -> str:
     """Retry a transient failure with backoff while attempts remain; otherwise fail for good and
-    return the task to the market. ``claimed`` and ``at_once``: see :func:`execution_complete`."""
+    return the task to the market. ``claimed`` and ``claim_at_once``: see
+    :func:`execution_complete`."""
+    at_once = claim_at_once is not None
     with transaction.atomic(savepoint=not at_once):
         execution = (
             claimed if at_once else _execution_lock_if_claim_holds(execution_id, token, claimed)
@@ -672,52 +762,48 @@ def execution_attempt_failed(
                 "outputs": {"message": str(error), "transient": error.transient},
             }
         )
-        attempt = {"context": context, "events": events, "at_once": at_once}
+        attempt = FinishedAttempt(context=context, events=events, claim_at_once=claim_at_once)
         if isinstance(error, PlatformFailure):
             if execution.platform_failures < settings.WORKERS_MAX_PLATFORM_FAILURES:
-                return _retry_locked(execution, error, **attempt)
-            return _fail_locked(execution, error, return_task=True, **attempt)
+                return _retry_locked(execution, error, attempt=attempt)
+            return _fail_locked(execution, error, return_task=True, attempt=attempt)
         if error.transient and execution.attempts < execution.max_attempts:
-            return _retry_locked(execution, error, **attempt)
-        return _fail_locked(execution, error, return_task=True, **attempt)
+            return _retry_locked(execution, error, attempt=attempt)
+        return _fail_locked(execution, error, return_task=True, attempt=attempt)
 
 
-def _platform_changes(execution: Execution) -> dict[str, Any]:
-    """What giving an attempt lost to the platform back to the agent writes."""
-    return {
-        "attempts": max(0, execution.attempts - 1),
-        "platform_failures": execution.platform_failures + 1,
-    }
-
-
-def _retry_locked(execution: Execution, error: RuntimeFailure, **attempt: Any) -> str:
-    """Queue the next attempt after a backoff; ``attempt``: see :func:`_attempt_end_write`. An
-    attempt the platform lost is given back to the agent (bounded by ``platform_failures``)."""
+def _retry_locked(execution: Execution, error: RuntimeFailure, *, attempt: FinishedAttempt) -> str:
+    """Under the execution's row lock: queue the next attempt after a backoff. An attempt the
+    platform lost is given back to the agent (bounded by ``platform_failures``)."""
     delay = retry_delay_seconds(execution.attempts)
     now = timezone.now()
-    changes: dict[str, Any] = {
-        "status": Execution.Status.QUEUED,
-        "claim_token": None,
-        "lease_expires_at": now + timedelta(seconds=delay + settings.WORKERS_QUEUE_LEASE_SECONDS),
-        "error_code": error.code,
-        "error_message": str(error)[:2000],
-    }
-    if isinstance(error, PlatformFailure):
-        changes.update(_platform_changes(execution))
-    _attempt_end_write(execution, changes, **attempt)
+    _attempt_end_write(
+        execution,
+        status=Execution.Status.QUEUED,
+        claim_released=True,
+        lease_expires_at=now + timedelta(seconds=delay + settings.WORKERS_QUEUE_LEASE_SECONDS),
+        error_code=error.code,
+        error_message=str(error)[:2000],
+        given_back_to_agent=isinstance(error, PlatformFailure),
+        attempt=attempt,
+    )
     _enqueue_on_commit(execution, countdown=delay)
     execution_changed_on_commit(execution_id=execution.pk, kind="retrying", urgent=True)
     return "retrying"
 
 
 def _fail_locked(
-    execution: Execution, error: RuntimeFailure, *, return_task: bool, **attempt: Any
+    execution: Execution,
+    error: RuntimeFailure,
+    *,
+    return_task: bool,
+    attempt: FinishedAttempt | None = None,
 ) -> str:
-    """Fail visibly; with ``return_task`` the task goes back to the market (its abandonment
-    records the agent's outcome, unless the platform failed: then nothing is held against the
-    agent). A market refusal to take it back is recorded, not raised: the execution's failure
-    must commit either way. ``attempt``: what the attempt adds to the row (see
-    :func:`_attempt_end_write`); none when the reaper ends a dead attempt."""
+    """Under the execution's row lock: fail visibly; with ``return_task`` the task goes back to
+    the market (its abandonment records the agent's outcome, unless the platform failed: then
+    nothing is held against the agent). A market refusal to take it back is recorded, not
+    raised: the execution's failure must commit either way. ``attempt``: none when the reaper
+    ends a dead attempt."""
     message = str(error)[:2000]
     by_platform = isinstance(error, PlatformFailure)
     if return_task:
@@ -738,18 +824,21 @@ def _fail_locked(
             )
         except MarketError as market_error:
             message += f" (the task could not be returned to the market: {market_error})"
-    changes: dict[str, Any] = {
-        "status": Execution.Status.FAILED,
-        "finished_at": timezone.now(),
-        "lease_expires_at": None,
-        "claim_token": None,
-        "error_code": error.code,
-        "error_message": message,
-    }
-    context = attempt.get("context")
+    context = attempt.context if attempt is not None else None
+    charged = None  # None: what the run spent, as the end of every attempt records it
     if isinstance(error, BudgetExceeded) and context is not None:
-        changes["cost"] = min(context.spent, execution.budget)
-    _attempt_end_write(execution, changes, **attempt)
+        charged = min(context.spent, execution.budget)
+    _attempt_end_write(
+        execution,
+        status=Execution.Status.FAILED,
+        finished_at=timezone.now(),
+        lease_expires_at=None,
+        claim_released=True,
+        error_code=error.code,
+        error_message=message,
+        cost=charged,
+        attempt=attempt,
+    )
     execution_changed_on_commit(execution_id=execution.pk, kind="failed", urgent=True)
     return "failed"
 
@@ -804,14 +893,12 @@ def _reap_running(execution: Execution, now: Any) -> str:
             " lost): a failure of the platform, not counted against the agent."
         )
         again = execution.platform_failures < settings.WORKERS_MAX_PLATFORM_FAILURES
-        changes = _platform_changes(execution) if again else {}
     else:
         lost = LeaseExpired(
             f"Attempt {execution.attempts} ran past its lease on {worker} (the agent hung past"
             " its time limit)."
         )
         again = execution.attempts < execution.max_attempts
-        changes = {}
     trace_event_append(
         execution_id=execution.pk,
         kind=TraceEvent.Kind.ERROR,
@@ -820,13 +907,14 @@ def _reap_running(execution: Execution, now: Any) -> str:
     )
     if not again:
         return _fail_locked(execution, lost, return_task=True)
-    Execution.objects.filter(pk=execution.pk).update(
+    _attempt_end_write(
+        execution,
         status=Execution.Status.QUEUED,
-        claim_token=None,
+        claim_released=True,
         lease_expires_at=now + timedelta(seconds=settings.WORKERS_QUEUE_LEASE_SECONDS),
         error_code=lost.code,
         error_message=str(lost),
-        **changes,
+        given_back_to_agent=isinstance(lost, PlatformFailure),
     )
     _enqueue_on_commit(execution)
     execution_changed_on_commit(execution_id=execution.pk, kind="requeued", urgent=True)
