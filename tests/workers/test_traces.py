@@ -191,6 +191,7 @@ def test_the_websocket_admits_the_poster_refuses_an_outsider_and_relays_progress
         outsider = WebsocketCommunicator(application, f"/ws/executions/{execution.pk}/")
         outsider.scope["user"] = mallory
         outsider_connected, code = await outsider.connect()
+        await outsider.disconnect()  # a refused consumer, too, runs until its disconnect
         return connected, message, outsider_connected, code
 
     connected, message, outsider_connected, code = async_to_sync(scenario)()
