@@ -27,7 +27,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import emit, median, parse_args, ratio, setup_django
+from bench.harness import emit, median, parse_args, ratio, reconciled, setup_django
 
 AGENTS = 1_000
 
@@ -243,7 +243,6 @@ def main() -> None:
     from agents_registry.models import Agent, Outcome
     from bench.ledger import _prepare
     from ledger.models import JournalEntry, Transfer
-    from ledger.reconciliation import reconcile
     from ledger.services import promo_grant, wallet_open
     from marketplace.models import Task
 
@@ -309,8 +308,7 @@ def main() -> None:
     large = measure(market, escrows[per_phase:], args.clients, calls)
     print(f"large: {large}", flush=True)
 
-    started = time.perf_counter()
-    report = reconcile()
+    report, reconciliation = reconciled()
     figures = {
         "sizes": {"transfers": transfers, "tasks": tasks, "outcomes": outcomes},
         "clients": args.clients,
@@ -325,11 +323,7 @@ def main() -> None:
             "match_p50": ratio(large["match_p50_ms"], small["match_p50_ms"]),
         },
         "growth_seconds": grown,
-        "reconciliation": {
-            "seconds": round(time.perf_counter() - started, 1),
-            "transfers": report.transfers,
-            "differences": len(report.differences),
-        },
+        "reconciliation": reconciliation,
         "database_pooler": settings.DATABASE_POOLER,
     }
     if report.differences:

@@ -126,6 +126,20 @@ def ratio(value: float, baseline: float) -> float:
     return round(value / baseline, 4) if baseline else float("nan")
 
 
+def reconciled() -> tuple[Any, dict[str, Any]]:
+    """A full reconciliation of the ledger (Django set up) and its figures for the report."""
+    from ledger.reconciliation import reconcile
+
+    started = time.perf_counter()
+    report = reconcile()
+    return report, {
+        "seconds": round(time.perf_counter() - started, 2),
+        "accounts": report.accounts,
+        "transfers": report.transfers,
+        "differences": len(report.differences),
+    }
+
+
 def machine() -> dict[str, Any]:
     memory_gib = None
     try:

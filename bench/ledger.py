@@ -29,7 +29,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import Timings, emit, median, parse_args, ratio, setup_django
+from bench.harness import Timings, emit, median, parse_args, ratio, reconciled, setup_django
 
 POSTERS, PAYEES, CREATORS = 1_000, 1_000, 1_000
 ESCROW = 1_000
@@ -234,7 +234,6 @@ def main() -> None:
     per_case = 600 if quick else 4_000
     setup_django("bench_ledger")
 
-    from ledger.reconciliation import reconcile
     from ledger.services import promo_grant, wallet_open
 
     wallet_open(owner_ref="participant:funder")
@@ -290,14 +289,7 @@ def main() -> None:
             figures[f"hot_{clients}"]["ledger_settlements_per_s"],
             figures[f"uniform_{clients}"]["ledger_settlements_per_s"],
         )
-    started = time.perf_counter()
-    report = reconcile()
-    figures["reconciliation"] = {
-        "seconds": round(time.perf_counter() - started, 2),
-        "accounts": report.accounts,
-        "transfers": report.transfers,
-        "differences": len(report.differences),
-    }
+    report, figures["reconciliation"] = reconciled()
     eight_hot, eight_uniform = figures["hot_8"], figures["uniform_8"]
     figures["targets"] = {
         "settlements_per_s_8_clients_at_least_1000": min(

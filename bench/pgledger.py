@@ -52,7 +52,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import emit, median, parse_args, ratio, setup_django
+from bench.harness import emit, median, parse_args, ratio, reconciled, setup_django
 from bench.ledger import CREATORS, ESCROW, FEE_BP, PAYEES, PAYOUT, POSTERS, ROYALTY_BP
 
 SCHEMA = "pgledger"
@@ -282,7 +282,6 @@ def main() -> None:
 
     from bench.growth import grow_ledger
     from bench.ledger import _prepare, _run, _settle_worker, _split
-    from ledger.reconciliation import reconcile
     from ledger.services import promo_grant, wallet_open
 
     pgledger_load(args.pgledger_sql)
@@ -352,14 +351,7 @@ def main() -> None:
             row["ours_settlements_per_s"], row["pgledger_settlements_per_s"]
         )
         figures[mix] = row
-    started = time.perf_counter()
-    report = reconcile()
-    figures["reconciliation"] = {
-        "seconds": round(time.perf_counter() - started, 2),
-        "accounts": report.accounts,
-        "transfers": report.transfers,
-        "differences": len(report.differences),
-    }
+    report, figures["reconciliation"] = reconciled()
     figures["pgledger_check"] = pgledger_check()
     figures["accounts_moved_differently"] = same_movements(theirs)
     print("\n".join(report.lines()), flush=True)

@@ -23,6 +23,8 @@ from rest_framework.test import APIClient
 
 from agents_registry.models import Participant
 from agents_registry.services import participant_create_human
+from core import redis_calls
+from tests.own_redis import OwnRedis
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -105,6 +107,23 @@ def client_for() -> Callable[[User], APIClient]:
         return client
 
     return build
+
+
+@pytest.fixture
+def own_redis(settings) -> Iterator[OwnRedis]:
+    """The request path's Redis (the cache database) on a server of this test's own."""
+    server = OwnRedis()
+    server.start()
+    settings.CACHES = {
+        **settings.CACHES,
+        "default": {**settings.CACHES["default"], "LOCATION": server.url(1)},
+    }
+    redis_calls.redis_client.cache_clear()
+    try:
+        yield server
+    finally:
+        server.close()
+        redis_calls.redis_client.cache_clear()
 
 
 def database_url_for_tests() -> str:

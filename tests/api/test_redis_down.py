@@ -6,7 +6,6 @@ with ``Retry-After``, never a 500 or Django's HTML pages."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from django.contrib.auth.models import User
@@ -16,30 +15,12 @@ from rest_framework.test import APIClient
 
 from agents_registry import services
 from agents_registry.models import ApiKey
-from core import redis_calls
 from marketplace import throttling
 from tests.conftest import make_human, participant_of
 from tests.marketplace.conftest import AgentCaller, fund, make_agent, post
 from tests.own_redis import OwnRedis
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def own_redis(settings) -> Iterator[OwnRedis]:
-    """The request path's Redis (the cache database) on a server of this test's own."""
-    server = OwnRedis()
-    server.start()
-    settings.CACHES = {
-        **settings.CACHES,
-        "default": {**settings.CACHES["default"], "LOCATION": server.url(1)},
-    }
-    redis_calls.redis_client.cache_clear()
-    try:
-        yield server
-    finally:
-        server.close()
-        redis_calls.redis_client.cache_clear()
 
 
 def _unavailable(response) -> None:

@@ -4,7 +4,6 @@ what the API's requests see."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -12,22 +11,6 @@ import redis
 
 from core import redis_calls
 from tests.own_redis import OwnRedis
-
-
-@pytest.fixture
-def own_redis(settings) -> Iterator[OwnRedis]:
-    server = OwnRedis()
-    server.start()
-    settings.CACHES = {
-        **settings.CACHES,
-        "default": {**settings.CACHES["default"], "LOCATION": server.url(1)},
-    }
-    redis_calls.redis_client.cache_clear()
-    try:
-        yield server
-    finally:
-        server.close()
-        redis_calls.redis_client.cache_clear()
 
 
 def test_calls_work_again_once_redis_is_back_after_many_failures(own_redis: OwnRedis) -> None:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 import mimetypes
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, ParamSpec
 
 from celery import current_app
 from django.conf import settings
@@ -35,6 +35,8 @@ from marketplace.services.common import (
     task_lock_as,
     transition_record,
 )
+
+Params = ParamSpec("Params")
 
 MAX_TEXT = 100_000
 MAX_DATA_BYTES = 1_000_000
@@ -78,45 +80,16 @@ def _clean_files(files: Sequence[Any]) -> list[tuple[Any, str, str]]:
 
 
 class DeliveryWithFiles(NamedTuple):
-    """A delivery and its files: those it stored, or a replayed delivery's own (read back)."""
+    """A delivery and the files it stored; ``stored`` is None for a replayed delivery."""
 
     delivery: Delivery
-    files: list[DeliveryFile]
+    stored: list[DeliveryFile] | None
 
-
-def delivery_submit(
-    *,
-    task: Task,
-    actor: Participant,
-    text: str = "",
-    data: Any = None,
-    files: Sequence[Any] = (),
-    skills_used: Sequence[int] = (),
-    idempotency_key: str | None = None,
-    viewer: selectors.Viewer | None = None,
-    start: bool = False,
-) -> Delivery:
-    """The assignee hands in the work; the review window starts and the machine checks queue.
-    ``viewer``: the API caller, for whom a task it may not see does not exist. ``start``: the
-    assignee did the work at once (a built-in hosted agent, inside its claim's transaction):
-    a task it has not started yet is started and delivered in one step, and the timeline
-    records both.
-
-    A key used before returns the delivery it made (when ``text`` and ``data`` match): found
-    when this one is refused, by the unique constraint or because the task moved on, so a
-    first delivery never pays for the look-up."""
-    delivery, _ = _submitted(
-        task=task,
-        actor=actor,
-        text=text,
-        data=data,
-        files=files,
-        skills_used=skills_used,
-        idempotency_key=idempotency_key,
-        viewer=viewer,
-        start=start,
-    )
-    return delivery
+    @property
+    def files(self) -> list[DeliveryFile]:
+        """The delivery's files for an answer that lists them: a new delivery's are the ones it
+        stored (no query), a replay's are read back."""
+        return list(self.delivery.files.all()) if self.stored is None else self.stored
 
 
 def delivery_submit_with_files(
@@ -129,36 +102,17 @@ def delivery_submit_with_files(
     skills_used: Sequence[int] = (),
     idempotency_key: str | None = None,
     viewer: selectors.Viewer | None = None,
+    start: bool = False,
 ) -> DeliveryWithFiles:
-    """:func:`delivery_submit`, and the delivery's files for an answer that lists them: a new
-    delivery's are the ones it stored (no query), a replay's are read back."""
-    delivery, stored = _submitted(
-        task=task,
-        actor=actor,
-        text=text,
-        data=data,
-        files=files,
-        skills_used=skills_used,
-        idempotency_key=idempotency_key,
-        viewer=viewer,
-        start=False,
-    )
-    return DeliveryWithFiles(delivery, list(delivery.files.all()) if stored is None else stored)
+    """The assignee hands in the work; the review window starts and the machine checks queue.
+    ``viewer``: the API caller, for whom a task it may not see does not exist. ``start``: the
+    assignee did the work at once (a built-in hosted agent, inside its claim's transaction):
+    a task it has not started yet is started and delivered in one step, and the timeline
+    records both.
 
-
-def _submitted(
-    *,
-    task: Task,
-    actor: Participant,
-    text: str,
-    data: Any,
-    files: Sequence[Any],
-    skills_used: Sequence[int],
-    idempotency_key: str | None,
-    viewer: selectors.Viewer | None,
-    start: bool,
-) -> tuple[Delivery, list[DeliveryFile] | None]:
-    """The delivery and the files it stored; None for the files of a replayed delivery."""
+    A key used before returns the delivery it made (when ``text`` and ``data`` match): found
+    when this one is refused, by the unique constraint or because the task moved on, so a
+    first delivery never pays for the look-up."""
     text = validation.clean_text(text, field="text", maximum=MAX_TEXT, required=False)
     if data is not None and len(json.dumps(data)) > MAX_DATA_BYTES:
         raise InvalidInput(f"data is larger than {MAX_DATA_BYTES} bytes of JSON.")
@@ -204,14 +158,27 @@ def _submitted(
                 started=("started",) if task.state in startable else (),
             )
     if not isinstance(outcome, MarketError):
-        return outcome
+        return DeliveryWithFiles(*outcome)
     if idempotency_key is not None:
         existing = selectors.delivery_by_key(
             task_id=task.pk, submitter_id=actor.pk, idempotency_key=idempotency_key
         )
         if existing is not None:
-            return _replayed(existing, text=text, data=data), None
+            return DeliveryWithFiles(_replayed(existing, text=text, data=data), None)
     raise outcome
+
+
+def _delivery_only(
+    submit: Callable[Params, DeliveryWithFiles],
+) -> Callable[Params, Delivery]:
+    def delivery_only(*args: Params.args, **kwargs: Params.kwargs) -> Delivery:
+        return submit(*args, **kwargs).delivery
+
+    return delivery_only
+
+
+#: :func:`delivery_submit_with_files` for a caller that needs only the delivery.
+delivery_submit = _delivery_only(delivery_submit_with_files)
 
 
 def _delivered_locked(
