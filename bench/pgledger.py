@@ -2,7 +2,7 @@
 
     python bench/pgledger.py --pgledger-sql /tmp/pgledger/ulid-to-uuid.sql \\
         --pgledger-sql /tmp/pgledger/uuid-to-ulid.sql --pgledger-sql /tmp/pgledger/pgledger.sql \\
-        [--quick] [--rounds N] [--clients N] [--settlements N] [--preload N]
+        [--quick] [--rounds N] [--clients N] [--settlements N] [--preload N] [--busy]
 
 pgledger (https://github.com/pgr0ss/pgledger, a ledger made of PostgreSQL functions) is not part
 of this repository and its code is never committed here: the script loads the SQL files given by
@@ -35,18 +35,24 @@ bench/ledger.py's: ``uniform`` (the third leg a royalty to one of 1,000 creators
 
 ``--preload N`` first adds about N transfers to both ledgers with set-based SQL, in pairs that
 net to zero (ours as bench/growth.py grows the ledger; pgledger's rows written straight into its
-tables with the balances, versions and entries its functions would have written). At the end our
-reconciliation must find no difference, and pgledger's books must balance: its accounts' balances
-sum to zero per currency, and every account's balance and version match its entries. The last
-line of output is one JSON object (see bench/harness.py).
+tables with the balances, versions and entries its functions would have written). ``--busy``
+measures every round twice, quiet and with one core taken by another process that spins (the
+machine shared), on the same preloaded ledgers. At the end our reconciliation must find no
+difference, and pgledger's books must balance: its accounts' balances sum to zero per currency,
+and every account's balance and version match its entries. The last line of output is one JSON
+object (see bench/harness.py).
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
+import multiprocessing
 import os
 import random
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +82,31 @@ def extra_arguments(parser) -> None:
     parser.add_argument("--clients", type=int, default=4, help="settling processes per side")
     parser.add_argument("--settlements", type=int, default=None, help="per side, mix and round")
     parser.add_argument("--preload", type=int, default=0, help="transfers added to both first")
+    parser.add_argument(
+        "--busy",
+        action="store_true",
+        help="measure every round again with one core taken by a process that spins",
+    )
+
+
+def _spin() -> None:
+    while True:
+        pass
+
+
+@contextlib.contextmanager
+def one_core_taken(taken: bool) -> Iterator[None]:
+    """Another process on the machine that takes a core for itself while the round runs."""
+    if not taken:
+        yield
+        return
+    spinner = multiprocessing.get_context("fork").Process(target=_spin, daemon=True)
+    spinner.start()
+    try:
+        yield
+    finally:
+        spinner.terminate()
+        spinner.join()
 
 
 def pgledger_connect():
@@ -285,7 +316,7 @@ def main() -> None:
     from ledger.services import promo_grant, wallet_open
 
     pgledger_load(args.pgledger_sql)
-    total = per_round * len(MIXES) * rounds
+    total = per_round * len(MIXES) * rounds * (2 if args.busy else 1)
     started = time.perf_counter()
     wallet_open(owner_ref="participant:funder")
     promo_grant(owner_ref="participant:funder", amount=ESCROW * total, idempotency_key="bench")
@@ -301,9 +332,26 @@ def main() -> None:
         preload["vacuum_seconds"] = round(time.perf_counter() - started, 1)
         print(f"preloaded: {preload}", flush=True)
 
-    results: dict[str, dict[str, list[dict]]] = {mix: {"ours": [], "pgledger": []} for mix in MIXES}
+    def _round(side: str, parts: list[list[int]], seeds: list[str], mix: str) -> dict[str, Any]:
+        start_at = time.time() + 0.5
+        if side == "ours":
+            work = [
+                ([ours_escrows[i] for i in part], mix, seed, start_at)
+                for part, seed in zip(parts, seeds, strict=True)
+            ]
+            return _run(work, _settle_worker)
+        work = [
+            ([theirs["escrows"][i] for i in part], mix, seed, start_at, theirs["accounts"])
+            for part, seed in zip(parts, seeds, strict=True)
+        ]
+        return _run(work, _pgledger_worker)
+
+    conditions = ("quiet", "one_core_taken") if args.busy else ("quiet",)
+    results: dict[str, dict[str, dict[str, list[dict]]]] = {
+        condition: {mix: {"ours": [], "pgledger": []} for mix in MIXES} for condition in conditions
+    }
     next_escrow = 0
-    for round_number in range(rounds):
+    for round_number, condition in itertools.product(range(rounds), conditions):
         for mix in MIXES:
             chunk = list(range(next_escrow, next_escrow + per_round))
             next_escrow += per_round
@@ -312,27 +360,15 @@ def main() -> None:
             # Alternate which side goes first, so neither always meets the other's aftermath.
             sides = ["ours", "pgledger"] if round_number % 2 == 0 else ["pgledger", "ours"]
             for side in sides:
-                start_at = time.time() + 0.5
-                if side == "ours":
-                    work = [
-                        ([ours_escrows[i] for i in part], mix, seed, start_at)
-                        for part, seed in zip(parts, seeds, strict=True)
-                    ]
-                    measured = _run(work, _settle_worker)
-                else:
-                    work = [
-                        ([theirs["escrows"][i] for i in part], mix, seed, start_at,
-                         theirs["accounts"])
-                        for part, seed in zip(parts, seeds, strict=True)
-                    ]  # fmt: skip
-                    measured = _run(work, _pgledger_worker)
-                results[mix][side].append(measured)
-            ours, pgledger = results[mix]["ours"][-1], results[mix]["pgledger"][-1]
+                with one_core_taken(condition != "quiet"):
+                    measured = _round(side, parts, seeds, mix)
+                results[condition][mix][side].append(measured)
+            ours, pgledger = (results[condition][mix][side][-1] for side in ("ours", "pgledger"))
             print(
-                f"round {round_number + 1} {mix:>7}: ours {ours['settlements_per_s']:>7}/s"
-                f" p50 {ours['p50_ms']:>6} ms p95 {ours['p95_ms']:>6} ms | pgledger"
-                f" {pgledger['settlements_per_s']:>7}/s p50 {pgledger['p50_ms']:>6} ms"
-                f" p95 {pgledger['p95_ms']:>6} ms",
+                f"round {round_number + 1} {condition} {mix:>7}: ours"
+                f" {ours['settlements_per_s']:>7}/s p50 {ours['p50_ms']:>6} ms p95"
+                f" {ours['p95_ms']:>6} ms | pgledger {pgledger['settlements_per_s']:>7}/s p50"
+                f" {pgledger['p50_ms']:>6} ms p95 {pgledger['p95_ms']:>6} ms",
                 flush=True,
             )
 
@@ -342,7 +378,8 @@ def main() -> None:
         "settlements_per_round": per_round,
         "preload": preload,
     }
-    for mix, measured in results.items():
+    for condition, mix in itertools.product(conditions, MIXES):
+        measured = results[condition][mix]
         row: dict[str, Any] = {}
         for side in ("ours", "pgledger"):
             for metric in ("settlements_per_s", "p50_ms", "p95_ms"):
@@ -350,7 +387,7 @@ def main() -> None:
         row["ratio_throughput"] = ratio(
             row["ours_settlements_per_s"], row["pgledger_settlements_per_s"]
         )
-        figures[mix] = row
+        figures[mix if condition == "quiet" else f"{mix}_{condition}"] = row
     report, figures["reconciliation"] = reconciled()
     figures["pgledger_check"] = pgledger_check()
     figures["accounts_moved_differently"] = same_movements(theirs)
