@@ -36,7 +36,6 @@ from marketplace.services import validation
 from marketplace.services.common import (
     agent_load_change,
     award_handler_call,
-    event_record,
     notify,
     require_active_agent,
     require_actor,
@@ -120,10 +119,10 @@ def bid_place(
             transition_record(
                 task,
                 kind="bid_placed",
+                state=None,
                 actor=bidder,
                 notified=task.poster,
                 notice=f"{bidder.display_name} bid {price:,} on “{task.title}”.",
-                fields=(),
                 bid=bid.pk,
                 price=price,
             )
@@ -151,7 +150,7 @@ def bid_withdraw(*, bid: Bid, actor: Participant) -> Bid:
             )
         bid.status = Bid.Status.WITHDRAWN
         bid.save(update_fields=["status"])
-        event_record(task=bid.task, kind="bid_withdrawn", actor=actor, bid=bid.pk)
+        transition_record(bid.task, kind="bid_withdrawn", state=None, actor=actor, bid=bid.pk)
         return bid
 
 
@@ -208,32 +207,24 @@ def _award(*, task: Task, bid: Bid, actor: Participant | None, how: str) -> None
     )
     Bid.objects.filter(pk=bid.pk).update(status=Bid.Status.AWARDED)
     bid.status = Bid.Status.AWARDED
-    task.state = Task.State.AWARDED
     task.assignee = bid.bidder
     task.price = bid.price
     task.awarded_at = timezone.now()
     task.bidding_closes_at = None
     task.execution_ref = award_handler_call(task=task, assignee=bid.bidder)
-    task.save(
-        update_fields=[
-            "state",
-            "assignee",
-            "price",
-            "awarded_at",
-            "bidding_closes_at",
-            "execution_ref",
-            "updated_at",
-        ]
+    transition_record(
+        task,
+        kind="awarded",
+        state=Task.State.AWARDED,
+        update_fields=("assignee", "price", "awarded_at", "bidding_closes_at", "execution_ref"),
+        actor=actor,
+        notified=bid.bidder,
+        notice=f"You were awarded “{task.title}” at {bid.price:,} credits ({how}).",
+        bid=bid.pk,
+        assignee=bid.bidder_id,
+        how=how,
     )
     agent_load_change(participant=bid.bidder, delta=1)
-    event_record(
-        task=task, kind="awarded", actor=actor, bid=bid.pk, assignee=bid.bidder_id, how=how
-    )
-    notify(
-        recipient=bid.bidder,
-        task=task,
-        message=f"You were awarded “{task.title}” at {bid.price:,} credits ({how}).",
-    )
     if actor is None or actor.pk != task.poster_id:
         notify(
             recipient=task.poster,
@@ -454,8 +445,13 @@ def task_auto_award(*, task_id: int) -> bool:
         if _auto_award_locked(task=task):
             return True
         task.bidding_closes_at = None
-        task.save(update_fields=["bidding_closes_at", "updated_at"])
-        event_record(task=task, kind="auto_award_skipped", reason="no eligible bids")
+        transition_record(
+            task,
+            kind="auto_award_skipped",
+            state=None,
+            update_fields=("bidding_closes_at",),
+            reason="no eligible bids",
+        )
         return False
 
 

@@ -81,14 +81,6 @@ def require_active_agent(participant: Participant) -> None:
             raise NotAllowed(f"Agent {agent.name} is {agent.status} and cannot take work.")
 
 
-def event_record(
-    *, task: Task, kind: str, actor: Participant | None = None, **data: Any
-) -> TaskEvent:
-    event = TaskEvent.objects.create(task=task, kind=kind, actor=actor, data=data)
-    broadcast_task_changed_on_commit(task_id=task.pk, kind=kind)
-    return event
-
-
 def notify(*, recipient: Participant | None, task: Task, message: str) -> None:
     if recipient is None:
         return
@@ -105,21 +97,25 @@ def transition_record(
     task: Task,
     *,
     kind: str,
+    state: Task.State | None,
+    update_fields: Sequence[str] = (),
     actor: Participant | None = None,
     notified: Participant | None = None,
     notice: str = "",
-    fields: Sequence[str] = ("state",),
     preceded_by: Sequence[str] = (),
     **data: Any,
 ) -> None:
-    """What a transition writes besides rows of its own, in one prepared statement instead of
-    three that the ORM compiles: the ``fields`` it changed on the locked ``task`` (with
-    ``updated_at``; none for a bid), its timeline event (after events of the kinds
-    ``preceded_by``, by the same actor and without data: steps taken in one go) and the
-    ``notice`` to ``notified``, when there is one. The same rows and live hints as
-    ``task.save(update_fields=...)``, :func:`event_record` and :func:`notify`: the rows are
-    model instances, so their columns and defaults are the models' (the read cache learns of
-    the change from the database's own trigger)."""
+    """Every transition of the locked ``task`` writes through this, in one prepared statement:
+    the task moved to ``state`` (None: it stays where it is, as when a bid arrives) with the
+    other ``update_fields`` the transition set on it and ``updated_at``, as
+    ``task.save(update_fields=...)`` would; its timeline event ``kind`` with ``data`` (after
+    events of the kinds ``preceded_by``, by the same actor and without data: steps taken in one
+    go); and the ``notice`` to ``notified``, when there is one (a second notice goes through
+    :func:`notify`). The rows are model instances, so their columns and defaults are the
+    models'; the read cache learns of the change from the database's own trigger."""
+    if state is not None:
+        task.state = state
+    fields = (*(("state",) if state is not None else ()), *update_fields)
     recipient = notified if notice else None
     parts: list[str] = []
     params: list[Any] = []

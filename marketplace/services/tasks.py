@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -29,7 +30,6 @@ from marketplace.models import Bid, Task, TaskDependency
 from marketplace.services import validation
 from marketplace.services.common import (
     agent_load_change,
-    event_record,
     notify,
     post_handler_call,
     require_active_agent,
@@ -160,10 +160,10 @@ def task_post(
                 [TaskDependency(task=task, depends_on=dependency) for dependency in depends_on]
             )
             if draft:
-                event_record(task=task, kind="drafted", actor=poster, bounty=bounty)
+                transition_record(task, kind="drafted", state=None, actor=poster, bounty=bounty)
                 return task
             _fund(task=task, poster=poster)
-            event_record(task=task, kind="posted", actor=poster, bounty=bounty)
+            transition_record(task, kind="posted", state=None, actor=poster, bounty=bounty)
             post_handler_call(task=task)
             return task
     except IntegrityError as error:
@@ -185,7 +185,9 @@ def _fund(*, task: Task, poster: Participant) -> None:
             amount=task.bounty,
             idempotency_key=f"{task.ledger_ref}:post",
         )
-        event_record(task=task.parent, kind="subtask_posted", actor=poster, subtask=task.pk)
+        transition_record(
+            task.parent, kind="subtask_posted", state=None, actor=poster, subtask=task.pk
+        )
     else:
         try:
             ledger_services.escrow_lock(
@@ -219,8 +221,9 @@ def task_publish(*, task: Task, actor: Participant) -> Task:
                     f"subtask asks {task.bounty}."
                 )
         _fund(task=task, poster=actor)
-        task.state = Task.State.OPEN
-        transition_record(task, kind="posted", actor=actor, bounty=task.bounty)
+        transition_record(
+            task, kind="posted", state=Task.State.OPEN, actor=actor, bounty=task.bounty
+        )
         post_handler_call(task=task)
         return task
 
@@ -266,7 +269,9 @@ def task_dependency_add(*, task: Task, depends_on: Task, actor: Participant) -> 
             seen.add(current)
             stack.extend(edges.get(current, ()))
         TaskDependency.objects.get_or_create(task=locked, depends_on=depends_on)
-        event_record(task=locked, kind="dependency_added", actor=actor, depends_on=depends_on.pk)
+        transition_record(
+            locked, kind="dependency_added", state=None, actor=actor, depends_on=depends_on.pk
+        )
 
 
 def task_start(*, task: Task, actor: Participant) -> Task:
@@ -275,10 +280,10 @@ def task_start(*, task: Task, actor: Participant) -> Task:
         task = task_lock(task.pk)
         require_actor(actor, task.assignee_id, "start this task", "assignee")
         require_state(task, "start", *states_of("start"))
-        task.state = Task.State.IN_PROGRESS
         transition_record(
             task,
             kind="started",
+            state=Task.State.IN_PROGRESS,
             actor=actor,
             notified=task.poster,
             notice=f"Work started on “{task.title}”.",
@@ -309,35 +314,31 @@ def task_abandon(*, task: Task, actor: Participant, reason: str, by_platform: bo
             outcome_record_for(task=task, outcome="abandoned")
         agent_load_change(participant=assignee, delta=-1)
         Bid.objects.filter(task=task, status=Bid.Status.AWARDED).update(status=Bid.Status.WITHDRAWN)
-        task.state = Task.State.OPEN
         task.assignee = None
         task.price = None
         task.awarded_at = None
         task.execution_ref = None
         if not by_platform:
             task.barred = [*task.barred, assignee.pk]
-        task.save(
-            update_fields=[
-                "state",
-                "assignee",
-                "price",
-                "awarded_at",
-                "execution_ref",
-                "barred",
-                "updated_at",
-            ]
-        )
-        if by_platform:  # no one's decision: the timeline shows the platform, not the agent
-            event_record(task=task, kind="abandoned", reason=reason, by_platform=True)
-        else:
-            event_record(task=task, kind="abandoned", actor=actor, reason=reason)
         message = f"{assignee.display_name} abandoned “{task.title}”; it is open again."
+        # No one's decision when the platform gives up: the timeline shows it, not the agent.
+        platform: dict[str, Any] = {"by_platform": True} if by_platform else {}
         if by_platform:
             message = (
                 f"The platform could not run {assignee.display_name} on “{task.title}” (our"
                 " failure, not the agent's); it is open again."
             )
-        notify(recipient=task.poster, task=task, message=message)
+        transition_record(
+            task,
+            kind="abandoned",
+            state=Task.State.OPEN,
+            update_fields=("assignee", "price", "awarded_at", "execution_ref", "barred"),
+            actor=None if by_platform else actor,
+            notified=task.poster,
+            notice=message,
+            reason=reason,
+            **platform,
+        )
         return task
 
 
@@ -364,8 +365,13 @@ def task_cancel(*, task: Task, actor: Participant) -> Task:
             outcome_record_for(task=task, outcome="timed_out")
         elif task.state == Task.State.DRAFT:
             # Never funded: nothing to refund.
-            task.state = Task.State.CANCELLED
-            transition_record(task, kind=Task.State.CANCELLED, actor=actor, refunded=0)
+            transition_record(
+                task,
+                kind=Task.State.CANCELLED,
+                state=Task.State.CANCELLED,
+                actor=actor,
+                refunded=0,
+            )
             return task
         _close_with_refund(task=task, state=Task.State.CANCELLED, actor=actor)
         return task
@@ -395,7 +401,7 @@ def tasks_expire_due() -> int:
     )
 
 
-def _close_with_refund(*, task: Task, state: str, actor: Participant | None) -> None:
+def _close_with_refund(*, task: Task, state: Task.State, actor: Participant | None) -> None:
     refund = selectors.task_escrow_expected(task=task)
     was_awarded = task.state in (
         Task.State.AWARDED,
@@ -410,15 +416,15 @@ def _close_with_refund(*, task: Task, state: str, actor: Participant | None) -> 
     if was_awarded:
         agent_load_change(participant=task.assignee, delta=-1)
     Bid.objects.filter(task=task, status=Bid.Status.ACTIVE).update(status=Bid.Status.LOST)
-    task.state = state
     task.spent = task.bounty - refund
     transition_record(
         task,
         kind=state,
+        state=state,
+        update_fields=("spent",),
         actor=actor,
         notified=task.poster,
         notice=f"“{task.title}” was {state}; {refund} refunded.",
-        fields=("state", "spent"),
         refunded=refund,
     )
     if was_awarded:

@@ -9,9 +9,7 @@ from django.db import transaction
 
 from marketplace.models import Delivery
 from marketplace.services import linear_regex
-from marketplace.services.common import (
-    event_record,
-)
+from marketplace.services.common import transition_record
 
 
 def _field_present(data: Any, dotted: str) -> bool:
@@ -84,7 +82,11 @@ def delivery_verify_run(*, delivery_id: int) -> bool:
             pk=delivery_id, check_status=Delivery.CheckStatus.PENDING
         ).update(check_status=status, check_results=results)
         if updated:
-            event_record(
-                task=delivery.task, kind="checks_" + status, delivery=delivery_id, results=results
+            transition_record(
+                delivery.task,
+                kind="checks_" + status,
+                state=None,
+                delivery=delivery_id,
+                results=results,
             )
     return bool(updated)

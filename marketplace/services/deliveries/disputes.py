@@ -21,10 +21,10 @@ from marketplace.models import Delivery, Dispute, StaffAction, Task
 from marketplace.services import validation
 from marketplace.services.common import (
     agent_load_change,
-    event_record,
     notify,
     require_state,
     task_lock,
+    transition_record,
 )
 from marketplace.services.deliveries.settlement import _locked_for_review
 from marketplace.services.outcomes import outcome_record_for
@@ -38,18 +38,20 @@ def delivery_reject(*, delivery: Delivery, actor: Participant, reason: str) -> D
         Delivery.objects.filter(pk=delivery.pk).update(
             status=Delivery.Status.REJECTED, review_message=reason, reviewed_at=timezone.now()
         )
-        task.state = Task.State.DISPUTED
-        task.save(update_fields=["state", "updated_at"])
         dispute = Dispute.objects.create(
             task=task, delivery=delivery, opened_by=actor, poster_evidence=reason
         )
-        outcome_record_for(task=task, outcome="rejected")
-        event_record(task=task, kind="rejected", actor=actor, reason=reason, dispute=dispute.pk)
-        notify(
-            recipient=task.assignee,
-            task=task,
-            message=f"Your delivery for “{task.title}” was rejected; add your side to the dispute.",
+        transition_record(
+            task,
+            kind="rejected",
+            state=Task.State.DISPUTED,
+            actor=actor,
+            notified=task.assignee,
+            notice=f"Your delivery for “{task.title}” was rejected; add your side to the dispute.",
+            reason=reason,
+            dispute=dispute.pk,
         )
+        outcome_record_for(task=task, outcome="rejected")
         return dispute
 
 
@@ -92,22 +94,17 @@ def task_escalate(*, task: Task, actor: Participant, reason: str) -> Dispute:
         else:
             raise NotAllowed("Only the poster or the assignee can escalate this task.")
         state_before = task.state
-        task.state = Task.State.DISPUTED
-        task.save(update_fields=["state", "updated_at"])
         dispute = Dispute.objects.create(task=task, delivery=delivery, opened_by=actor, **sides)
-        event_record(
-            task=task,
+        transition_record(
+            task,
             kind="escalated",
+            state=Task.State.DISPUTED,
             actor=actor,
+            notified=other,
+            notice=f"“{task.title}” was escalated to staff: {reason} Add your side to the dispute.",
             reason=reason,
             dispute=dispute.pk,
             was=state_before,
-        )
-        notify(
-            recipient=other,
-            task=task,
-            message=f"“{task.title}” was escalated to staff: {reason} Add your side to the "
-            "dispute.",
         )
         return dispute
 
@@ -131,11 +128,13 @@ def dispute_evidence_add(*, dispute: Dispute, actor: Participant, text: str) -> 
             raise InvalidTransition("This dispute is resolved already.")
         setattr(dispute, side, text)
         dispute.save(update_fields=[side])
-        event_record(task=task, kind="dispute_evidence", actor=actor)
-        notify(
-            recipient=task.assignee if side == "poster_evidence" else task.poster,
-            task=task,
-            message=f"The other party added its side to the dispute on “{task.title}”.",
+        transition_record(
+            task,
+            kind="dispute_evidence",
+            state=None,
+            actor=actor,
+            notified=task.assignee if side == "poster_evidence" else task.poster,
+            notice=f"The other party added its side to the dispute on “{task.title}”.",
         )
         return dispute
 
@@ -183,9 +182,22 @@ def dispute_resolve(
         dispute.resolved_by = staff_user
         dispute.resolved_at = now
         dispute.save()
-        task.state = Task.State.RESOLVED
         task.spent = task.bounty - refund
-        task.save(update_fields=["state", "spent", "updated_at"])
+        message = (
+            f"The dispute on “{task.title}” was resolved: {assignee_share} to the assignee, "
+            f"{refund} refunded."
+        )
+        transition_record(
+            task,
+            kind="resolved",
+            state=Task.State.RESOLVED,
+            update_fields=("spent",),
+            notified=task.poster,
+            notice=message,
+            assignee_share=assignee_share,
+            refund=refund,
+        )
+        notify(recipient=task.assignee, task=task, message=message)
         agent_load_change(participant=task.assignee, delta=-1)
         StaffAction.objects.create(
             staff_user=staff_user,
@@ -194,12 +206,4 @@ def dispute_resolve(
             note=note,
             data={"assignee_share": assignee_share, "refund": refund},
         )
-        event_record(task=task, kind="resolved", assignee_share=assignee_share, refund=refund)
-        for party in (task.poster, task.assignee):
-            notify(
-                recipient=party,
-                task=task,
-                message=f"The dispute on “{task.title}” was resolved: {assignee_share} to the "
-                f"assignee, {refund} refunded.",
-            )
         return dispute

@@ -235,10 +235,10 @@ def _delivered_locked(
         stored.file.save(stored.token, upload, save=False)
         stored.save()
         stored_files.append(stored)
-    task.state = Task.State.DELIVERED
     transition_record(
         task,
         kind="delivered",
+        state=Task.State.DELIVERED,
         actor=actor,
         notified=task.poster,
         notice=f"“{task.title}” was delivered; please review it.",

@@ -74,12 +74,12 @@ def delivery_review_window_end(*, delivery_id: int, now: datetime | None = None)
         transition_record(
             task,
             kind="review_awaited",
+            state=None,
             notified=task.poster,
             notice=(
                 f"The delivery for “{task.title}” failed its checks again; it waits for your "
                 "decision: accept, request a revision or reject it."
             ),
-            fields=(),
             delivery=delivery.pk,
         )
         notify(
@@ -126,11 +126,11 @@ def _revision_locked(
         reviewed_at=timezone.now(),
     )
     outcome_record_for(task=task, outcome="revised")
-    task.state = Task.State.REVISION_REQUESTED
     automatic: dict[str, Any] = {"automatic": True} if actor is None else {}
     transition_record(
         task,
         kind="revision_requested",
+        state=Task.State.REVISION_REQUESTED,
         actor=actor,
         notified=task.assignee,
         notice=f"A revision of “{task.title}” was requested: {message}",

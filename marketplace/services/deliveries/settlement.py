@@ -18,11 +18,11 @@ from marketplace.models import Delivery, Task
 from marketplace.services.common import (
     accept_handler_call,
     agent_load_change,
-    event_record,
     notify,
     require_actor,
     require_state,
     task_lock,
+    transition_record,
 )
 from marketplace.services.outcomes import outcome_record_for
 
@@ -85,25 +85,22 @@ def _settle(*, task: Task, delivery: Delivery, actor: Participant | None) -> Non
     Delivery.objects.filter(pk=delivery.pk).update(
         status=Delivery.Status.ACCEPTED, reviewed_at=timezone.now()
     )
-    task.state = Task.State.ACCEPTED
     task.spent = task.bounty - margin
-    task.save(update_fields=["state", "spent", "updated_at"])
-    outcome_record_for(task=task, outcome="accepted", cost=task.price)
-    accept_handler_call(task=task)
-    agent_load_change(participant=task.assignee, delta=-1)
-    event_record(
-        task=task,
+    transition_record(
+        task,
         kind="accepted",
+        state=Task.State.ACCEPTED,
+        update_fields=("spent",),
         actor=actor,
+        notified=task.assignee,
+        notice=f"Your delivery for “{task.title}” was accepted; {payout} credits settled.",
         delivery=delivery.pk,
         payout=payout,
         automatic=actor is None,
     )
-    notify(
-        recipient=task.assignee,
-        task=task,
-        message=f"Your delivery for “{task.title}” was accepted; {payout} credits settled.",
-    )
+    outcome_record_for(task=task, outcome="accepted", cost=task.price)
+    accept_handler_call(task=task)
+    agent_load_change(participant=task.assignee, delta=-1)
     if actor is None:
         notify(
             recipient=task.poster,
