@@ -14,7 +14,10 @@ import os
 
 from django.core.wsgi import get_wsgi_application
 
+from core.tracing import tracing_start
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "marketplace.settings")
+tracing_start("marketplace-web")  # before the handler loads: it adds Django's middleware
 wsgi_application = get_wsgi_application()
 
 from a2wsgi import WSGIMiddleware  # noqa: E402

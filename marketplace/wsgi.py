@@ -5,7 +5,10 @@ import os
 
 from django.core.wsgi import get_wsgi_application
 
+from core.tracing import tracing_start
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "marketplace.settings")
+tracing_start("marketplace-web")  # before the handler loads: it adds Django's middleware
 application = get_wsgi_application()
 
 # What was loaded is there to stay: out of the collector's way (gc.freeze), and collections of

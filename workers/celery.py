@@ -16,8 +16,10 @@ import tempfile
 from typing import Any
 
 from celery import Celery
-from celery.signals import beat_init, task_postrun, task_prerun, worker_init
+from celery.signals import beat_init, task_postrun, task_prerun, worker_init, worker_process_init
 from django.db import close_old_connections
+
+from core.tracing import tracing_start
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "marketplace.settings")
 # A worker's pool processes count tasks: a metrics port needs their counters in shared files,
@@ -58,3 +60,9 @@ def metrics_served(**kwargs: Any) -> None:
         from marketplace.metrics import serve_on_port
 
         serve_on_port(settings.METRICS_PORT, settings.METRICS_HOST)
+
+
+@worker_process_init.connect
+def tracing_started(**kwargs: Any) -> None:
+    """Each pool process traces the tasks it runs when a collector is configured (core/tracing)."""
+    tracing_start("marketplace-worker")
