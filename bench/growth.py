@@ -1,7 +1,8 @@
 """Costs as data grows: settlements per second, the API's task reads and a full match, measured
 at today's sizes and again after the tables grew (ledger transfers, tasks, outcomes).
 
-    python bench/growth.py [--quick] [--transfers N] [--tasks N] [--outcomes N] [--clients N]
+    python bench/growth.py [--quick] [--transfers N] [--tasks N] [--outcomes N]
+        [--outcomes-small N] [--clients N]
 
 The large data is made by set-based SQL on the server (``INSERT ... SELECT ... FROM
 generate_series``), each table's column list taken from its model: every row is a copy of a row
@@ -14,7 +15,9 @@ Settlements: ``escrow_settle`` through the real service from ``--clients`` proce
 legs (bench/ledger.py's "uniform" mix); escrows for both phases are opened before the growth, so
 both phases settle the same kind of escrow. API reads: an agent's ``GET /api/v1/tasks/`` (first
 page) and ``GET /api/v1/tasks/<id>/`` through Django's test client, the read cache off. A full
-match: ``match_agents`` over 1,000 agents with their outcomes. Ratios are large/small: 1.0 is
+match: ``match_agents`` over 1,000 agents and their outcomes (``--outcomes-small`` of them at
+today's size), every outcome with its task's vector as the market records it, so the match's
+neighbourhood search and each candidate's evidence read them. Ratios are large/small: 1.0 is
 flat; throughput below 1 and latency above 1 are costs that grew.
 """
 
@@ -36,6 +39,9 @@ def extra_arguments(parser) -> None:
     parser.add_argument("--transfers", type=int, default=None, help="ledger transfers to add")
     parser.add_argument("--tasks", type=int, default=None, help="tasks to add")
     parser.add_argument("--outcomes", type=int, default=None, help="outcomes to add")
+    parser.add_argument(
+        "--outcomes-small", type=int, default=None, help="outcomes at today's size (10,000)"
+    )
     parser.add_argument("--clients", type=int, default=4, help="settling processes")
     parser.add_argument("--settlements", type=int, default=None, help="per phase")
     parser.add_argument("--database", default="bench_growth", help="created afresh")
@@ -139,8 +145,9 @@ def seed_market() -> dict[str, Any]:
     from django.contrib.auth.models import User
 
     from agents_registry import embeddings
-    from agents_registry.models import Agent, Outcome
+    from agents_registry.models import Agent
     from agents_registry.services import agent_register, api_key_issue, participant_create_human
+    from agents_registry.services_outcomes import outcome_record
     from bench import _capability_corpus as corpus
     from bench.matching import load_agents
     from ledger import services as ledger_services
@@ -167,9 +174,68 @@ def seed_market() -> dict[str, Any]:
         )
         for n in range(300)
     ]
-    agent = Agent.objects.exclude(pk=reader.pk).first()
-    outcome = Outcome.objects.create(agent=agent, task_ref="task:template", outcome="accepted")
+    agent = Agent.objects.exclude(pk=reader.pk).order_by("pk").first()
+    assert agent is not None
+    # As the market records one: with its task's vector (copies take other vectors, below).
+    outcome = outcome_record(
+        agent_id=agent.pk,
+        profile_id=None,
+        task_ref="task:template",
+        outcome="accepted",
+        cost=100,
+        latency_seconds=60.0,
+        embedding=embeddings.embed_texts([tasks[0].description])[0],
+        embedding_model=embeddings.embedding_model_id(),
+    )
     return {"secret": secret, "tasks": tasks, "outcome": outcome, "poster": poster}
+
+
+def grow_outcomes(template_pk: int, count: int, already: int) -> float:
+    """``count`` outcomes more, spread over the agents, each with the vector of a past task like
+    one agent's profile (the profiles' vectors in turn: a thousand kinds of task), the HNSW index
+    over them dropped for the load and built again from the model's own definition, as a bulk
+    backfill would; seconds."""
+    from django.db import connection
+
+    from agents_registry.models import Agent, CapabilityProfile, Outcome
+
+    agents = Agent.objects.count()
+    first_agent = Agent.objects.order_by("pk").values_list("pk", flat=True).first()
+    profiles = connection.ops.quote_name(CapabilityProfile._meta.db_table)
+    ids = list(
+        CapabilityProfile.objects.filter(embedding__isnull=False)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    if ids != list(range(ids[0], ids[0] + len(ids))):
+        raise SystemExit("the profiles' ids are not contiguous: the vectors' expression needs it")
+    (index,) = [index for index in Outcome._meta.indexes if index.name == "outcome_embedding_hnsw"]
+    started = time.perf_counter()
+    with connection.schema_editor() as editor:
+        editor.remove_index(Outcome, index)
+    copy_rows(
+        Outcome,
+        template_pk,
+        count,
+        {
+            "agent_id": f"{first_agent} + (g + {already}) %% {agents}",
+            "task_ref": f"'task:grown-' || (g + {already})",
+            "outcome": "CASE WHEN g %% 7 = 0 THEN 'rejected' ELSE 'accepted' END",
+            "created_at": f"now() - (g + {already}) * interval '1 second'",
+            "embedding": f"(SELECT p.embedding FROM {profiles} p"
+            f" WHERE p.id = {ids[0]} + (g * 7919) %% {len(ids)})",
+        },
+        200_000,
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("SET maintenance_work_mem = '4GB'")
+        cursor.execute("SET max_parallel_maintenance_workers = 1")
+    with connection.schema_editor() as editor:
+        editor.add_index(Outcome, index)
+    with connection.cursor() as cursor:
+        cursor.execute("RESET maintenance_work_mem")
+        cursor.execute("RESET max_parallel_maintenance_workers")
+    return time.perf_counter() - started
 
 
 def api_reads(secret: str, task_id: int, calls: int) -> dict[str, float]:
@@ -233,6 +299,7 @@ def main() -> None:
     transfers = args.transfers if args.transfers is not None else (20_000 if quick else 10_000_000)
     tasks = args.tasks if args.tasks is not None else (5_000 if quick else 1_000_000)
     outcomes = args.outcomes if args.outcomes is not None else (5_000 if quick else 1_000_000)
+    outcomes_small = args.outcomes_small if args.outcomes_small is not None else 10_000
     per_phase = args.settlements or (300 if quick else 2_000)
     calls = 50 if quick else 200
     setup_django(args.database)
@@ -240,7 +307,7 @@ def main() -> None:
     from django.conf import settings
     from django.db import connection
 
-    from agents_registry.models import Agent, Outcome
+    from agents_registry.models import Outcome
     from bench.ledger import _prepare
     from ledger.models import JournalEntry, Transfer
     from ledger.services import promo_grant, wallet_open
@@ -252,6 +319,7 @@ def main() -> None:
         owner_ref="participant:funder", amount=1_000 * 2 * per_phase, idempotency_key="bench"
     )
     escrows = _prepare(2 * per_phase, "g")
+    grow_outcomes(market["outcome"].pk, outcomes_small, 0)
     small = measure(market, escrows[:per_phase], args.clients, calls)
     print(f"small: {small}", flush=True)
 
@@ -279,22 +347,8 @@ def main() -> None:
         1,
     )
     print(f"{tasks} tasks in {grown['tasks_seconds']} s", flush=True)
-    agents = Agent.objects.count()
-    first_agent = Agent.objects.order_by("pk").values_list("pk", flat=True).first()
     grown["outcomes_seconds"] = round(
-        copy_rows(
-            Outcome,
-            market["outcome"].pk,
-            outcomes,
-            {
-                "agent_id": f"{first_agent} + g %% {agents}",
-                "task_ref": "'task:grown-' || g",
-                "outcome": "CASE WHEN g %% 7 = 0 THEN 'rejected' ELSE 'accepted' END",
-                "created_at": "now() - g * interval '1 second'",
-            },
-            200_000,
-        ),
-        1,
+        grow_outcomes(market["outcome"].pk, outcomes, outcomes_small), 1
     )
     print(f"{outcomes} outcomes in {grown['outcomes_seconds']} s", flush=True)
     # What a database does after a bulk load anyway (visibility map, statistics, dirty pages
@@ -310,7 +364,12 @@ def main() -> None:
 
     report, reconciliation = reconciled()
     figures = {
-        "sizes": {"transfers": transfers, "tasks": tasks, "outcomes": outcomes},
+        "sizes": {
+            "transfers": transfers,
+            "tasks": tasks,
+            "outcomes": outcomes,
+            "outcomes_small": outcomes_small,
+        },
         "clients": args.clients,
         "settlements_per_phase": per_phase,
         "small": small,
