@@ -232,7 +232,7 @@ def grow_outcomes(template_pk: int, count: int, already: int) -> float:
             "outcome": "CASE WHEN g %% 7 = 0 THEN 'rejected' ELSE 'accepted' END",
             "created_at": f"now() - (g + {already}) * interval '1 second'",
             "embedding": f"(SELECT p.embedding FROM {profiles} p"
-            f" WHERE p.id = {ids[0]} + (g * 7919) %% {len(ids)})",
+            f" WHERE p.id = {ids[0]} + (g::bigint * 7919) %% {len(ids)})",
         },
         200_000,
     )
